@@ -1,0 +1,1 @@
+"""Speech in: VAD, streaming recognition (vosk, whisper), prosody and model management."""

@@ -1,0 +1,98 @@
+"""One validated settings object, read once at start-up from ``IVR_*`` variables.
+
+A bad value fails fast with a message naming the variable and what it expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from core.errors import ConfigError
+
+ASR_ENGINES = ("auto", "vosk", "whisper")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _default_home() -> Path:
+    return Path("~/.cache/ivr").expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    asr_engine: str = "auto"
+    vosk_model: str | None = None  # a model directory, or a catalogue name such as vosk-zh
+    whisper_model: str = "whisper-base"  # a model directory, or a catalogue name
+    model_dir: Path = Path("~/.cache/ivr/models")
+    whisper_threads: int = 2
+    vad_aggressiveness: int = 2  # webrtcvad 0 (lenient) .. 3 (strict)
+    tts_voice: str = "cmn"
+    tts_rate: int = 175  # words per minute for espeak-ng
+    shop_file: Path | None = None  # a shop-snapshot/1 JSON; None = the embedded sample shop
+    db_path: Path = Path("~/.cache/ivr/shop.sqlite3")
+    redis_url: str | None = None  # None = in-process state (one server)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None  # how Twilio reaches us, e.g. https://ivr.example.com
+    twilio_auth_token: str | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from ``IVR_<FIELD>`` variables; unknown ``IVR_`` names are an error."""
+        known = {f"IVR_{f.name.upper()}": f for f in fields(cls)}
+        unknown = sorted(k for k in environ if k.startswith("IVR_") and k not in known)
+        if unknown:
+            raise ConfigError(f"{unknown[0]} is not a known setting; known: {', '.join(sorted(known))}")
+        values: dict[str, object] = {}
+        for var, f in known.items():
+            if var in environ:
+                values[f.name] = _parse(var, str(f.type), environ[var])
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings.expanded()
+
+    def validate(self) -> None:
+        if self.asr_engine not in ASR_ENGINES:
+            raise ConfigError(f"IVR_ASR_ENGINE must be one of {'|'.join(ASR_ENGINES)}, got {self.asr_engine!r}")
+        if not 0 <= self.vad_aggressiveness <= 3:
+            raise ConfigError(f"IVR_VAD_AGGRESSIVENESS must be 0..3, got {self.vad_aggressiveness}")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"IVR_PORT must be 1..65535, got {self.port}")
+        if not 1 <= self.whisper_threads <= 64:
+            raise ConfigError(f"IVR_WHISPER_THREADS must be 1..64, got {self.whisper_threads}")
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"IVR_REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+
+    def expanded(self) -> Settings:
+        """The same settings with ``~`` expanded in every path."""
+        changes = {
+            f.name: getattr(self, f.name).expanduser()
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), Path)
+        }
+        return type(self)(**{f.name: changes.get(f.name, getattr(self, f.name)) for f in fields(self)})
+
+
+def _parse(var: str, type_name: str, raw: str) -> object:
+    raw = raw.strip()
+    optional = "None" in type_name
+    if optional and raw == "":
+        return None
+    if "int" in type_name:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{var} must be a whole number, got {raw!r}") from None
+    if "bool" in type_name:
+        low = raw.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError(f"{var} must be true or false, got {raw!r}")
+    if "Path" in type_name:
+        return Path(raw)
+    return raw

@@ -1,0 +1,327 @@
+"""The shop as the dialog sees it: domain values and the ``ShopPort`` protocol.
+
+``shop/`` implements the port over SQLite (and later over a shop's real OMS/ERP/CRM); ``dialog/``
+only ever calls the port. Money is integer fen, times are timezone-aware datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class OrderStatus(StrEnum):
+    UNPAID = "unpaid"
+    PAID = "paid"  # paid, not shipped
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    REFUNDING = "refunding"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    at: datetime
+    channel: str
+    summary: str
+    complaint: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: str
+    name: str
+    phone: str  # E.164
+    vip_level: str  # normal | gold | platinum ...
+    dialect: str = "普通话"
+    history: tuple[Contact, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    sku: str
+    color: str
+    size: str
+    stock: int
+    restock_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    id: str
+    name: str
+    aliases: tuple[str, ...]
+    category: str
+    price_fen: int
+    variants: tuple[Variant, ...]
+    facts: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderItem:
+    sku: str
+    product_id: str
+    product_name: str
+    color: str
+    size: str
+    qty: int
+    unit_price_fen: int
+    price_type: str = "regular"  # e.g. livestream
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentEvent:
+    at: datetime
+    where: str
+    status: str
+    signed_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    carrier: str
+    tracking_no: str
+    shipped_at: datetime | None
+    events: tuple[ShipmentEvent, ...]
+    eta: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    requested_at: datetime
+    reason: str
+    amount_fen: int
+    status: str  # the shop's own words, e.g. 退款审核中
+    expected_by: date | None = None
+    warehouse_received_at: datetime | None = None
+    return_tracking_no: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: str
+    customer_id: str
+    created_at: datetime
+    paid_at: datetime | None
+    channel: str
+    status: OrderStatus
+    items: tuple[OrderItem, ...]
+    applied_promotions: tuple[str, ...]
+    coupon: str | None
+    shipping_fee_fen: int
+    paid_amount_fen: int
+    address: str
+    shipment: Shipment | None = None
+    refund: Refund | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    id: str
+    kind: str  # threshold_discount | quantity_percent | bundle | channel_price
+    title: str
+    rules: str
+    starts: datetime
+    ends: datetime
+    params: Mapping[str, object] = field(default_factory=dict)  # kind-specific, amounts in fen
+
+
+@dataclass(frozen=True, slots=True)
+class Coupon:
+    id: str
+    title: str
+    channel: str
+    threshold_fen: int
+    discount_fen: int
+    valid_until: datetime
+    rules: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    id: str
+    title: str
+    tags: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str
+    name: str
+    skills: Mapping[str, int]  # skill name -> level 1..5
+    languages: tuple[str, ...]
+    max_concurrent: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ShopInfo:
+    name: str
+    hotline: str
+    timezone: str
+    as_of: datetime | None  # the snapshot's "now"; None for a live shop
+    agent_hours: tuple[str, str]  # ("09:00", "22:00")
+
+
+# --- computed answers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PriceLine:
+    """One discount in a priced basket."""
+
+    source_id: str  # promotion or coupon id
+    title: str
+    amount_fen: int  # saved, positive
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A basket priced under the shop's promotions, in the documented order of application."""
+
+    subtotal_fen: int  # before discounts
+    discounts: tuple[PriceLine, ...]
+    total_fen: int  # what the customer pays (incl. shipping)
+    shipping_fee_fen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MissedPromotion:
+    promotion_id: str
+    title: str
+    amount_fen: int  # what it would have saved
+    reason: str  # why it should have applied, in caller-friendly words
+
+
+@dataclass(frozen=True, slots=True)
+class IneligiblePromotion:
+    promotion_id: str
+    title: str
+    reason: str  # why it does not apply, e.g. 直播专享价商品不参与满减
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionAudit:
+    """For one order: what applied, what should have and did not, and what is owed back (补差)."""
+
+    order_id: str
+    paid_fen: int
+    expected_fen: int  # what the order should have cost under the rules in force when paid
+    owed_back_fen: int  # max(0, paid - expected)
+    applied: tuple[PriceLine, ...]
+    missed: tuple[MissedPromotion, ...]
+    ineligible: tuple[IneligiblePromotion, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AddOnSuggestion:
+    """The cheapest add-on (凑单) that reaches a promotion threshold."""
+
+    promotion_id: str
+    promotion_title: str
+    short_by_fen: int  # how far the basket is from the threshold
+    sku: str
+    product_name: str
+    price_fen: int
+    saving_fen: int  # discount unlocked
+    net_extra_fen: int  # price - saving (negative = the customer pays less in total)
+
+
+class ShipmentState(StrEnum):
+    NOT_SHIPPED = "not_shipped"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
+    STALLED = "stalled"  # no movement for more than 48 h
+
+
+@dataclass(frozen=True, slots=True)
+class LogisticsStatus:
+    order_id: str
+    state: ShipmentState
+    description: str  # one caller-friendly sentence, key fact first
+    carrier: str | None = None
+    tracking_no: str | None = None
+    last_event: ShipmentEvent | None = None
+    hours_since_last_event: float | None = None
+    eta: date | None = None
+    days_overdue: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExpediteOption:
+    """A way to get an order sooner (carrier upgrade, VIP priority, ship today)."""
+
+    kind: str  # ship_today | carrier_upgrade | vip_priority
+    description: str  # caller-friendly
+    cost_fen: int
+    ships_by: datetime | None
+    arrives_by: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class KbHit:
+    policy_id: str
+    title: str
+    answer: str  # the one or two sentences that answer the question
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    order_id: str
+    field: str  # address | color | size
+    old: str
+    new: str
+    at: datetime
+
+
+class ShopPort(Protocol):
+    """Everything the dialog may ask of a shop. Unknown ids return None, never raise."""
+
+    def info(self) -> ShopInfo: ...
+
+    def customer_by_phone(self, phone: str) -> Customer | None: ...
+
+    def customer(self, customer_id: str) -> Customer | None: ...
+
+    def orders_for_customer(self, customer_id: str) -> Sequence[Order]:
+        """Newest first."""
+        ...
+
+    def order(self, order_id: str) -> Order | None: ...
+
+    def products(self) -> Sequence[Product]: ...
+
+    def product(self, product_id: str) -> Product | None: ...
+
+    def promotions(self) -> Sequence[Promotion]: ...
+
+    def coupons(self) -> Sequence[Coupon]: ...
+
+    def policies(self) -> Sequence[Policy]: ...
+
+    def agents(self) -> Sequence[Agent]: ...
+
+    def quote(self, items: Sequence[tuple[str, int]], channel: str, at: datetime, coupon: str | None = None) -> Quote:
+        """Price ``(sku, qty)`` items bought through ``channel`` at ``at``."""
+        ...
+
+    def audit_promotions(self, order_id: str) -> PromotionAudit | None: ...
+
+    def add_on_suggestions(self, order_id: str, at: datetime) -> Sequence[AddOnSuggestion]: ...
+
+    def logistics(self, order_id: str, at: datetime) -> LogisticsStatus | None: ...
+
+    def expedite_options(self, order_id: str, at: datetime) -> Sequence[ExpediteOption]: ...
+
+    def search_policies(self, query: str, k: int = 3) -> Sequence[KbHit]: ...
+
+    def change_order(self, order_id: str, field: str, new_value: str, at: datetime) -> ChangeRecord:
+        """Change address/colour/size of an order that has not shipped; raises IvrError if not allowed."""
+        ...
+
+    def record_contact(self, customer_id: str, contact: Contact) -> None: ...

@@ -1,0 +1,1 @@
+"""The brain: understanding colloquial Mandarin and deciding what to say or do, as pure functions."""

@@ -1,0 +1,1 @@
+"""Live call state and agent routing (Redis)."""

@@ -1,0 +1,1 @@
+"""Shop data: the snapshot importer, the SQLite store, promotions, logistics and the knowledge base."""

@@ -1,0 +1,1 @@
+"""Wiring: telephone audio codecs, TTS, the CLI and (later) the Twilio/SIP front doors."""
