@@ -59,6 +59,25 @@ class TranscriptEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """VAD: the caller started speaking at ``at`` seconds into the stream."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    """VAD: the caller stopped speaking; ``audio`` holds the utterance (with a short pre-roll)."""
+
+    start: float
+    end: float
+    audio: AudioFrame
+
+
+VadEvent = SpeechStarted | SpeechEnded
+
+
+@dataclass(frozen=True, slots=True)
 class Prosody:
     """How an utterance was spoken, in absolute figures and relative to the caller's baseline.
 
@@ -113,6 +132,16 @@ class Emotion:
     label: EmotionLabel
     score: float  # 0..1, how strongly the label holds
     cues: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    """What one caller turn means: every need (main need first) and how the caller feels."""
+
+    text: str
+    normalized: str
+    intents: tuple[Intent, ...]
+    emotion: Emotion
 
 
 class Skill(StrEnum):
