@@ -119,19 +119,19 @@ def main() -> int:
     entries = [_render(espeak, number, utt) for number, utt in enumerate(UTTERANCES, start=1)]
     manifest = {"format": "wav/g711-ulaw/8000 Hz/mono", "espeak_ng": _espeak_version(espeak), "fixtures": entries}
     _write_json(HERE / "manifest.json", manifest)
-    total = sum(e["duration"] for e in entries)
+    total = sum(float(e["duration"]) for e in entries)
     print(f"wrote {len(entries)} fixtures ({total:.1f} s of audio) to {HERE}")
     return 0
 
 
-def _render(espeak: str, number: int, utt: Utterance) -> dict[str, object]:
+def _render(espeak: str, number: int, utt: Utterance) -> dict[str, str | int | float]:
     rate_wpm, amplitude = STYLES[utt.style]
     voice = VOICES[number % len(VOICES)]
     spoken = utt.spoken or utt.text
     frame = to_rate(_espeak_pcm(espeak, voice, rate_wpm, amplitude, spoken), RATE)
     stem = f"{number:02d}_{utt.intent.replace('.', '_')}_{utt.style}"
     write_ulaw_wav(HERE / f"{stem}.wav", pcm16_to_ulaw(frame.pcm), RATE)
-    sidecar = {
+    sidecar: dict[str, str | int | float] = {
         "text": utt.text,
         "intent": utt.intent,
         "rate_wpm": rate_wpm,

@@ -1,18 +1,33 @@
-"""Telephone audio codecs: ITU-T G.711 μ-law / A-law.
+"""Telephone audio: ITU-T G.711 μ-law / A-law and polyphase resampling (8 kHz ⇄ 16 kHz and more).
 
-Encoding and decoding are table lookups built once, vectorised with numpy; the tables follow
-the reference G.711 implementation (Sun ``g711.c``, the same one ``audioop`` uses), so results
-are bit-exact with it. μ-law works on the top 14 bits of a sample, A-law on the top 13.
+G.711 encoding and decoding are table lookups built once, vectorised with numpy; the tables
+follow the reference G.711 implementation (Sun ``g711.c``, the same one ``audioop`` uses), so
+results are bit-exact with it. μ-law works on the top 14 bits of a sample, A-law on the top 13.
+
+Resampling by any rational factor L/M is a polyphase FIR: a Kaiser-windowed sinc low-pass
+(-6 dB at 92.5 % of the lower Nyquist, about 70 dB stop-band) split into L sub-filters, of which
+only the outputs actually kept are computed. Its group delay is compensated, so output sample
+``n`` lines up with input time ``n / to_rate``. ``Resampler`` keeps the filter history across
+calls: feeding 20 ms frames one by one and then ``flush()`` gives the same samples as
+``resample`` on the whole buffer.
+
 PCM is always mono signed 16-bit little-endian (``core.types.AudioFrame.pcm``).
 """
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
+from math import gcd
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from core.errors import AudioFormatError
+
+_HALF_TAPS = 32  # filter half-length in samples of the lower of the two rates
+_CUTOFF = 0.925  # -6 dB point as a share of the lower Nyquist frequency
+_KAISER_BETA = 7.0  # about 70 dB stop-band attenuation
+_CHUNK = 4096  # outputs computed per vectorised step (bounds temporary memory)
 
 ULAW_SILENCE = 0xFF  # μ-law code of 0 (positive zero)
 ALAW_SILENCE = 0xD5  # A-law code of 0
@@ -93,3 +108,89 @@ def _alaw_decode_table() -> np.ndarray:
     t = (code & 0x0F) << 4
     t = np.where(seg == 0, t + 8, (t + 0x108) << np.maximum(seg - 1, 0))
     return np.where(code & 0x80, t, -t).astype(_PCM16)
+
+
+def resample(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
+    """Resample a whole PCM16 buffer; the output has ``ceil(len * to_rate / from_rate)`` samples."""
+    resampler = Resampler(from_rate, to_rate)
+    return resampler.process(pcm) + resampler.flush()
+
+
+class Resampler:
+    """Streaming polyphase resampler: ``process`` frames as they come, ``flush`` at the end.
+
+    Output lags input by the filter's half-length (64 output samples, 8 ms, for 8 kHz -> 16 kHz);
+    ``flush`` emits that tail and leaves the resampler ready for a new stream.
+    """
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        if from_rate <= 0 or to_rate <= 0:
+            raise AudioFormatError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
+        common = gcd(from_rate, to_rate)
+        self.from_rate, self.to_rate = from_rate, to_rate
+        self._up, self._down = to_rate // common, from_rate // common
+        self._coefs, self._delay = _design(self._up, self._down)
+        self._buf: np.ndarray = np.zeros(0)  # input history, float64
+        self._start = 0  # absolute input index of self._buf[0]
+        self._received = 0  # input samples fed since the stream started
+        self._next = 0  # absolute index of the next output sample
+        self._reset()
+
+    def process(self, pcm: bytes) -> bytes:
+        """Feed PCM16 at ``from_rate``; returns every output sample that is now complete."""
+        samples = pcm16_samples(pcm)
+        self._buf = np.concatenate([self._buf, samples.astype(np.float64)])
+        self._received += len(samples)
+        last = (self._received * self._up - 1 - self._delay) // self._down  # last output with all its input
+        return self._emit(max(last + 1, self._next))
+
+    def flush(self) -> bytes:
+        """Emit the delayed tail (as if silence followed) and reset for a new stream."""
+        total = -(-self._received * self._up // self._down)
+        if total > self._next:
+            needed = ((total - 1) * self._down + self._delay) // self._up + 1 - self._start
+            self._buf = np.concatenate([self._buf, np.zeros(max(needed - len(self._buf), 0))])
+        out = self._emit(total)
+        self._reset()
+        return out
+
+    def _reset(self) -> None:
+        taps = self._coefs.shape[1]
+        self._buf = np.zeros(taps - 1)  # history before the stream starts is silence
+        self._start = -(taps - 1)
+        self._received = 0
+        self._next = 0
+
+    def _emit(self, end: int) -> bytes:
+        """Compute outputs ``self._next .. end-1`` and drop input nobody needs any more."""
+        if end <= self._next:
+            return b""
+        taps = self._coefs.shape[1]
+        windows = sliding_window_view(self._buf, taps)
+        pieces = []
+        for first in range(self._next, end, _CHUNK):
+            index = np.arange(first, min(first + _CHUNK, end)) * self._down + self._delay
+            newest, phase = np.divmod(index, self._up)
+            rows = windows[newest - (taps - 1) - self._start]
+            pieces.append(np.einsum("ij,ij->i", rows, self._coefs[phase]))
+        self._next = end
+        oldest_needed = (end * self._down + self._delay) // self._up - (taps - 1)
+        keep_from = min(oldest_needed - self._start, len(self._buf))
+        self._buf, self._start = self._buf[keep_from:], self._start + keep_from
+        return pcm16_bytes(np.clip(np.rint(np.concatenate(pieces)), -32768, 32767).astype(np.int16))
+
+
+@lru_cache(maxsize=16)
+def _design(up: int, down: int) -> tuple[np.ndarray, int]:
+    """Polyphase coefficients ``(up, taps)`` (newest input last) and the delay in filter samples."""
+    factor = max(up, down)
+    length = 2 * _HALF_TAPS * factor + 1
+    delay = (length - 1) // 2
+    cutoff = 0.5 * _CUTOFF / factor  # cycles per sample at the filter rate
+    n = np.arange(length) - delay
+    h = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(length, _KAISER_BETA)
+    h *= up / h.sum()  # unity gain after zero-stuffing by ``up``
+    taps = -(-length // up)
+    padded = np.zeros(taps * up)
+    padded[:length] = h
+    return padded.reshape(taps, up).T[:, ::-1].copy(), delay

@@ -16,15 +16,13 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from core.errors import AudioFormatError
 from core.types import AudioFrame
-from voice.codec import alaw_to_pcm16, pcm16_bytes, pcm16_samples, ulaw_to_pcm16
+from voice.codec import alaw_to_pcm16, pcm16_bytes, pcm16_samples, resample, ulaw_to_pcm16
 
 PCM, FLOAT, ALAW, ULAW, EXTENSIBLE = 0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE
 _GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"  # KSDATAFORMAT_SUBTYPE_*
@@ -113,15 +111,10 @@ def wav_bytes(tag: int, rate: int, bits: int, payload: bytes) -> bytes:
 
 
 def to_rate(frame: AudioFrame, rate: int) -> AudioFrame:
-    """``frame`` resampled to ``rate`` Hz (polyphase FIR with an anti-alias low-pass)."""
-    if rate <= 0:
-        raise AudioFormatError(f"sample rate must be positive, got {rate}")
-    if rate == frame.sample_rate or not frame.pcm:
-        return AudioFrame(frame.pcm, rate, frame.timestamp)
-    ratio = Fraction(rate, frame.sample_rate)
-    samples = pcm16_samples(frame.pcm).astype(np.float64)
-    out = resample_poly(samples, ratio.numerator, ratio.denominator)
-    return AudioFrame(pcm16_bytes(_round_int16(out)), rate, frame.timestamp)
+    """``frame`` resampled to ``rate`` Hz (polyphase FIR with an anti-alias low-pass, see voice.codec)."""
+    if rate == frame.sample_rate:
+        return frame
+    return AudioFrame(resample(frame.pcm, frame.sample_rate, rate), rate, frame.timestamp)
 
 
 def _load(source: Source) -> bytes:
