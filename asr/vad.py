@@ -5,8 +5,9 @@ re-frames them into exact ``frame_ms`` frames and emits ``SpeechStarted`` / ``Sp
 A frame counts as speech only when webrtcvad says so *and* its RMS level reaches
 ``energy_floor_dbfs``, so digital silence and quiet line hiss never open an utterance. webrtcvad
 keeps saying "speech" for ~100 ms after speech stops on a noisy line; the segmenter tracks the
-line-noise level and moves each utterance's edges to the first/last speech frame that is at least
-6 dB above it, so reported boundaries sit on the speech itself.
+line-noise level (a minimum tracker) and moves each utterance's edges to the first/last frame that
+is above the energy floor and at least 6 dB above the noise (up to ``preroll_ms`` outwards, for soft
+initials and fading ends webrtcvad misses), so reported boundaries sit on the speech itself.
 
 Odd byte counts are rejected (``AudioFormatError``) rather than buffered: an ``AudioFrame`` is
 whole 16-bit samples, so an odd chunk means the producer is broken, and buffering would shift
@@ -36,8 +37,8 @@ SAMPLE_RATES = (8000, 16000, 32000, 48000)  # what webrtcvad accepts
 FRAME_MS = (10, 20, 30)  # what webrtcvad accepts
 _FULL_SCALE = 32768.0
 _MIN_DB = -100.0  # level reported for digital silence
-_NOISE_ALPHA = 0.05  # smoothing of the line-noise level (about 20 non-speech frames)
-_AUDIBLE_DB = 6.0  # a speech frame at an utterance edge must be this far above the noise
+_NOISE_RISE = 0.02  # the line-noise level follows a quieter frame at once, a louder one slowly (~1 s)
+_AUDIBLE_DB = 6.0  # a frame at an utterance edge must be this far above the line noise
 
 
 @dataclass(slots=True)
@@ -81,7 +82,7 @@ class VadSegmenter:
         preroll_ms: int = 200,
         max_utterance_s: float = 30.0,
         start_ratio: float = 0.75,
-        energy_floor_dbfs: float = -50.0,
+        energy_floor_dbfs: float = -55.0,
     ) -> None:
         """Raises ``ValueError`` naming the argument when a setting is out of range."""
         _validate(
@@ -109,7 +110,7 @@ class VadSegmenter:
         self._onset = 0  # frame index where the open utterance starts
         self._last_speech = 0  # frame index of its last speech frame
         self._silence_run = 0  # consecutive non-speech frames since then
-        self._noise_db: float | None = None  # running level of non-speech frames (line noise)
+        self._noise_db: float | None = None  # line-noise level: a minimum tracker over non-speech frames
 
     @property
     def in_speech(self) -> bool:
@@ -150,8 +151,8 @@ class VadSegmenter:
         self.stats.frames += 1
         self.stats.speech_frames += f.speech
         if not f.speech:
-            noise = f.db if self._noise_db is None else self._noise_db
-            self._noise_db = noise + _NOISE_ALPHA * (f.db - noise)
+            noise = self._noise_db
+            self._noise_db = f.db if noise is None or f.db < noise else noise + _NOISE_RISE * (f.db - noise)
         if not self._utt:
             return self._step_idle(f)
         return self._step_open(f)
@@ -162,7 +163,7 @@ class VadSegmenter:
         voiced = [x for x in window if x.speech]
         if len(voiced) < self._start_needed:
             return []
-        onset = next((x.index for x in voiced if self._audible(x)), voiced[0].index)
+        onset = self._extend_onset(next((x.index for x in voiced if self._audible(x)), voiced[0].index))
         first = onset - self._context_frames
         self._utt = [x for x in self._recent if x.index >= first]
         self._recent.clear()
@@ -193,21 +194,35 @@ class VadSegmenter:
         return [ended, SpeechStarted(self._time(f.index))]
 
     def _audible(self, f: _Frame) -> bool:
-        """Is the frame clearly above the line noise? (Edges only: webrtcvad lags ~100 ms at the end.)"""
-        return self._noise_db is None or f.db >= self._noise_db + _AUDIBLE_DB
+        """Is the frame above the energy floor and clearly above the line noise?"""
+        return f.db >= self._floor_db and (self._noise_db is None or f.db >= self._noise_db + _AUDIBLE_DB)
 
-    def _trim_overhang(self) -> None:
-        """Move the end back to the last speech frame that is clearly louder than the line noise."""
+    def _extend_onset(self, onset: int) -> int:
+        """Move the onset back over audible frames webrtcvad missed (a soft "x", "s", "h" initial)."""
+        before = {x.index: x for x in self._recent}
+        earliest = onset - self._context_frames
+        while onset - 1 >= earliest and onset - 1 in before and self._audible(before[onset - 1]):
+            onset -= 1
+        return onset
+
+    def _refine_end(self) -> None:
+        """End on the last clearly audible frame: drop webrtcvad's ~100 ms overhang, add a faded tail."""
         for x in reversed(self._utt):
             if x.index < self._onset:
-                return  # nothing audible: keep webrtcvad's end
+                break  # nothing audible: keep webrtcvad's end
             if x.index <= self._last_speech and x.speech and self._audible(x):
                 self._last_speech = x.index
-                return
+                break
+        after = {x.index: x for x in self._utt}
+        latest = self._last_speech + self._context_frames
+        while self._last_speech + 1 <= latest and self._last_speech + 1 in after:
+            if not self._audible(after[self._last_speech + 1]):
+                break
+            self._last_speech += 1
 
     def _finish(self) -> SpeechEnded:
         """The SpeechEnded for the open utterance (state is left to the caller)."""
-        self._trim_overhang()
+        self._refine_end()
         last_kept = self._last_speech + self._context_frames
         kept = [x for x in self._utt if x.index <= last_kept]
         self.stats.utterances += 1
