@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 from dataclasses import astuple
@@ -88,6 +89,26 @@ def test_f0_survives_the_telephone_band_and_follows_the_voice_pitch(tmp: Path) -
     assert narrow.f0_mean == pytest.approx(wide.f0_mean, abs=3.0)
     assert high.f0_mean > 1.2 * narrow.f0_mean
     assert 0.0 < narrow.f0_std < 25.0
+
+
+def test_colleague_fixtures_order_by_rate_loudness_and_voice() -> None:
+    """The 8 kHz μ-law caller fixtures; their sidecars say how espeak-ng spoke each one."""
+    rate: dict[int, list[float]] = {}
+    energy: dict[int, list[float]] = {}
+    f0: dict[bool, list[float]] = {}
+    for wav in sorted((Path(__file__).parent.parent / "audio_fixtures").glob("*.wav")):
+        meta = json.loads(wav.with_suffix(".json").read_text(encoding="utf-8"))
+        x, sample_rate = sf.read(wav, dtype="int16")
+        p = measure(AudioFrame(np.asarray(x, "<i2").tobytes(), sample_rate), text=meta["spoken"])
+        assert_finite(p)
+        rate.setdefault(meta["rate_wpm"], []).append(p.speech_rate)
+        energy.setdefault(meta["amplitude"], []).append(p.energy_db)
+        f0.setdefault(meta["voice"].endswith("+f3"), []).append(p.f0_mean)
+    assert np.median(rate[120]) < np.median(rate[175]) < np.median(rate[260])  # measured 2.8, 4.2, 6.9
+    assert max(rate[120]) < min(rate[260])  # every slow turn below every fast one: measured 3.3 < 5.9
+    assert 1.8 < np.median(rate[260]) / np.median(rate[120]) < 3.0  # measured 2.4 for 260/120 wpm
+    assert np.median(energy[200]) - np.median(energy[100]) > 3.0  # measured 4-5 dB for -a 200 vs 100
+    assert np.median(f0[True]) > 1.5 * np.median(f0[False])  # female voice f3 ~172 Hz vs ~88 Hz
 
 
 def test_silence_and_scraps_give_zeros_and_never_nan() -> None:
