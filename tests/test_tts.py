@@ -1,0 +1,202 @@
+"""voice.tts with the real espeak-ng: audio, telephone frames, sentence-by-sentence laziness, cache."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from contextlib import aclosing
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError
+from core.types import AudioFrame
+from voice.codec import ulaw_to_pcm16
+from voice.tts import (
+    FRAME_BYTES,
+    PromptCache,
+    SentenceAudio,
+    Synthesizer,
+    frames_of,
+    speakable,
+    split_sentences,
+)
+
+REPLY = "好的，帮您查到了。您的快递已经到杭州了。预计明天送达。还有什么可以帮您？"
+
+
+class CountingSynthesizer(Synthesizer):
+    """The real synthesizer, recording each text it synthesises and on which thread."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.texts: list[str] = []
+        self.threads: list[int] = []
+
+    def synthesize(self, text: str) -> AudioFrame:
+        self.texts.append(text)
+        self.threads.append(threading.get_ident())
+        return super().synthesize(text)
+
+
+@pytest.fixture(scope="module")
+def synth() -> Synthesizer:
+    return Synthesizer()
+
+
+# --- synthesis -------------------------------------------------------------------------------
+
+
+def test_sentence_gives_audio_of_plausible_duration(synth: Synthesizer) -> None:
+    frame = synth.synthesize("您好，欢迎致电，请问有什么可以帮您？")
+    assert frame.sample_rate == 22050
+    assert 1.5 < frame.duration < 6.0  # 16 syllables at 175 wpm
+    samples = np.frombuffer(frame.pcm, dtype="<i2").astype(np.float64)
+    assert np.sqrt(np.mean(samples**2)) > 1000  # speech, not silence
+
+
+def test_rate_changes_duration() -> None:
+    text = "您的订单已经发货了"
+    slow = Synthesizer(rate_wpm=120).synthesize(text).duration
+    fast = Synthesizer(rate_wpm=260).synthesize(text).duration
+    assert fast < 0.75 * slow
+
+
+def test_cmn_is_spoken_with_the_pinyin_voice_and_bad_settings_fail_fast() -> None:
+    assert Synthesizer("cmn").voice == "cmn-latn-pinyin"
+    assert Synthesizer("cmn+f3").voice == "cmn-latn-pinyin+f3"
+    with pytest.raises(ConfigError, match="not installed"):
+        Synthesizer("klingon")
+    with pytest.raises(ConfigError, match="voice name"):
+        Synthesizer("--stdout")
+    with pytest.raises(ConfigError, match="80..450"):
+        Synthesizer(rate_wpm=20)
+
+
+def test_text_that_looks_like_an_option_is_spoken_not_obeyed(synth: Synthesizer) -> None:
+    frame = synth.synthesize("--help -w /tmp/x.wav")
+    assert frame.duration > 0.5
+
+
+def test_empty_text_gives_no_frames_and_runs_nothing() -> None:
+    counting = CountingSynthesizer()
+    for text in ("", "   ", "。！？", "\n"):
+        assert list(counting.telephone_frames(text)) == []
+        assert list(counting.iter_sentences_frames(text)) == []
+    assert counting.texts == []
+    for text in ("", "。！？"):
+        assert counting.synthesize(text) == AudioFrame(b"", 22050)
+
+
+# --- telephone frames ------------------------------------------------------------------------
+
+
+def test_telephone_frames_are_160_bytes_of_ulaw_with_silence_padding(synth: Synthesizer) -> None:
+    frames = list(synth.telephone_frames("请稍等。"))
+    assert frames and all(len(f) == FRAME_BYTES for f in frames)
+    pcm = np.frombuffer(ulaw_to_pcm16(b"".join(frames)), dtype="<i2")
+    assert np.abs(pcm).max() > 4000
+    assert 0.4 < len(frames) * 0.02 < 3.0
+
+
+def test_frames_of_pads_the_last_frame_with_ulaw_silence() -> None:
+    frames = frames_of(b"\x01" * 170)
+    assert [len(f) for f in frames] == [160, 160]
+    assert frames[1] == b"\x01" * 10 + b"\xff" * 150
+    assert frames_of(b"") == ()
+
+
+def test_first_sentence_is_ready_before_the_rest_is_synthesised() -> None:
+    counting = CountingSynthesizer()
+    sentences = counting.iter_sentences_frames(REPLY)
+    first = next(sentences)
+    assert first.text == "好的，帮您查到了。" and first.frames
+    assert counting.texts == ["好的，帮您查到了。"]
+    rest = list(sentences)
+    assert [s.text for s in rest] == ["您的快递已经到杭州了。", "预计明天送达。", "还有什么可以帮您？"]
+    assert len(counting.texts) == 4
+
+
+def test_telephone_frames_are_lazy_too() -> None:
+    counting = CountingSynthesizer()
+    frames = counting.telephone_frames(REPLY)
+    next(frames)
+    assert len(counting.texts) == 1
+
+
+def test_async_variant_synthesises_off_the_loop_one_sentence_ahead() -> None:
+    counting = CountingSynthesizer()
+
+    async def first_then_stop() -> tuple[SentenceAudio, int, int]:
+        async with aclosing(counting.aiter_sentences_frames(REPLY)) as sentences:
+            async for sentence in sentences:
+                return sentence, len(counting.texts), threading.get_ident()
+        raise AssertionError("no sentence")
+
+    first, started, loop_thread = asyncio.run(first_then_stop())
+    assert first.text == "好的，帮您查到了。"
+    assert started <= 2  # the first sentence and at most one look-ahead, not all four
+    assert loop_thread not in counting.threads
+
+
+def test_async_variant_yields_every_sentence_in_order() -> None:
+    counting = CountingSynthesizer()
+
+    async def collect() -> list[str]:
+        return [s.text async for s in counting.aiter_sentences_frames(REPLY)]
+
+    assert asyncio.run(collect()) == split_sentences(REPLY)
+    assert len(counting.texts) == 4
+
+
+# --- prompt cache ----------------------------------------------------------------------------
+
+
+def test_prompt_cache_renders_once_and_serves_identical_frames() -> None:
+    counting = CountingSynthesizer()
+    cache = PromptCache(counting, ["请稍等。", "正在为您转接人工客服，请稍候。", "请稍等。"])
+    rendered = len(counting.texts)
+    assert counting.texts == ["请稍等。", "正在为您转接人工客服，请稍候。"]  # the duplicate is rendered once
+    first, again = cache.get("请稍等。"), cache.get("请稍等。")
+    assert first is not None and first == again
+    assert all(len(f) == FRAME_BYTES for f in first)
+    assert first == tuple(Synthesizer().telephone_frames("请稍等。"))  # same audio as fresh synthesis
+    assert len(counting.texts) == rendered
+    assert cache.get("没缓存的话") is None and "请稍等。" in cache and len(cache) == 2
+
+
+# --- text preparation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        ("实付32.8元", "实付三十二点八元"),
+        ("退款12.05元", "退款十二点零五元"),
+        ("¥1,299", "一千二百九十九元"),
+        ("满200减30", "满二百减三十"),
+        ("打8.5折", "打八点五折"),
+        ("全场50%", "全场百分之五十"),
+        ("18:00前发货", "十八点前发货"),
+        ("10:05送达", "十点零五分送达"),
+        ("2024年5月18日", "二零二四年五月十八日"),
+        ("买2件", "买两件"),
+        ("第2件半价", "第二件半价"),
+        ("订单20240518001", "订单二零二四零五幺八零零幺"),
+        ("打12315投诉", "打幺二三幺五投诉"),
+        ("共10005元", "共一万零五元"),
+        ("115件", "一百一十五件"),
+        ("15天", "十五天"),
+    ],
+)
+def test_numbers_are_written_as_a_chinese_agent_says_them(text: str, spoken: str) -> None:
+    assert speakable(text) == spoken
+
+
+def test_replies_split_at_sentence_ends_and_long_sentences_at_commas() -> None:
+    assert split_sentences("好的！谢谢;再见") == ["好的！", "谢谢;", "再见"]
+    assert split_sentences("价格1,299元，到手32.8元。") == ["价格1,299元，到手32.8元。"]  # no cut inside numbers
+    long = "您的订单已经发货了，快递员会在明天上午给您打电话，请您保持电话畅通，谢谢您的耐心等待。"
+    pieces = split_sentences(long)
+    assert len(pieces) > 1 and "".join(pieces) == long
+    assert split_sentences("。。。") == []
