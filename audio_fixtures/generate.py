@@ -9,15 +9,14 @@ It deletes the fixtures it made before and writes, for each utterance in ``UTTER
 - ``NN_<intent>_<style>.wav``: 8 kHz mono G.711 μ-law (format 7), what a phone line carries;
 - ``NN_<intent>_<style>.json``: the sidecar ``{"text", "intent", "rate_wpm", "amplitude",
   "style", "voice", "spoken"}``; ``text`` is what the caller means (the transcript a recogniser
-  should produce), ``spoken`` what was fed to espeak-ng (digit strings spaced out so they are
-  read digit by digit, 1 as 幺 where a Chinese caller would say so);
+  should produce), ``spoken`` what espeak-ng was given (``voice.tts.speakable``: order and phone
+  numbers digit by digit with 幺 for 1, as a Chinese caller says them);
 
 and ``manifest.json`` listing them all with their durations. Output is deterministic for a
 given espeak-ng version (recorded in the manifest): no randomness, no timestamps.
 
-Voice: espeak-ng 1.51's ``cmn`` voice (Debian 12) reads most Han characters as pinyin spelled
-in English ("你好" comes out as "ni three hao three"; espeak-ng issues #1028, #1236), so the
-fixtures use ``cmn-latn-pinyin``, which speaks the same dictionary as Mandarin, and two of its
+Speech comes from ``voice.tts.Synthesizer``, so the fixtures sound like the hotline's own TTS
+path; its voice ``cmn`` is espeak-ng's ``cmn-latn-pinyin`` (why: see ``voice/tts.py``), with two
 variants (``+f3`` female, ``+m3`` male) for speaker variety.
 """
 
@@ -30,13 +29,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.types import AudioFrame
+from core.errors import IvrError, ModelMissingError
 from voice.codec import pcm16_to_ulaw
-from voice.wav import read_wav, to_rate, write_ulaw_wav
+from voice.tts import Synthesizer, speakable
+from voice.wav import to_rate, write_ulaw_wav
 
 HERE = Path(__file__).resolve().parent
-BASE_VOICE = "cmn-latn-pinyin"
-VOICES = (BASE_VOICE, f"{BASE_VOICE}+f3", f"{BASE_VOICE}+m3")
+VOICES = ("cmn", "cmn+f3", "cmn+m3")
 STYLES = {  # style -> (words per minute, amplitude 0..200)
     "normal": (175, 100),
     "fast": (260, 100),
@@ -52,13 +51,12 @@ class Utterance:
     text: str
     intent: str
     style: str
-    spoken: str = ""  # what espeak-ng reads, when it differs from ``text``
 
 
 UTTERANCES = (
     Utterance("我的快递怎么还没到", "logistics.track", "normal"),
     Utterance("这玩意咋回事好几天不动弹", "logistics.track", "fast_loud"),
-    Utterance("订单20240518001到哪了", "logistics.track", "normal", "订单 2 0 2 4 0 5 幺 8 0 0 幺 到哪了"),
+    Utterance("订单20240518001到哪了", "logistics.track", "normal"),
     Utterance("物流信息三天没更新了", "logistics.track", "loud"),
     Utterance("今天下单什么时候能发货", "logistics.ship_time", "normal"),
     Utterance("付款以后多久发货", "logistics.ship_time", "slow"),
@@ -80,7 +78,7 @@ UTTERANCES = (
     Utterance("我想改一下收货地址", "order.modify", "normal"),
     Utterance("没发货的话帮我改尺码", "order.modify", "slow"),
     Utterance("我不想要了，帮我取消订单", "order.cancel", "normal"),
-    Utterance("订单20240520317帮我取消", "order.cancel", "fast", "订单 2 0 2 4 0 5 2 0 3 幺 7 帮我取消"),
+    Utterance("订单20240520317帮我取消", "order.cancel", "fast"),
     Utterance("我的订单现在是什么状态", "order.status", "normal"),
     Utterance("查一下我刚才下的单", "order.status", "slow"),
     Utterance("我要退货", "aftersale.return", "normal"),
@@ -93,7 +91,7 @@ UTTERANCES = (
     Utterance("能开发票吗", "invoice", "normal"),
     Utterance("我要开增值税专用发票", "invoice", "slow"),
     Utterance("我要投诉", "complaint", "loud"),
-    Utterance("再不处理我就打12315投诉你们", "complaint", "fast_loud", "再不处理我就打幺二三幺五投诉你们"),
+    Utterance("再不处理我就打12315投诉你们", "complaint", "fast_loud"),
     Utterance("转人工", "human_agent", "normal"),
     Utterance("我要找人工客服", "human_agent", "loud"),
     Utterance("别让机器人跟我说话，叫个真人来", "human_agent", "fast_loud"),
@@ -106,29 +104,29 @@ UTTERANCES = (
     Utterance("不是，不对", "deny", "normal"),
     Utterance("不用了", "deny", "slow"),
     Utterance("你们店在哪个城市", "other", "normal"),
-    Utterance("我的手机号是13800138000", "other", "fast", "我的手机号是 幺 3 8 0 0 幺 3 8 0 0 0"),
+    Utterance("我的手机号是13800138000", "other", "fast"),
 )
 
 
 def main() -> int:
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        print("generate.py: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
+    try:
+        version = _espeak_version()
+        entries = [_render(number, utt) for number, utt in enumerate(UTTERANCES, start=1)]
+    except IvrError as err:
+        print(f"generate.py: {err}", file=sys.stderr)
         return 2
-    _remove_old_fixtures()
-    entries = [_render(espeak, number, utt) for number, utt in enumerate(UTTERANCES, start=1)]
-    manifest = {"format": "wav/g711-ulaw/8000 Hz/mono", "espeak_ng": _espeak_version(espeak), "fixtures": entries}
+    _remove_old_fixtures(keep={str(e["wav"]) for e in entries} | {str(e["sidecar"]) for e in entries})
+    manifest = {"format": "wav/g711-ulaw/8000 Hz/mono", "espeak_ng": version, "fixtures": entries}
     _write_json(HERE / "manifest.json", manifest)
     total = sum(float(e["duration"]) for e in entries)
     print(f"wrote {len(entries)} fixtures ({total:.1f} s of audio) to {HERE}")
     return 0
 
 
-def _render(espeak: str, number: int, utt: Utterance) -> dict[str, str | int | float]:
+def _render(number: int, utt: Utterance) -> dict[str, str | int | float]:
     rate_wpm, amplitude = STYLES[utt.style]
-    voice = VOICES[number % len(VOICES)]
-    spoken = utt.spoken or utt.text
-    frame = to_rate(_espeak_pcm(espeak, voice, rate_wpm, amplitude, spoken), RATE)
+    synth = Synthesizer(VOICES[number % len(VOICES)], rate_wpm, amplitude=amplitude)
+    frame = to_rate(synth.synthesize(utt.text), RATE)
     stem = f"{number:02d}_{utt.intent.replace('.', '_')}_{utt.style}"
     write_ulaw_wav(HERE / f"{stem}.wav", pcm16_to_ulaw(frame.pcm), RATE)
     sidecar: dict[str, str | int | float] = {
@@ -137,27 +135,24 @@ def _render(espeak: str, number: int, utt: Utterance) -> dict[str, str | int | f
         "rate_wpm": rate_wpm,
         "amplitude": amplitude,
         "style": utt.style,
-        "voice": voice,
-        "spoken": spoken,
+        "voice": synth.voice,
+        "spoken": speakable(utt.text),
     }
     _write_json(HERE / f"{stem}.json", sidecar)
     return {"wav": f"{stem}.wav", "sidecar": f"{stem}.json", **sidecar, "duration": round(frame.duration, 3)}
 
 
-def _espeak_pcm(espeak: str, voice: str, rate_wpm: int, amplitude: int, text: str) -> AudioFrame:
-    args = [espeak, "-v", voice, "-s", str(rate_wpm), "-a", str(amplitude), "--stdout"]
-    done = subprocess.run(args, input=text.encode("utf-8"), capture_output=True, check=True, timeout=60)
-    return read_wav(done.stdout)
-
-
-def _espeak_version(espeak: str) -> str:
-    out = subprocess.run([espeak, "--version"], capture_output=True, text=True, check=True, timeout=60).stdout
+def _espeak_version() -> str:
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        raise ModelMissingError("espeak-ng is not installed: apt-get install espeak-ng")
+    out = subprocess.run([espeak, "--version"], capture_output=True, text=True, timeout=60).stdout
     return out.split("Data at")[0].strip()
 
 
-def _remove_old_fixtures() -> None:
+def _remove_old_fixtures(keep: set[str]) -> None:
     for path in HERE.glob("[0-9][0-9]_*"):
-        if path.suffix in (".wav", ".json"):
+        if path.suffix in (".wav", ".json") and path.name not in keep:
             path.unlink()
 
 

@@ -9,6 +9,7 @@ from statistics import median
 import numpy as np
 import pytest
 
+from voice.tts import speakable
 from voice.wav import ULAW, parse_wav, read_wav
 
 FIXTURES = Path(__file__).resolve().parent.parent / "audio_fixtures"
@@ -80,4 +81,7 @@ def test_loud_fixtures_have_more_energy_than_normal_ones() -> None:
 def test_some_fixtures_carry_order_numbers_spoken_digit_by_digit() -> None:
     with_digits = [e for e in ENTRIES if any(ch.isdigit() for ch in str(e["text"]))]
     assert len(with_digits) >= 3
-    assert any(" 0 " in str(e["spoken"]) for e in with_digits)
+    for entry in with_digits:
+        assert str(entry["spoken"]) == speakable(str(entry["text"]))
+        assert not any("0" <= ch <= "9" for ch in str(entry["spoken"]))
+    assert any("二零二四零五" in str(e["spoken"]) for e in with_digits)
