@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from contextlib import aclosing
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core.errors import ConfigError
 from core.types import AudioFrame
+from voice import cli
 from voice.codec import ulaw_to_pcm16
 from voice.tts import (
     FRAME_BYTES,
@@ -21,6 +23,7 @@ from voice.tts import (
     speakable,
     split_sentences,
 )
+from voice.wav import PCM, ULAW, parse_wav, read_wav
 
 REPLY = "好的，帮您查到了。您的快递已经到杭州了。预计明天送达。还有什么可以帮您？"
 
@@ -200,3 +203,47 @@ def test_replies_split_at_sentence_ends_and_long_sentences_at_commas() -> None:
     pieces = split_sentences(long)
     assert len(pieces) > 1 and "".join(pieces) == long
     assert split_sentences("。。。") == []
+
+
+# --- ivr say ---------------------------------------------------------------------------------
+
+
+def test_ivr_say_writes_pcm16_at_the_engine_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "say.wav"
+    assert cli.main(["say", "您的订单已发货，实付32.8元。", "-o", str(out)]) == 0
+    fmt, _ = parse_wav(out.read_bytes(), strict=True)
+    assert (fmt.tag, fmt.bits, fmt.sample_rate) == (PCM, 16, 22050)
+    assert 1.5 < read_wav(out).duration < 8.0
+    assert "cmn-latn-pinyin" in capsys.readouterr().out
+
+
+def test_ivr_say_telephone_writes_8k_ulaw_frames(tmp_path: Path) -> None:
+    out = tmp_path / "say.wav"
+    assert cli.main(["say", "请稍等。正在为您转接人工客服。", "-o", str(out), "--telephone"]) == 0
+    fmt, payload = parse_wav(out.read_bytes(), strict=True)
+    assert (fmt.tag, fmt.sample_rate, fmt.channels) == (ULAW, 8000, 1)
+    assert len(payload) % FRAME_BYTES == 0 and len(payload) > 50 * FRAME_BYTES
+
+
+def test_ivr_say_uses_the_rate_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    durations = []
+    for rate in ("120", "260"):
+        monkeypatch.setenv("IVR_TTS_RATE", rate)
+        assert cli.main(["say", "这款鞋子偏大还是偏小", "-o", str(tmp_path / f"{rate}.wav")]) == 0
+        durations.append(read_wav(tmp_path / f"{rate}.wav").duration)
+    assert durations[1] < 0.75 * durations[0]
+
+
+def test_ivr_say_reports_a_bad_voice_or_path_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IVR_TTS_VOICE", "klingon")
+    assert cli.main(["say", "你好", "-o", str(tmp_path / "x.wav")]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "ivr: TTS voice 'klingon' is not installed in espeak-ng (see `espeak-ng --voices`)"
+    )
+    monkeypatch.delenv("IVR_TTS_VOICE")
+    assert cli.main(["say", "你好", "-o", str(tmp_path / "missing" / "x.wav")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ivr: cannot write") and err.count("\n") == 1
