@@ -76,7 +76,13 @@ def test_system_clock_is_aware_and_monotonic() -> None:
 
 @pytest.mark.parametrize(
     ("yuan", "fen", "spoken"),
-    [(89.0, 8900, "89元"), ("12.5", 1250, "12.5元"), (32.8, 3280, "32.8元"), (0.05, 5, "0.05元"), (295.2, 29520, "295.2元")],
+    [
+        (89.0, 8900, "89元"),
+        ("12.5", 1250, "12.5元"),
+        (32.8, 3280, "32.8元"),
+        (0.05, 5, "0.05元"),
+        (295.2, 29520, "295.2元"),
+    ],
 )
 def test_money_is_exact_fen(yuan: float | str, fen: int, spoken: str) -> None:
     assert to_fen(yuan) == fen
