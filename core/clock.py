@@ -48,3 +48,19 @@ class FixedClock:
             raise ValueError(f"expected seconds >= 0, got {seconds}")
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
+
+
+class ShiftedClock:
+    """Real time moved to start at ``start``: a snapshot shop's "now" that still ticks during a call."""
+
+    def __init__(self, start: datetime, origin: float | None = None) -> None:
+        if start.tzinfo is None:
+            raise ValueError(f"expected a timezone-aware datetime, got naive {start.isoformat()}")
+        self._start = start
+        self._origin = time.monotonic() if origin is None else origin
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._origin)
+
+    def monotonic(self) -> float:
+        return time.monotonic()

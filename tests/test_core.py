@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.clock import FixedClock, SystemClock
+from core.clock import FixedClock, ShiftedClock, SystemClock
 from core.errors import ConfigError, IvrError, ModelDownloadError, TransientError
 from core.money import to_fen, yuan_text
 from core.settings import Settings
@@ -98,3 +98,19 @@ def test_values_are_frozen() -> None:
     intent = Intent("logistics.track", 0.9, {"order_id": "DD1"})
     with pytest.raises(TypeError):
         intent.slots["order_id"] = "DD2"  # type: ignore[index]
+
+
+def test_shifted_clock_starts_at_the_snapshot_time_and_ticks() -> None:
+    start = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
+    clock = ShiftedClock(start, origin=clock_origin())
+    first = clock.now()
+    assert start <= first < start + timedelta(minutes=1)
+    assert clock.now() >= first
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ShiftedClock(datetime(2026, 11, 20))
+
+
+def clock_origin() -> float:
+    import time
+
+    return time.monotonic()
