@@ -1,0 +1,232 @@
+"""Reply wording: templates from ``dialog/data/replies.json`` and the spoken forms of values.
+
+Admins change wording in the JSON without a code change. Each template may use only the fields
+the code fills for its key (``FIELDS``); every field's value is computed by code from shop data
+(amounts through ``core.money.yuan_text``), never written into a template. The file is read and
+validated once; a template with an unknown key or field fails with ``ConfigError`` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Iterable, Mapping
+from datetime import date, tzinfo
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+
+from core.errors import ConfigError
+from core.shop import Customer, Order, ShopPort, Variant
+
+TEMPLATES_PATH = Path(__file__).parent / "data" / "replies.json"
+
+_F = frozenset
+FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "greet.known": _F({"name", "shop", "history"}),
+        "greet.unknown": _F({"shop"}),
+        "greet.history": _F({"summary"}),
+        "greet.complained": _F({"name"}),
+        "empathy.anxious": _F(),
+        "empathy.angry": _F(),
+        "reprompt": _F(),
+        "ask.order_id": _F(),
+        "ask.which_order": _F({"choices"}),
+        "ask.product": _F(),
+        "order.not_found": _F({"order_id"}),
+        "order.none_for_caller": _F(),
+        "order.status": _F({"order", "status"}),
+        "logistics.status": _F({"order", "description"}),
+        "logistics.stalled": _F({"order", "where", "idle", "overdue"}),
+        "logistics.overdue": _F({"days"}),
+        "logistics.carrier": _F({"order", "carrier", "tracking_no"}),
+        "logistics.not_shipped_carrier": _F({"order", "policy"}),
+        "expedite.fastest": _F({"option"}),
+        "expedite.also": _F({"option"}),
+        "expedite.none": _F({"order"}),
+        "stock.in": _F({"item", "few"}),
+        "stock.few": _F({"count"}),
+        "stock.out_restock": _F({"item", "restock"}),
+        "stock.out_unknown": _F({"item"}),
+        "stock.alternatives": _F({"items"}),
+        "stock.overview": _F({"product", "in_stock"}),
+        "stock.all_out": _F({"product"}),
+        "product.info": _F({"product", "facts"}),
+        "product.price": _F({"product", "price"}),
+        "product.unknown": _F(),
+        "promo.active": _F({"what", "titles"}),
+        "promo.coupons": _F({"titles"}),
+        "promo.none": _F(),
+        "promo.bundle": _F({"title", "rules"}),
+        "promo.owed": _F({"order", "titles", "amount"}),
+        "promo.owed_how": _F({"amount"}),
+        "promo.ineligible": _F({"order", "title", "reason"}),
+        "promo.short": _F({"order", "paid", "title", "short"}),
+        "promo.add_on": _F({"product", "price", "saving", "net"}),
+        "promo.ok": _F({"order", "paid"}),
+        "promo.applied": _F({"titles", "amount"}),
+        "modify.open": _F({"order"}),
+        "modify.shipped": _F({"order"}),
+        "modify.done_state": _F({"order", "status"}),
+        "modify.confirm": _F({"order", "what", "new"}),
+        "modify.done": _F({"what", "new"}),
+        "modify.kept": _F(),
+        "modify.failed": _F({"why"}),
+        "modify.no_variant": _F({"item"}),
+        "cancel.open": _F({"order"}),
+        "cancel.shipped": _F({"order"}),
+        "cancel.unpaid": _F({"order"}),
+        "refund.status": _F({"order", "amount", "status", "expected"}),
+        "refund.received": _F({"received"}),
+        "refund.overdue": _F({"expected"}),
+        "refund.none": _F({"order"}),
+        "return.window": _F({"order", "signed", "deadline"}),
+        "return.window_passed": _F({"order", "signed"}),
+        "kb.answer": _F({"answer"}),
+        "kb.none": _F(),
+        "offer.logistics": _F(),
+        "offer.transfer": _F({"desk"}),
+        "greeting": _F(),
+        "anything_else": _F(),
+        "goodbye": _F({"shop"}),
+        "transfer": _F({"desk"}),
+        "callback": _F({"start", "end", "when", "desk"}),
+        "callback.today": _F({"start"}),
+        "callback.tomorrow": _F({"start"}),
+        "failed.transfer": _F({"desk"}),
+    }
+)
+
+DESKS: Mapping[str, str] = MappingProxyType(
+    {
+        "logistics": "物流专员",
+        "aftersale": "售后专员",
+        "promotion": "活动专员",
+        "complaint": "资深客服主管",
+        "vip": "会员专属客服",
+        "sales": "导购顾问",
+        "general": "人工客服",
+    }
+)
+
+
+def validate(templates: Mapping[str, object]) -> dict[str, str]:
+    """Check every key is known and present and every ``{field}`` is one the code fills."""
+    texts = {k: v for k, v in templates.items() if not k.startswith("_")}
+    unknown = sorted(set(texts) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"replies.json: unknown template {unknown[0]!r}; known: {', '.join(sorted(FIELDS))}")
+    missing = sorted(set(FIELDS) - set(texts))
+    if missing:
+        raise ConfigError(f"replies.json: template {missing[0]!r} is missing")
+    checked: dict[str, str] = {}
+    for key, text in texts.items():
+        if not isinstance(text, str) or not text:
+            raise ConfigError(f"replies.json: template {key!r} must be a non-empty string, got {text!r}")
+        for name in _field_names(key, text):
+            if name not in FIELDS[key]:
+                known = ", ".join(sorted(FIELDS[key])) or "none"
+                raise ConfigError(f"replies.json: template {key!r} uses unknown field {{{name}}}; known: {known}")
+        checked[key] = text
+    return checked
+
+
+def _field_names(key: str, text: str) -> list[str]:
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as err:
+        raise ConfigError(f"replies.json: template {key!r} is not a valid template: {err}") from None
+    names = []
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise ConfigError(f"replies.json: template {key!r} may only use plain {{field}}, got {{{name}}}")
+        names.append(name)
+    return names
+
+
+def load(path: Path = TEMPLATES_PATH) -> dict[str, str]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"replies.json: cannot read {path}: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"replies.json: expected an object of templates, got {type(raw).__name__}")
+    return validate(raw)
+
+
+@cache
+def templates() -> Mapping[str, str]:
+    """The validated templates, read once per process."""
+    return MappingProxyType(load())
+
+
+def render(key: str, **fields: object) -> str:
+    """Fill template ``key``; the code must pass exactly the fields declared for it."""
+    if set(fields) != FIELDS[key]:
+        raise ValueError(f"render({key!r}): expected fields {sorted(FIELDS[key])}, got {sorted(fields)}")
+    return templates()[key].format_map({k: str(v) for k, v in fields.items()})
+
+
+# --- spoken forms ------------------------------------------------------------------------------
+
+
+def join_list(items: Iterable[str]) -> str:
+    """「A」, 「A和B」, 「A、B和C」."""
+    xs = [x for x in items if x]
+    if len(xs) <= 1:
+        return "".join(xs)
+    return "、".join(xs[:-1]) + "和" + xs[-1]
+
+
+def date_text(d: date, today: date) -> str:
+    """昨天 / 今天 / 明天 / 后天, 「26号」 this month, else 「12月5号」 (as the shop says dates)."""
+    relative = {0: "今天", 1: "明天", 2: "后天", -1: "昨天"}.get((d - today).days)
+    if relative:
+        return relative
+    return f"{d.day}号" if (d.year, d.month) == (today.year, today.month) else f"{d.month}月{d.day}号"
+
+
+def duration_text(hours: float) -> str:
+    """75.8 → 「3天多」, 48 → 「2天」, 5.5 → 「5个多小时」."""
+    if hours >= 24:
+        days, rest = divmod(hours, 24)
+        return f"{int(days)}天" + ("多" if rest >= 1 else "")
+    whole = int(hours)
+    return f"{whole}个" + ("多" if hours - whole >= 0.25 else "") + "小时"
+
+
+def size_text(size: str) -> str:
+    if size in ("", "均码") or size.lower().endswith("ml"):
+        return ""
+    return f"{size}码"
+
+
+def variant_text(v: Variant) -> str:
+    return f"{v.color}{size_text(v.size)}"
+
+
+def caller_name(customer: Customer) -> str:
+    """The full name: the data has no gender, so never guess 女士/先生."""
+    return customer.name
+
+
+def short_name(shop: ShopPort, product_id: str, fallback: str) -> str:
+    """The shortest spoken name callers use: the first alias, else the catalogue name."""
+    product = shop.product(product_id)
+    if product is not None and product.aliases:
+        return product.aliases[0]
+    return fallback
+
+
+def order_ref(shop: ShopPort, order: Order, today: date, tz: tzinfo) -> str:
+    """「昨天买T恤和连衣裙的那单」— how a caller recognises an order."""
+    names = []
+    for item in order.items:
+        name = short_name(shop, item.product_id, item.product_name)
+        if name not in names:
+            names.append(name)
+    what = join_list(names[:2]) + ("等" if len(names) > 2 else "")
+    return f"{date_text(order.created_at.astimezone(tz).date(), today)}买{what}的那单"
