@@ -1,0 +1,162 @@
+"""How the caller feels: text cues fused with prosody relative to the caller's own baseline.
+
+Text gives the label: anger words, blame and threats make a caller angry; urgency, worry and
+repeated contacts make them anxious; negation (不急, 慢慢来) cancels urgency; degree adverbs
+(非常/特别/太) amplify. Prosody (faster, louder, higher than this caller earlier in the call) only
+raises arousal: it pushes a neutral text towards anxious and mild irritation towards angry, but calm
+words spoken loudly never make a caller angry on their own. Every cue that fired is named in
+``Emotion.cues`` (``threat:12315``, ``prosody:louder+6dB``) so a transfer can say why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from core.types import Emotion, EmotionLabel, Prosody
+
+_ANGER = {"气死": 0.5, "生气": 0.45, "火大": 0.45, "什么破": 0.5, "破玩意": 0.5, "破东西": 0.5, "垃圾": 0.5,
+          "骗子": 0.5, "骗人": 0.5, "搞什么": 0.45, "太过分": 0.5, "过分": 0.4, "无语": 0.45, "坑人": 0.5,
+          "坑爹": 0.5, "忽悠": 0.4, "扯淡": 0.5, "有病": 0.5, "滚": 0.5, "妈的": 0.6, "我靠": 0.5, "操蛋": 0.6,
+          "烦死": 0.45, "恶心": 0.45, "黑店": 0.55, "耍我": 0.5, "糊弄": 0.45, "敷衍": 0.45, "受够了": 0.5,
+          "不像话": 0.45, "岂有此理": 0.5, "欺负人": 0.5, "离谱": 0.4, "态度差": 0.45, "态度太差": 0.45,
+          "什么态度": 0.5, "欺骗": 0.5, "诈骗": 0.55, "奸商": 0.55, "不讲理": 0.45, "不要脸": 0.6,
+          "开什么玩笑": 0.45, "凭什么": 0.4, "什么玩意": 0.5, "什么东西啊": 0.3, "废物": 0.5, "智障": 0.55,
+          "退钱": 0.25, "赔钱": 0.3, "忍无可忍": 0.6, "不靠谱": 0.3, "气人": 0.45}
+_THREATS = ("12315", "投诉", "差评", "曝光", "报警", "找媒体", "媒体", "工商", "消协", "消费者协会", "起诉",
+            "告你们", "律师", "法院", "微博", "黑猫")
+_THREAT_WEIGHT = 0.5
+_BLAME = (re.compile(r"你们.{0,6}(?:的错|的问题|的责任)"), re.compile(r"(?:都怪|全怪|怪)你们"),
+          re.compile(r"你们(?:怎么|到底)(?:搞|做|回事|办事)"), re.compile(r"干什么吃的"), re.compile(r"你们这是"),
+          re.compile(r"再不(?:给我)?(?:解决|处理|退|发)"))
+_BLAME_WEIGHT = 0.3
+_REPEAT = re.compile(r"又|第[二三四五六七八九两\d]次|还是没|好几次|多少次|多少遍|每次都|一直没|[两三四五几\d]次了"
+                     r"|打了好几")
+_URGENT = ("越快越好", "明天就要", "马上就要", "等着穿", "等着用", "赶时间", "来不及", "等不了", "急着", "急用",
+           "着急", "加急", "赶紧", "尽快", "快点", "马上", "急")
+_CALM = ("不着急", "不用急", "不急", "别急", "不赶时间", "慢慢来", "没关系", "不要紧")
+_WORRY = ("担心", "怕", "万一", "怎么办", "还没到", "没收到", "好几天", "不动", "没消息", "没动静", "怎么还",
+          "赶不上", "一直")
+_DEGREE = ("非常", "特别", "太", "真的", "超级", "极其", "实在", "简直", "死了", "透了", "到底", "究竟")
+_DEGREE_GAIN = 1.3
+ANGRY_TEXT = 0.4  # text anger from which a caller is angry whatever the prosody
+FAST_RATE = 1.2  # rel_rate above which speech counts as faster than the caller's baseline
+LOUD_DB = 4.0  # rel_energy_db above which speech counts as louder
+HIGH_F0 = 1.15  # rel_f0 above which pitch counts as raised
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    anger: float
+    anxiety: float
+    cues: tuple[str, ...]
+
+
+def _text_reading(text: str) -> _Reading:
+    anger, anxiety = 0.0, 0.0
+    cues: list[str] = []
+    for word, weight in _ANGER.items():
+        if word in text:
+            anger, cues = anger + weight, [*cues, f"anger:{word}"]
+    for word in _THREATS:
+        if word in text:
+            anger, cues = anger + _THREAT_WEIGHT, [*cues, f"threat:{word}"]
+    for pattern in _BLAME:
+        match = pattern.search(text)
+        if match:
+            anger, cues = anger + _BLAME_WEIGHT, [*cues, f"blame:{match.group()}"]
+    for match in list(_REPEAT.finditer(text))[:2]:
+        anger, anxiety, cues = anger + 0.15, anxiety + 0.2, [*cues, f"repeat:{match.group()}"]
+    calm = [w for w in _CALM if w in text]
+    rest = text
+    for word in calm:
+        rest = rest.replace(word, "")
+    cues += [f"calm:{w}" for w in calm]
+    urgent = [w for w in _URGENT if w in rest]
+    if urgent:
+        anxiety, cues = anxiety + 0.45, [*cues, f"urgency:{urgent[0]}"]
+    for word in [w for w in _WORRY if w in rest][:2]:
+        anxiety, cues = anxiety + 0.25, [*cues, f"worry:{word}"]
+    degree = next((w for w in _DEGREE if w in text), None)
+    if degree and (anger or anxiety):
+        anger, anxiety, cues = anger * _DEGREE_GAIN, anxiety * _DEGREE_GAIN, [*cues, f"degree:{degree}"]
+    return _Reading(anger, anxiety, tuple(cues))
+
+
+def arousal(prosody: Prosody | None) -> tuple[float, tuple[str, ...]]:
+    """0..1 from speech faster, louder or higher than the caller's baseline, with the cues that fired."""
+    if prosody is None:
+        return 0.0, ()
+    value, cues = 0.0, []
+    if prosody.rel_rate > FAST_RATE:
+        value += 0.5 * min(1.0, (prosody.rel_rate - FAST_RATE) / 0.3 + 0.3)
+        cues.append(f"prosody:faster x{prosody.rel_rate:.2f}")
+    if prosody.rel_energy_db > LOUD_DB:
+        value += 0.6 * min(1.0, (prosody.rel_energy_db - LOUD_DB) / 6 + 0.3)
+        cues.append(f"prosody:louder{prosody.rel_energy_db:+.0f}dB")
+    if prosody.rel_f0 > HIGH_F0:
+        value += 0.4 * min(1.0, (prosody.rel_f0 - HIGH_F0) / 0.2 + 0.3)
+        cues.append(f"prosody:higher pitch x{prosody.rel_f0:.2f}")
+    return min(1.0, value), tuple(cues)
+
+
+def detect_emotion(text: str, prosody: Prosody | None = None) -> Emotion:
+    """The caller's emotion in one turn; ``text`` should be normalised (dialect already standard)."""
+    reading = _text_reading(text)
+    level, prosody_cues = arousal(prosody)
+    cues = reading.cues + prosody_cues
+    anger, anxiety = reading.anger, reading.anxiety
+    if anger >= ANGRY_TEXT or (anger >= 0.2 and anger + 0.3 * level >= ANGRY_TEXT):
+        return Emotion(EmotionLabel.ANGRY, round(min(1.0, 0.5 + 0.4 * anger + 0.2 * level), 3), cues)
+    stirred = anxiety + anger + 0.5 * level
+    if stirred >= 0.35:
+        return Emotion(EmotionLabel.ANXIOUS, round(min(1.0, 0.4 + 0.5 * (anxiety + anger) + 0.3 * level), 3), cues)
+    return Emotion(EmotionLabel.NEUTRAL, round(max(0.5, 1.0 - stirred), 3), cues)
+
+
+# --- across turns ------------------------------------------------------------------------------
+
+
+class EmotionTrend(StrEnum):
+    RISING = "rising"
+    STEADY = "steady"
+    FALLING = "falling"
+
+
+TREND_STEP = 0.15  # change in intensity over the last turns that counts as a trend
+ESCALATE_SCORE = 0.7  # an angry turn at least this strong asks for a human
+
+
+def intensity(emotion: Emotion) -> float:
+    """One number per turn, 0 (calm) .. 1 (furious), for comparing turns."""
+    if emotion.label is EmotionLabel.ANGRY:
+        return 0.5 + 0.5 * emotion.score
+    if emotion.label is EmotionLabel.ANXIOUS:
+        return 0.5 * emotion.score
+    return 0.0
+
+
+def trend(emotions: Sequence[Emotion]) -> EmotionTrend:
+    """Rising, steady or falling over the last three turns."""
+    recent = [intensity(e) for e in emotions[-3:]]
+    if len(recent) < 2:
+        return EmotionTrend.STEADY
+    change = recent[-1] - recent[0]
+    if change >= TREND_STEP and recent[-1] >= recent[-2]:
+        return EmotionTrend.RISING
+    if change <= -TREND_STEP and recent[-1] <= recent[-2]:
+        return EmotionTrend.FALLING
+    return EmotionTrend.STEADY
+
+
+def escalating(emotions: Sequence[Emotion]) -> bool:
+    """True when a human should take over: angry at >= 0.7, or two rises in a row ending upset."""
+    if not emotions:
+        return False
+    last = emotions[-1]
+    if last.label is EmotionLabel.ANGRY and last.score >= ESCALATE_SCORE:
+        return True
+    levels = [intensity(e) for e in emotions[-3:]]
+    return len(levels) == 3 and levels[0] < levels[1] < levels[2] and last.label is not EmotionLabel.NEUTRAL

@@ -1,0 +1,99 @@
+"""dialog.emotion: text cues, prosody relative to the caller's baseline, and the trend over turns."""
+
+from __future__ import annotations
+
+from core.types import Emotion, EmotionLabel, Prosody
+from dialog.emotion import EmotionTrend, detect_emotion, escalating, trend
+from dialog.normalize import normalize
+
+CALM = Prosody(speech_rate=4.0, f0_mean=180.0, f0_std=20.0, energy_db=-25.0, pause_ratio=0.2, voiced_seconds=2.0)
+LOUD_FAST = Prosody(speech_rate=5.6, f0_mean=220.0, f0_std=40.0, energy_db=-18.0, pause_ratio=0.05,
+                    voiced_seconds=2.0, rel_rate=1.4, rel_f0=1.2, rel_energy_db=7.0)
+
+
+def feel(text: str, prosody: Prosody | None = None) -> Emotion:
+    return detect_emotion(normalize(text), prosody)
+
+
+def test_a_threat_to_call_12315_is_angry_and_says_why() -> None:
+    emotion = feel("再不给我解决我就打12315投诉你们")
+    assert emotion.label is EmotionLabel.ANGRY
+    assert emotion.score >= 0.7
+    assert "threat:12315" in emotion.cues and "threat:投诉" in emotion.cues
+
+
+def test_anger_words_and_blame() -> None:
+    assert feel("你们这什么破服务气死我了").label is EmotionLabel.ANGRY
+    assert feel("垃圾店铺骗子").label is EmotionLabel.ANGRY
+    blamed = feel("都怪你们发错了")
+    assert any(c.startswith("blame:") for c in blamed.cues)
+
+
+def test_urgency_is_anxious_not_angry() -> None:
+    emotion = feel("我昨天买的这件衣服当时说有满减为什么付款时没显示现在还能不能改我急着穿最快什么时候到")
+    assert emotion.label is EmotionLabel.ANXIOUS
+    assert "urgency:急着" in emotion.cues
+
+
+def test_negated_urgency_is_calm() -> None:
+    emotion = feel("我不急慢慢来")
+    assert emotion.label is EmotionLabel.NEUTRAL
+    assert "calm:不急" in emotion.cues
+    assert not any(c.startswith("urgency:") for c in emotion.cues)
+
+
+def test_plain_question_is_neutral() -> None:
+    assert feel("请问这件衣服有L码吗").label is EmotionLabel.NEUTRAL
+    assert feel("").label is EmotionLabel.NEUTRAL
+
+
+def test_calm_words_loud_and_fast_are_anxious_never_angry() -> None:
+    emotion = feel("我想问一下我的快递到哪了", LOUD_FAST)
+    assert emotion.label is EmotionLabel.ANXIOUS
+    assert "prosody:louder+7dB" in emotion.cues
+    assert any(c.startswith("prosody:faster") for c in emotion.cues)
+
+
+def test_calm_prosody_changes_nothing() -> None:
+    assert feel("我想问一下我的快递到哪了", CALM).label is EmotionLabel.NEUTRAL
+    assert feel("快递好几天都不动了", CALM) == feel("快递好几天都不动了")
+
+
+def test_loud_prosody_tips_mild_irritation_into_anger() -> None:
+    text = "你们的错凭什么让我出运费"
+    assert feel(text, LOUD_FAST).label is EmotionLabel.ANGRY
+    assert feel(text, LOUD_FAST).score > feel(text).score
+
+
+def test_degree_adverbs_amplify() -> None:
+    plain, strong = feel("我有点着急"), feel("我真的非常着急")
+    assert plain.label is strong.label is EmotionLabel.ANXIOUS
+    assert strong.score > plain.score
+    assert any(c.startswith("degree:") for c in strong.cues)
+
+
+def test_repeated_contacts_count() -> None:
+    emotion = feel("这都第三次打电话了还是没解决")
+    assert emotion.label is not EmotionLabel.NEUTRAL
+    assert "repeat:第三次" in emotion.cues
+
+
+def _e(label: EmotionLabel, score: float) -> Emotion:
+    return Emotion(label, score)
+
+
+def test_trend_rising_steady_falling() -> None:
+    neutral, anxious, angry = _e(EmotionLabel.NEUTRAL, 0.9), _e(EmotionLabel.ANXIOUS, 0.6), _e(EmotionLabel.ANGRY, 0.8)
+    assert trend([neutral, anxious, angry]) is EmotionTrend.RISING
+    assert trend([angry, anxious, neutral]) is EmotionTrend.FALLING
+    assert trend([anxious, anxious, anxious]) is EmotionTrend.STEADY
+    assert trend([angry]) == "steady"
+
+
+def test_escalating_on_strong_anger_or_two_rises() -> None:
+    neutral, anxious = _e(EmotionLabel.NEUTRAL, 0.9), _e(EmotionLabel.ANXIOUS, 0.5)
+    assert escalating([neutral, _e(EmotionLabel.ANGRY, 0.75)])
+    assert not escalating([neutral, _e(EmotionLabel.ANGRY, 0.6)])
+    assert escalating([neutral, anxious, _e(EmotionLabel.ANGRY, 0.6)])
+    assert not escalating([anxious, anxious, anxious])
+    assert not escalating([])
