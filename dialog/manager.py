@@ -74,17 +74,17 @@ def handle(state: CallState, u: Understanding, ctx: Context) -> tuple[CallState,
     if state.ended:
         raise ProtocolError("expected a live call, got a caller turn after the call ended")
     state = replace(state.say("caller", u.text, ctx.elapsed), turns=(*state.turns, Turn(u.text, u.intents, u.emotion)))
-    intents = _needs(u)
     pending, state = state.pending, replace(state, pending=None)
+    intents = _needs(u, pending)
     parts: list[Part] = []
     offered: Skill | None = None
     if pending is not None:
         settled = _settle(pending, state, u, intents, ctx)
         if settled is None:
-            return _failed(replace(state, pending=pending), u, ctx)
+            return _not_understood(replace(state, pending=pending), u, ctx)
         state, parts, intents, offered = settled
-    elif not intents and not _order_id(u):
-        return _failed(state, u, ctx)
+    elif not intents:
+        return _not_understood(state, u, ctx)
     state = replace(state, failed=0)
     state, answered, ask = _answer(state, intents, u, ctx)
     parts += answered
@@ -95,14 +95,47 @@ def handle(state: CallState, u: Understanding, ctx: Context) -> tuple[CallState,
     return _reply(state, parts, ask, u, ctx)
 
 
-def _needs(u: Understanding) -> tuple[Intent, ...]:
-    """The intents worth acting on: not ``other``, and confident enough for their rank."""
+def _needs(u: Understanding, pending: Pending | None) -> tuple[Intent, ...]:
+    """The intents worth acting on: not ``other``, and confident enough for their rank.
+
+    Two readings the classifier can miss: a short 「不改了」/「行」 answering a yes/no question, and a
+    bare order number (「DD2026…到哪了」), taken as asking about that order.
+    """
     kept = []
     for rank, intent in enumerate(u.intents):
         floor = MIN_CONFIDENCE if rank == 0 else MIN_SECONDARY
         if intent.name != "other" and intent.confidence >= floor:
             kept.append(intent)
+    names = {i.name for i in kept}
+    text = (u.normalized or u.text).strip()
+    if isinstance(pending, ConfirmChange | OfferTransfer) and not names & {"affirm", "deny"} and len(text) <= 6:
+        answer = _yes_no(text)
+        if answer is not None:
+            return (Intent(answer, 0.9),)
+    oid = _order_id(u)
+    if not kept and oid is not None and pending is None:
+        return (Intent("order.status", 0.9, {"order_id": oid}),)
     return tuple(kept)
+
+
+_NO = ("不", "别", "算了", "先不", "没")
+_YES = ("好", "是", "对", "行", "可以", "确认", "嗯", "没问题", "要")
+
+
+def _yes_no(text: str) -> str | None:
+    if text.startswith(_YES):
+        return "affirm"
+    if text.startswith(_NO):
+        return "deny"
+    return None
+
+
+def _not_understood(state: CallState, u: Understanding, ctx: Context) -> tuple[CallState, Actions]:
+    """Nothing to act on in the words; an angry or escalating caller still goes to a human."""
+    code = policy.rule(state, u)
+    if code is not None:
+        return _handover(replace(state, pending=None), policy.decide(code, state, ()), [], u, ctx)
+    return _failed(state, u, ctx)
 
 
 # --- pending questions -------------------------------------------------------------------------
