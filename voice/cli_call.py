@@ -1,0 +1,158 @@
+"""``ivr call --caller +86… --say "…" [--audio turn.wav] [--shop FILE] [--json]``: one call, end to end.
+
+The turns run, in command-line order, through the same ``CallSession`` a live call uses. The shop
+clock is the snapshot's ``as_of`` (ticking from there) when it has one, else the system clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from core.clock import Clock, ShiftedClock, SystemClock
+from core.errors import ShopDataError
+from core.settings import Settings
+from core.shop import ShopPort
+from core.types import Transfer
+from voice.session import CallOutcome, CallSession, SpeechPath, TurnResult
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("call", help="run one call through the hotline from text or WAV turns")
+    parser.add_argument("--caller", help="the caller ID in E.164, e.g. +8613800138001 (default: withheld)")
+    # one shared dest, so the turns keep their command-line order whatever their kind
+    parser.add_argument("--say", dest="turns", action="append", type=_tagged("say"), metavar="TEXT", help="text turn")
+    parser.add_argument("--audio", dest="turns", action="append", type=_tagged("audio"), metavar="WAV", help="WAV turn")
+    parser.add_argument("--shop", type=Path, help="a shop-snapshot/1 JSON to serve instead of the configured shop")
+    parser.add_argument("--json", action="store_true", help="print the call as one JSON object")
+    parser.set_defaults(func=call, turns=None)
+
+
+def _tagged(kind: str) -> Callable[[str], tuple[str, str]]:
+    return lambda value: (kind, value)
+
+
+def call(args: argparse.Namespace, settings: Settings) -> int:
+    turns: list[tuple[str, str]] = args.turns or []
+    with _shop(settings, args.shop) as shop:
+        session = _session(shop, settings, args.caller, any(kind == "audio" for kind, _ in turns))
+        greeting = "".join(a.text for a in session.greet())
+        results: list[TurnResult] = []
+        for kind, value in turns:
+            if session.ended:
+                left = len(turns) - len(results)
+                print(f"ivr: the call ended with {left} turn(s) not played", file=sys.stderr)
+                break
+            results.append(session.hear_text(value) if kind == "say" else session.hear_audio(_read(value)))
+        outcome = session.end()
+        if args.json:
+            print(json.dumps(call_json(session, greeting, results, outcome), ensure_ascii=False, indent=2))
+        else:
+            print(call_text(greeting, results, outcome))
+    return 0
+
+
+@contextmanager
+def _shop(settings: Settings, snapshot: Path | None) -> Iterator[ShopPort]:
+    """The configured shop, or ``snapshot`` imported into a throw-away database."""
+    from shop import open_shop
+
+    try:
+        if snapshot is None:
+            yield open_shop(settings)
+            return
+        with tempfile.TemporaryDirectory(prefix="ivr-call-") as tmp:
+            yield open_shop(dataclasses.replace(settings, shop_file=snapshot, db_path=Path(tmp) / "shop.sqlite3"))
+    except ShopDataError as err:
+        raise ShopDataError(one_line(str(err))) from None
+
+
+def one_line(message: str) -> str:
+    """「file: 3 problems…: the first problem (and 2 more)」 — a report that fits one line."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return message.strip()
+    more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+    return f"{lines[0]}: {lines[1]}{more}"
+
+
+def _session(shop: ShopPort, settings: Settings, caller: str | None, audio: bool) -> CallSession:
+    from dialog.nlu import Understander
+    from dialog.vocabulary import Vocabulary
+
+    as_of = shop.info().as_of
+    clock: Clock = ShiftedClock(as_of) if as_of is not None else SystemClock()
+    speech = None
+    if audio:
+        speech = SpeechPath.create(settings)
+    return CallSession(shop, Understander(Vocabulary.from_products(shop.products())), clock, speech, caller=caller)
+
+
+def _read(path: str) -> Any:
+    from voice.wav import read_wav
+
+    return read_wav(path)
+
+
+def call_json(session: CallSession, greeting: str, results: list[TurnResult], outcome: CallOutcome) -> dict[str, Any]:
+    customer = session.customer
+    return {
+        "call_id": session.call_id,
+        "customer": {"id": customer.id, "name": customer.name} if customer else None,
+        "greeting": greeting,
+        "turns": [turn_json(r) for r in results],
+        "outcome": outcome_json(outcome),
+    }
+
+
+def turn_json(r: TurnResult) -> dict[str, Any]:
+    u = r.understanding
+    return {
+        "heard": r.heard,
+        "intents": [{"name": i.name, "confidence": i.confidence, "slots": dict(i.slots)} for i in u.intents],
+        "emotion": {"label": u.emotion.label.value, "score": u.emotion.score, "cues": list(u.emotion.cues)},
+        "prosody": {k: round(v, 3) for k, v in dataclasses.asdict(r.prosody).items()} if r.prosody else None,
+        "reply": r.reply,
+        "latency_ms": dict(r.latency_ms),
+    }
+
+
+def outcome_json(o: CallOutcome) -> dict[str, Any]:
+    return {
+        "type": o.type,
+        "skill": o.skill,
+        "agent": {"id": o.agent.id, "name": o.agent.name} if o.agent else None,
+        "priority": o.priority,
+        "summary": list(o.summary),
+        "reason": o.reason,
+    }
+
+
+def call_text(greeting: str, results: list[TurnResult], outcome: CallOutcome) -> str:
+    lines = [f"客服：{greeting}"]
+    for r in results:
+        lines.append(f"来电：{r.heard}")
+        lines.append(f"客服：{r.reply}")
+        if any(isinstance(a, Transfer) for a in r.actions):
+            lines.append("（转人工）")
+    lines.append(f"—— {outcome_line(outcome)}")
+    lines += [f"   {s}" for s in outcome.summary]
+    return "\n".join(lines)
+
+
+def outcome_line(o: CallOutcome) -> str:
+    if o.type == "transferred":
+        agent = f"{o.agent.name}（{o.agent.id}）" if o.agent else "排队等待"
+        return f"已转人工：{o.skill}，优先级{o.priority}，坐席{agent}；原因：{o.reason}"
+    if o.type == "callback":
+        return f"已登记回电：{o.skill}，优先级{o.priority}；原因：{o.reason}"
+    if o.type == "abandoned":
+        return f"未解决挂断：{o.reason}"
+    return "已解决"

@@ -1,0 +1,239 @@
+"""One call through the hotline: the per-call pipeline a live call and ``ivr call`` share.
+
+A turn of caller audio goes VAD → ASR → prosody (``Speech``), its text goes to the understander,
+the ``Understanding`` to the pure dialog manager, and a ``Transfer`` to agent routing. Each turn
+reports how long each stage took. ``end()`` records the call in the customer's history and says
+how it ended: resolved, transferred, callback or abandoned.
+
+Blocking: ``hear_audio`` runs the recogniser inline; a live call on an event loop calls it in an
+executor. One session per call; not thread-safe.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from core.clock import Clock
+from core.errors import ProtocolError
+from core.settings import Settings
+from core.shop import Agent, Customer, ShopPort
+from core.types import (
+    AudioFrame,
+    DialogAction,
+    Prosody,
+    TranscriptEvent,
+    TranscriptKind,
+    TransferRequest,
+    Understanding,
+    Utterance,
+)
+from dialog import manager
+from dialog.state import CallState, Context
+from routing.agents import Assignment, choose_agent
+
+OUTCOMES = ("resolved", "transferred", "callback", "abandoned")
+
+
+class Understander(Protocol):
+    def understand(self, text: str, now: datetime, prosody: Prosody | None = None) -> Understanding: ...
+
+
+class Speech(Protocol):
+    """The speech path of one call: caller audio of one turn to an utterance with prosody."""
+
+    def transcribe(self, frame: AudioFrame) -> Utterance: ...
+
+
+class SpeechPath:
+    """The real speech path: webrtcvad segments, the configured ASR engine, prosody vs the call's baseline.
+
+    The asr modules are imported when a speech path is made, so a text-only session never loads them.
+    """
+
+    def __init__(self, engine: Any, *, vad_aggressiveness: int = 2) -> None:
+        from asr.prosody import ProsodyTracker
+
+        self.engine = engine
+        self.vad_aggressiveness = vad_aggressiveness
+        self.tracker = ProsodyTracker()
+
+    @classmethod
+    def create(cls, settings: Settings) -> SpeechPath:
+        from asr.engine import create_engine
+
+        return cls(create_engine(settings), vad_aggressiveness=settings.vad_aggressiveness)
+
+    def transcribe(self, frame: AudioFrame) -> Utterance:
+        """One turn's audio: every VAD segment recognised, the texts joined, prosody over the speech."""
+        from asr.prosody import measure
+        from asr.vad import segment
+
+        segments = segment(frame, aggressiveness=self.vad_aggressiveness)
+        finals: list[TranscriptEvent] = []
+        for seg in segments:
+            finals += [e for e in self._recognise(seg.audio) if e.kind is TranscriptKind.FINAL and e.text.strip()]
+        if not segments or not finals:
+            return Utterance("", confidence=0.0)
+        text = "".join(e.text.strip() for e in finals)
+        words = tuple(w for e in finals for w in e.words)
+        speech = AudioFrame(b"".join(s.audio.pcm for s in segments), frame.sample_rate, segments[0].audio.timestamp)
+        prosody = self.tracker.update(measure(speech, words if len(segments) == 1 else None, text))
+        confidence = sum(e.confidence for e in finals) / len(finals)
+        return Utterance(text, segments[0].start, segments[-1].end, confidence, words, prosody)
+
+    def _recognise(self, audio: AudioFrame) -> list[TranscriptEvent]:
+        stream = self.engine.new_stream(audio.sample_rate)
+        try:
+            return [*stream.accept(audio), *stream.flush()]
+        finally:
+            stream.close()
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    heard: str
+    understanding: Understanding
+    prosody: Prosody | None
+    actions: tuple[DialogAction, ...]
+    latency_ms: Mapping[str, float]  # asr, understand, dialog, total
+    ended: bool  # the bot is done with this call (hung up, transferred or callback booked)
+
+    @property
+    def reply(self) -> str:
+        return "".join(a.text for a in self.actions)
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    type: str  # one of OUTCOMES
+    skill: str | None = None
+    agent: Agent | None = None
+    priority: int | None = None
+    summary: tuple[str, ...] = ()
+    reason: str | None = None
+    request: TransferRequest | None = field(default=None, repr=False)
+
+
+class CallSession:
+    """The state of one call and the parts that serve it; ``greet()`` first, then turns, then ``end()``."""
+
+    def __init__(
+        self,
+        shop: ShopPort,
+        understander: Understander,
+        clock: Clock,
+        speech: Speech | None = None,
+        *,
+        caller: str | None = None,
+        call_id: str | None = None,
+        agent_load: MutableMapping[str, int] | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.shop, self.understander, self.clock, self.speech = shop, understander, clock, speech
+        self.caller = caller
+        self.call_id = call_id or uuid.uuid4().hex[:12]
+        self.agent_load = agent_load if agent_load is not None else {}  # agent id -> calls they hold
+        self.assignment: Assignment | None = None
+        self._timer = timer
+        self._started = clock.monotonic()
+        self._state: CallState | None = None
+        self._outcome: CallOutcome | None = None
+
+    @property
+    def state(self) -> CallState:
+        if self._state is None:
+            raise ProtocolError("expected greet() before anything else, got a call that has not started")
+        return self._state
+
+    @property
+    def customer(self) -> Customer | None:
+        return self.state.customer
+
+    @property
+    def ended(self) -> bool:
+        return self._outcome is not None or (self._state is not None and self._state.ended)
+
+    def _ctx(self) -> Context:
+        return Context.create(self.shop, self.clock.now(), self.clock.monotonic() - self._started)
+
+    def greet(self) -> tuple[DialogAction, ...]:
+        """Identify the caller by caller ID and say hello."""
+        if self._state is not None:
+            raise ProtocolError("expected greet() once per call, got a second greet()")
+        self._state, actions = manager.start(self.caller, self._ctx())
+        return actions
+
+    def hear_text(self, text: str) -> TurnResult:
+        """A caller turn already in text (the CLI's --say, a chat channel, a test)."""
+        return self._turn(Utterance(text.strip()), 0.0, self._timer())
+
+    def hear_audio(self, frame: AudioFrame) -> TurnResult:
+        """A caller turn as audio: VAD → ASR → prosody → understanding → dialog."""
+        if self.speech is None:
+            raise ProtocolError("expected a speech path for an audio turn, got a session without one")
+        started = self._timer()
+        utterance = self.speech.transcribe(frame)
+        return self._turn(utterance, (self._timer() - started) * 1000, started)
+
+    def _turn(self, utterance: Utterance, asr_ms: float, started: float) -> TurnResult:
+        state = self.state
+        if self.ended:
+            raise ProtocolError("expected a live call, got a caller turn after the call ended")
+        ctx = self._ctx()
+        t0 = self._timer()
+        understanding = self.understander.understand(utterance.text, ctx.now, utterance.prosody)
+        t1 = self._timer()
+        state, actions = manager.handle(state, understanding, ctx)
+        t2 = self._timer()
+        self._state = state
+        if state.transfer is not None and self.assignment is None:
+            self._route(state.transfer)
+        latency = {"asr": asr_ms, "understand": (t1 - t0) * 1000, "dialog": (t2 - t1) * 1000}
+        latency["total"] = (t2 - started) * 1000
+        rounded = MappingProxyType({k: round(v, 1) for k, v in latency.items()})
+        return TurnResult(utterance.text, understanding, utterance.prosody, actions, rounded, state.ended)
+
+    def _route(self, request: TransferRequest) -> None:
+        customer = self.state.customer
+        dialect = customer.dialect if customer else None
+        self.assignment = choose_agent(request, self.shop.agents(), self.agent_load, dialect)
+        if self.assignment is not None:
+            agent_id = self.assignment.agent.id
+            self.agent_load[agent_id] = self.agent_load.get(agent_id, 0) + 1
+
+    def end(self) -> CallOutcome:
+        """The call is over (hung up by either side): record it and say how it ended."""
+        if self._outcome is not None:
+            return self._outcome
+        state = self.state
+        ctx = self._ctx()
+        if state.turns:
+            record = manager.contact(state, ctx)
+            if record is not None and state.customer is not None:
+                self.shop.record_contact(state.customer.id, record)
+        self._outcome = self._outcome_of(state)
+        return self._outcome
+
+    def _outcome_of(self, state: CallState) -> CallOutcome:
+        for kind, request in (("transferred", state.transfer), ("callback", state.callback)):
+            if request is not None:
+                agent = self.assignment.agent if kind == "transferred" and self.assignment else None
+                summary = request.handoff.summary
+                return CallOutcome(kind, request.skill.value, agent, request.priority, summary, request.reason, request)
+        if not state.turns or state.pending is not None or state.failed:
+            return CallOutcome("abandoned", reason=_abandon_reason(state))
+        return CallOutcome("resolved")
+
+
+def _abandon_reason(state: CallState) -> str:
+    if not state.turns:
+        return "来电未说话就结束"
+    if state.pending is not None:
+        return "客户未回答追问就挂断"
+    return "未能理解客户诉求"
