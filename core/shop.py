@@ -255,7 +255,7 @@ class LogisticsStatus:
 class ExpediteOption:
     """A way to get an order sooner (carrier upgrade, VIP priority, ship today)."""
 
-    kind: str  # ship_today | carrier_upgrade | vip_priority
+    kind: str  # standard | ship_today | carrier_upgrade | vip_priority
     description: str  # caller-friendly
     cost_fen: int
     ships_by: datetime | None
@@ -273,7 +273,7 @@ class KbHit:
 @dataclass(frozen=True, slots=True)
 class ChangeRecord:
     order_id: str
-    field: str  # address | color | size
+    field: str  # address | color | size | sku (colour and size in one step: old and new SKU)
     old: str
     new: str
     at: datetime
