@@ -1,0 +1,303 @@
+"""One caller turn to an ``Understanding``: every need (main need first) with its slots, and the emotion.
+
+How several needs are found in one breath of unpunctuated ASR text: the normalised text is cut into
+clauses before discourse cues (还有, 另外, 然后, 顺便, 为什么, 什么时候, 能不能…); the whole text,
+every clause and every pair of neighbouring clauses are classified; a label is kept when a window
+is confident enough. Rules cover what rules say more clearly than a classifier: short answers
+(对/是的/不用了), asking for a human (转人工), threats that make a complaint (12315, 投诉).
+
+Order: escalations (human_agent, complaint) first, then the need the whole turn is mostly about,
+then the other needs in the order they were said; affirm/deny and goodbye last; a bare greeting
+only when nothing else was said.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from core.types import Intent, Prosody, Understanding
+from dialog.emotion import detect_emotion
+from dialog.normalize import Normalizer
+from dialog.slots import extract_slots
+from dialog.train import IntentClassifier, default_classifier
+from dialog.vocabulary import Vocabulary
+
+MAX_CHARS = 400  # longer turns are understood from their first 400 normalised characters
+MAX_CLAUSES = 10
+MIN_CLAUSE = 4  # shorter clauses join the next one (最快 + 什么时候到)
+WHOLE_MIN = 0.25  # the whole turn's top label is kept from this probability
+WINDOW_MIN = 0.4  # a clause or clause pair adds its top label from this probability
+MAX_INTENTS = 4
+SPLIT_MIN_CHARS = 8  # a clause this long may hold two needs said without a cue (衣服厚不厚发票没收到)
+SPLIT_MAX_CHARS = 30
+SPLIT_MIN = 0.8  # both halves of such a cut must be at least this confident
+OTHER_CEILING = 0.4  # "other" means not understood, so it never carries a confident score
+
+# Connectors start a new clause and are dropped from it; question cues start a new clause and stay in it.
+_CONNECTORS = ("还有就是", "还有", "另外", "然后", "顺便问下", "顺便问一下", "顺便", "再就是", "再一个", "还想问一下",
+               "还想问下", "还想问", "还要问", "对了", "而且", "以及", "不过", "再问下", "再问一下", "再说")
+_QUESTION_CUES = ("能不能", "可不可以", "能否", "还能不能", "还能", "为什么", "什么时候", "怎么", "最快", "现在",
+                  "我急", "我想", "我要", "帮我", "麻烦", "请问", "但是", "可是", "结果", "你好", "您好", "谢谢",
+                  "再见", "要是")
+_STOCK_AFTER = r"(?!货|吗|没|库存|现货|码|别的|多少|几|剩|的|[A-Z0-9]|[一二两三四五六七八九十])"
+_CUE_PATTERN = re.compile("|".join(
+    [f"(?P<c{i}>{re.escape(c)}){_STOCK_AFTER if c == '还有' else ''}" for i, c in enumerate(_CONNECTORS)]
+    + [re.escape(c) for c in sorted(_QUESTION_CUES, key=len, reverse=True)]))
+_FILLERS = re.compile(r"^(?:嗯|啊|哦|噢|呃|额|那个|就是)+|(?:啊|呀|吧|呢|哈|哦|嘛|啦|的)+$")
+_REPEATS = re.compile(r"(.)\1{2,}")  # 对对对对 reads as 对对
+_AFFIRM = frozenset({"对", "对的", "是", "是的", "嗯", "嗯嗯", "好", "好的", "行", "行的", "可以", "可以的", "没问题",
+                     "对对", "对对对", "没错", "对没错", "确认", "好的可以", "中", "中中", "OK", "同意", "是我", "嗯对",
+                     "嗯好", "好嘞", "当然", "那行", "是这个", "就是这个", "就这个"})
+_DENY = frozenset({"不是", "不对", "不用", "不用了", "不要", "没有", "不行", "算了", "错了", "不需要", "不了",
+                   "否", "不必", "不是的", "不对不对", "不要了", "不不", "不用不用", "不可以", "没有了", "都不是",
+                   "不同意"})
+_GREETING = frozenset({"你好", "您好", "喂", "喂你好", "喂您好", "喂喂", "喂喂喂", "在吗", "有人吗", "哈喽", "嗨"})
+_HUMAN = re.compile(r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|真人|活人|转客服|转个客服"
+                    r"|不想跟机器人|转人")
+_THREAT = re.compile(r"12315|投诉|消协|消费者协会|工商|曝光|找媒体|报警|起诉|告你们")
+_ID_MENTION = re.compile(r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?(?:DD\d{6,}|\d{8,})")
+_ESCALATIONS = ("human_agent", "complaint")
+_ANSWERS = ("affirm", "deny")
+_SOCIAL = ("greeting", "goodbye", *_ANSWERS)
+_CONFUSABLE = ({"promotion.inquiry", "promotion.not_applied"}, {"logistics.ship_time", "logistics.expedite"},
+               {"logistics.track", "logistics.ship_time"}, {"logistics.track", "order.status"},
+               {"order.status", "logistics.ship_time"},
+               {"aftersale.exchange", "order.modify"}, {"promotion.inquiry", "promotion.bundle"})
+_NO_SLOTS = frozenset({"greeting", "goodbye", "other"})
+_TASK_ONLY = {"urgency": frozenset({"logistics.track", "logistics.ship_time", "logistics.carrier",
+                                    "logistics.expedite", "order.modify", "order.cancel", "order.status",
+                                    "aftersale.return", "aftersale.refund_status", "aftersale.exchange",
+                                    "aftersale.damage", "inventory.stock", "complaint", "human_agent"}),
+              "promotion": frozenset({"promotion.inquiry", "promotion.not_applied", "promotion.bundle",
+                                      "order.modify", "order.status", "aftersale.refund_status", "complaint"})}
+_TASK_ONLY["coupon"] = _TASK_ONLY["promotion"]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A window of the normalised text: where it starts and what it says."""
+
+    start: int
+    text: str
+    whole: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    name: str
+    confidence: float
+    span: Span
+
+
+# --- clauses -----------------------------------------------------------------------------------
+
+
+def split_clauses(text: str) -> list[Span]:
+    """Cut before each discourse cue, dropping connectors; a clause under MIN_CLAUSE joins the next."""
+    pieces: list[Span] = []
+    start = 0
+    for match in _CUE_PATTERN.finditer(text):
+        if match.start() > start:
+            pieces.append(Span(start, text[start : match.start()]))
+        start = match.end() if match.lastgroup else match.start()
+    if start < len(text):
+        pieces.append(Span(start, text[start:]))
+    return _merge_short(pieces, text)
+
+
+def _merge_short(pieces: list[Span], text: str) -> list[Span]:
+    merged: list[Span] = []
+    pending: Span | None = None
+    for piece in pieces:
+        if pending is not None:
+            piece = Span(pending.start, text[pending.start : piece.start + len(piece.text)])
+        pending = piece if len(piece.text) < MIN_CLAUSE else None
+        if pending is None:
+            merged.append(piece)
+    if pending is not None:
+        if merged:
+            last = merged.pop()
+            merged.append(Span(last.start, text[last.start : pending.start + len(pending.text)]))
+        else:
+            merged.append(pending)
+    if len(merged) > MAX_CLAUSES:
+        tail = merged[MAX_CLAUSES - 1]
+        merged = [*merged[: MAX_CLAUSES - 1], Span(tail.start, text[tail.start :])]
+    return merged
+
+
+def windows(text: str) -> list[Span]:
+    """The whole text, each clause, and each pair of neighbouring clauses (whole first)."""
+    clauses = split_clauses(text)
+    spans = [Span(0, text, whole=True)]
+    if len(clauses) > 1:
+        spans += clauses
+        spans += [Span(a.start, _strip_connectors(text[a.start : b.start + len(b.text)]))
+                  for a, b in zip(clauses, clauses[1:], strict=False)]
+    return spans
+
+
+def _strip_connectors(text: str) -> str:
+    """A pair window reads as one clause: connectors between its parts go."""
+    return _CUE_PATTERN.sub(lambda m: "" if m.lastgroup else m.group(), text)
+
+
+def without_ids(text: str) -> str:
+    """The text the classifier reads: order-number mentions removed (their slot is taken beforehand).
+
+    "订单号DD2026…那件白T换成L码" is about changing a size, not about the order's status; a turn that
+    is nothing but an order number is left as it is.
+    """
+    rest = _ID_MENTION.sub("", text)
+    return rest if len(rest) >= 2 else text
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+
+def short_answer(text: str) -> str | None:
+    """affirm / deny / greeting for a short turn that is only that (对的, 不用了, 喂你好)."""
+    core = _REPEATS.sub(r"\1\1", _FILLERS.sub("", text) or text)
+    if len(core) > 6:
+        return None
+    for name, phrases in (("affirm", _AFFIRM), ("deny", _DENY), ("greeting", _GREETING)):
+        if core in phrases:
+            return name
+    return None
+
+
+def _rule_candidates(text: str) -> list[Candidate]:
+    found = []
+    human = _HUMAN.search(text)
+    if human:
+        found.append(Candidate("human_agent", 0.95, Span(human.start(), human.group())))
+    threat = _THREAT.search(text)
+    if threat:
+        found.append(Candidate("complaint", 0.9, Span(threat.start(), threat.group())))
+    return found
+
+
+# --- choosing and ordering ---------------------------------------------------------------------
+
+
+def _classified(classifier: IntentClassifier, text: str) -> tuple[list[Candidate], str]:
+    """Confident top labels of the windows and of the best two-need split of each long clause.
+
+    Also returns the whole text's top label. Everything is classified in one batch.
+    """
+    spans, clauses = windows(text), split_clauses(text)
+    splits = [pair for clause in clauses for pair in _halves(clause)]
+    rows = classifier.probabilities([s.text for s in spans] + [h.text for pair in splits for h in pair])
+    top = [(classifier.labels[int(r.argmax())], float(r.max())) for r in rows]
+    found = [Candidate(name, p, span) for span, (name, p) in zip(spans, top, strict=False)
+             if p >= (WHOLE_MIN if span.whole else WINDOW_MIN)]
+    found += _best_splits(splits, top[len(spans) :])
+    return found, top[0][0]
+
+
+def _halves(clause: Span) -> list[tuple[Span, Span]]:
+    """Every cut of a clause into two parts of at least MIN_CLAUSE characters (needs said without a cue)."""
+    n = len(clause.text)
+    if not SPLIT_MIN_CHARS <= n <= SPLIT_MAX_CHARS:
+        return []
+    return [(Span(clause.start, clause.text[:k]), Span(clause.start + k, clause.text[k:]))
+            for k in range(MIN_CLAUSE, n - MIN_CLAUSE + 1)]
+
+
+def _best_splits(splits: list[tuple[Span, Span]], top: list[tuple[str, float]]) -> list[Candidate]:
+    """Per clause, the cut whose two halves are both confidently different needs."""
+    best: dict[int, tuple[float, list[Candidate]]] = {}
+    for index, (left, right) in enumerate(splits):
+        (name_l, p_l), (name_r, p_r) = top[2 * index], top[2 * index + 1]
+        if name_l == name_r or "other" in (name_l, name_r) or min(p_l, p_r) < SPLIT_MIN:
+            continue
+        score = min(p_l, p_r)
+        if score > best.get(left.start, (0.0, []))[0]:
+            best[left.start] = (score, [Candidate(name_l, p_l, left), Candidate(name_r, p_r, right)])
+    return [c for _, pair in best.values() for c in pair]
+
+
+def _best_per_name(candidates: list[Candidate]) -> dict[str, Candidate]:
+    best: dict[str, Candidate] = {}
+    for candidate in candidates:
+        held = best.get(candidate.name)
+        if held is None or candidate.confidence > held.confidence:
+            best[candidate.name] = candidate
+    return best
+
+
+def _resolve(best: dict[str, Candidate]) -> dict[str, Candidate]:
+    """Keep the stronger of two labels that name the same need; other/greeting only when alone."""
+    for pair in _CONFUSABLE:
+        if pair <= best.keys():
+            weaker = min(pair, key=lambda n: best[n].confidence)
+            best.pop(weaker)
+    if len(best) > 1:
+        best.pop("other", None)
+    if any(n not in _SOCIAL for n in best):
+        best.pop("greeting", None)
+    return best
+
+
+def _rank(candidate: Candidate, whole_top: str) -> tuple[int, int, int]:
+    name = candidate.name
+    if name in _ESCALATIONS:
+        group = 0
+    elif name in _ANSWERS:
+        group = 2
+    elif name in _SOCIAL:
+        group = 3
+    elif name == "other":
+        group = 4
+    else:
+        group = 1
+    return group, 0 if name == whole_top else 1, candidate.span.start
+
+
+def _slots_for(name: str, clause: dict[str, str], whole: dict[str, str]) -> dict[str, str]:
+    if name in _NO_SLOTS:
+        return {}
+    merged = {**whole, **clause}
+    return {k: v for k, v in merged.items() if k not in _TASK_ONLY or name in _TASK_ONLY[k]}
+
+
+# --- the understander --------------------------------------------------------------------------
+
+
+class Understander:
+    """Understands caller turns against one shop's vocabulary; safe to share between calls."""
+
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self._vocabulary = vocabulary
+        self._normalize = Normalizer(vocabulary.lexicon())
+        self._classifier = default_classifier()
+
+    def understand(self, text: str, now: datetime, prosody: Prosody | None = None) -> Understanding:
+        """Every need in ``text`` (main need first) with slots, and the caller's emotion."""
+        normalized = self._normalize(text)
+        focus = normalized[:MAX_CHARS]
+        intents = self._intents(focus, now)
+        return Understanding(text, normalized, intents, detect_emotion(focus, prosody))
+
+    def _intents(self, text: str, now: datetime) -> tuple[Intent, ...]:
+        whole_slots = extract_slots(text, now, self._vocabulary)
+        focus = without_ids(text)
+        answer = short_answer(focus)
+        if answer is not None:
+            return (Intent(answer, 0.95, _slots_for(answer, {}, whole_slots)),)
+        if not text or (len(text) >= 4 and len(set(text)) <= 2):  # nothing, or noise such as 的的的的
+            return (Intent("other", 0.0),)
+        found, whole_top = _classified(self._classifier, focus)
+        chosen = _resolve(_best_per_name(found + _rule_candidates(focus)))
+        if not chosen:
+            top = self._classifier.ranked(focus)[0]
+            return (Intent("other", round(min(OTHER_CEILING, 1.0 - top[1]), 3)),)
+        ordered = sorted(chosen.values(), key=lambda c: _rank(c, whole_top))[:MAX_INTENTS]
+        return tuple(self._intent(c, whole_slots, now) for c in ordered)
+
+    def _intent(self, candidate: Candidate, whole_slots: dict[str, str], now: datetime) -> Intent:
+        clause_slots = {} if candidate.span.whole else extract_slots(candidate.span.text, now, self._vocabulary)
+        confidence = candidate.confidence if candidate.name != "other" else min(OTHER_CEILING, candidate.confidence)
+        return Intent(candidate.name, round(confidence, 3), _slots_for(candidate.name, clause_slots, whole_slots))
