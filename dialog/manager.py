@@ -361,7 +361,7 @@ def contact(state: CallState, ctx: Context) -> Contact | None:
     if state.customer is None:
         return None
     asked = list(dict.fromkeys(policy.INTENT_WORDS[i.name] for i in state.intents if i.name in policy.INTENT_WORDS))
-    parts = ["电话咨询" + "、".join(asked) if asked else "电话来电"]
+    parts = ["来电" + "、".join(asked) if asked else "来电未说明诉求"]
     parts += list(state.notes)
     if state.transfer is not None:
         parts.append(f"已转{DESKS[state.transfer.skill.value]}")

@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
+from core.clock import FixedClock
+from core.errors import ProtocolError
+from core.types import AudioFrame
+from dialog.nlu import Understander
+from dialog.vocabulary import Vocabulary
+from shop.importer import load_snapshot
+from shop.store import SqliteShop, import_snapshot
 from voice.cli import build_parser, main
+from voice.session import CallSession
 
 REFERENCE = Path("/work/shared/fixtures/shop/shop.json")
 SEED = "我昨天买的这件衣服当时说有满减为什么付款时没显示现在还能不能改我急着穿最快什么时候到"
@@ -175,3 +183,53 @@ def test_human_output_is_the_dialogue(capsys: pytest.CaptureFixture[str]) -> Non
     lines = out.out.splitlines()
     assert lines[0].startswith("客服：陈浩您好") and lines[1] == "来电：转人工" and lines[2].startswith("客服：")
     assert "1 turn(s) not played" in out.err  # the call was transferred before 「喂」
+
+
+# --- the session itself (what a live call uses) ------------------------------------------------
+
+
+Parts = tuple[SqliteShop, Understander, FixedClock]
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Parts:
+    import_snapshot(tmp_path / "s.sqlite3", load_snapshot(REFERENCE))
+    shop = SqliteShop(tmp_path / "s.sqlite3")
+    as_of = shop.info().as_of
+    assert as_of is not None
+    return shop, Understander(Vocabulary.from_products(shop.products())), FixedClock(as_of)
+
+
+def test_busy_laowang_means_the_next_best_complaint_agent(parts: Parts) -> None:
+    shop, understander, clock = parts
+    load = {"A04": 1}  # 老王 is on a call (max_concurrent 1)
+    session = CallSession(shop, understander, clock, caller="+8613800138008", agent_load=load)
+    session.greet()
+    result = session.hear_text("我要投诉")
+    assert result.ended
+    outcome = session.end()
+    assert outcome.agent is not None and outcome.agent.id == "A02"  # 小周 complaint 4
+    assert load == {"A04": 1, "A02": 1}
+
+
+def test_the_call_is_remembered_in_the_customer_history(parts: Parts) -> None:
+    shop, understander, clock = parts
+    session = CallSession(shop, understander, clock, caller="+8613800138007")
+    session.greet()
+    session.hear_text("我的退款什么时候到账")
+    assert session.end().type == "resolved"
+    customer = shop.customer("C007")
+    assert customer is not None and len(customer.history) == 1
+    assert "查退款" in customer.history[-1].summary and not customer.history[-1].complaint
+    again = CallSession(shop, understander, clock, caller="+8613800138007")
+    assert "您上次来电查退款" in again.greet()[0].text
+
+
+def test_audio_turn_without_a_speech_path_is_refused(parts: Parts) -> None:
+    shop, understander, clock = parts
+    session = CallSession(shop, understander, clock)
+    with pytest.raises(ProtocolError, match="greet"):
+        session.hear_text("你好")
+    session.greet()
+    with pytest.raises(ProtocolError, match="speech path"):
+        session.hear_audio(AudioFrame(b"\0\0" * 800, 8000))

@@ -209,3 +209,28 @@ def test_goodbye_hangs_up_and_the_contact_is_recorded(shop: SqliteShop) -> None:
     assert state.ended and said[-1].text.endswith("再见。")
     contact = manager.contact(state, ctx(shop))
     assert contact is not None and "查退款" in contact.summary and not contact.complaint
+
+
+def test_an_escalating_trend_transfers_a_gold_customer_to_the_vip_desk(shop: SqliteShop) -> None:
+    calm = U("我的快递到哪了", ("logistics.expedite", {}))
+    worried = U("怎么还没发", ("logistics.ship_time", {}), label="anxious", score=0.5)
+    upset = U("到底什么时候发", ("logistics.ship_time", {}), label="anxious", score=0.9)
+    state, said = run(shop, "+8613800138001", calm, worried)
+    assert not any(isinstance(a, Transfer) for a in said)
+    state, actions = manager.handle(state, upset, ctx(shop))
+    req = actions[0].request
+    # rising: intensity 0 → 0.25 → 0.45; gold + upset → vip desk; escalating 3, one step for gold → 2
+    assert (req.skill, req.priority, req.reason) == (Skill.VIP, 2, "客户情绪持续升级")
+
+
+def test_vip_desk_only_for_complex_issues(shop: SqliteShop) -> None:
+    one_topic = U("退款呢转人工", ("aftersale.refund_status", {}), ("human_agent", {}))
+    _, said = run(shop, "+8613800138006", one_topic)  # 刘洋, gold, one topic → the topic's desk
+    assert (said[-1].request.skill, said[-1].request.priority) == (Skill.AFTERSALE, 2)
+    _, said = run(
+        shop,
+        "+8613800138006",
+        U("有什么活动", ("promotion.inquiry", {})),
+        U("我的快递呢，转人工", ("logistics.track", {}), ("human_agent", {})),
+    )
+    assert said[-1].request.skill is Skill.VIP  # two topics (promotion, logistics) for a gold customer
