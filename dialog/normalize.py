@@ -143,13 +143,14 @@ def word_syllables(word: str) -> tuple[str, ...]:
 
 @cache
 def _common_words() -> frozenset[str]:
-    """Words of up to four characters with a jieba dictionary frequency of at least COMMON_WORD_FREQ."""
+    """Words of up to four characters with a jieba frequency of at least COMMON_WORD_FREQ, plus shopping words."""
     words = set()
     with jieba.get_dict_file() as stream:
         for line in stream.read().decode("utf-8").splitlines():
             word, freq, *_ = line.split(" ")
             if len(word) <= 4 and int(freq) >= COMMON_WORD_FREQ:
                 words.add(word)
+    words.update(row[0] for row in _read_table("common_words.txt"))
     return frozenset(words)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from core.shop import Product
+from dialog.normalize import is_common_word
 
 # A trailing specification in a product name (500ml, 5双装) is not how callers name a product.
 _SPEC_TAIL = re.compile(r"[0-9]+[A-Za-z双件只个套装ml]*$")
@@ -68,12 +69,14 @@ class Vocabulary:
 
 
 def _derived_terms(products: Sequence[Product]) -> dict[str, str]:
-    """Name suffixes of at least three characters (跑步鞋, 保温杯), kept only when unambiguous."""
+    """Name suffixes that start a word (跑步鞋 from 缓震跑步鞋, not 震跑步鞋), kept only when unambiguous."""
     seen: dict[str, set[str]] = {}
     for product in products:
         base = _SPEC_TAIL.sub("", spoken_form(product.name)) or spoken_form(product.name)
-        for start in range(len(base) - _MIN_DERIVED + 1):
-            seen.setdefault(base[start:], set()).add(product.id)
+        for start in range(1, len(base) - _MIN_DERIVED + 1):
+            suffix = base[start:]
+            if is_common_word(suffix) or is_common_word(suffix[:2]):
+                seen.setdefault(suffix, set()).add(product.id)
         seen.setdefault(base, set()).add(product.id)
     return {term: next(iter(ids)) for term, ids in seen.items() if len(ids) == 1}
 
