@@ -18,7 +18,9 @@ from core.shop import (
     IneligiblePromotion,
     LogisticsStatus,
     Order,
+    OrderItem,
     OrderStatus,
+    Product,
     ShipmentState,
 )
 from core.types import Intent, Skill, Understanding
@@ -381,8 +383,8 @@ def requested_change(intent: Intent, order: Order, u: Understanding, ctx: Contex
     if not (color or size):
         return None
     pid = intent.slots.get("product")
-    items = [i for i in order.items if pid is None or i.product_id == pid]
-    for item in items:
+    missing: Part | None = None
+    for item in [i for i in order.items if pid is None or i.product_id == pid]:
         product = ctx.shop.product(item.product_id)
         new_color = color if color and not matches_color(item.color, color) else None
         new_size = size if size and size.upper().removesuffix("码") != item.size.upper() else None
@@ -390,6 +392,7 @@ def requested_change(intent: Intent, order: Order, u: Understanding, ctx: Contex
             continue
         target = [v for v in product.variants if matches(v, new_color or item.color, new_size or item.size)]
         if not target:
+            missing = missing or Part(_no_variant(product, item, new_color, new_size, ctx), order.id)
             continue
         v = target[0]
         if v.stock <= 0:
@@ -398,9 +401,21 @@ def requested_change(intent: Intent, order: Order, u: Understanding, ctx: Contex
             )
         changes: tuple[tuple[str, str], ...] = (("color", v.color),) if new_color else ()
         changes += (("size", v.size),) if new_size else ()
-        return ConfirmChange(order.id, changes, product.id)
+        return ConfirmChange(order.id, changes, product.id, v.sku)
+    return missing
+
+
+def _no_variant(product: Product, item: OrderItem, color: str | None, size: str | None, ctx: Context) -> str:
+    """「T恤黑色没有L码，有M码和XL码」: what the caller asked for does not exist; what does."""
+    name = short_name(ctx.shop, product.id, product.name)
+    if color and not size:
+        kept, options = size_text(item.size), [v.color for v in product.variants if v.size == item.size]
+    elif size and not color:
+        kept, options = item.color, [size_text(v.size) or v.size for v in product.variants if v.color == item.color]
+    else:
+        kept, options = "", [variant_text(v) for v in product.variants]
     wanted = f"{color or ''}{size_text(size or '') or (size or '')}"
-    return Part(render("modify.no_variant", item=wanted), order.id)
+    return render("modify.no_variant", item=name + kept, wanted=wanted, options=join_list(dict.fromkeys(options)))
 
 
 def matches_color(current: str, wanted: str) -> bool:

@@ -185,9 +185,10 @@ def _order_id(u: Understanding) -> str | None:
 
 def _apply_change(pending: ConfirmChange, state: CallState, ctx: Context) -> tuple[CallState, Part]:
     what, new = change_words(pending, ctx)
+    steps = [("sku", pending.sku)] if pending.sku else list(pending.changes)
     records = []
     try:
-        for field, value in pending.changes:
+        for field, value in steps:
             records.append(ctx.shop.change_order(pending.order_id, field, value, ctx.now))
     except IvrError as err:
         return state, Part(render("modify.failed", why=str(err)), pending.order_id)

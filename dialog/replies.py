@@ -73,7 +73,7 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "modify.done": _F({"what", "new"}),
         "modify.kept": _F(),
         "modify.failed": _F({"why"}),
-        "modify.no_variant": _F({"item"}),
+        "modify.no_variant": _F({"item", "wanted", "options"}),
         "cancel.open": _F({"order"}),
         "cancel.shipped": _F({"order"}),
         "cancel.unpaid": _F({"order"}),

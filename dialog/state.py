@@ -51,8 +51,9 @@ class ConfirmChange:
     """Asked 「确认把…改成…吗？」; an affirm makes the change, a deny keeps the order as it is."""
 
     order_id: str
-    changes: tuple[tuple[str, str], ...]  # (field, new value); field is address | color | size
+    changes: tuple[tuple[str, str], ...]  # (field, new value) as said; field is address | color | size
     product_id: str | None = None  # the item whose colour or size changes
+    sku: str | None = None  # its new SKU: colour and size change in one step
 
 
 @dataclass(frozen=True, slots=True)

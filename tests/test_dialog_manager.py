@@ -110,12 +110,19 @@ def test_address_change_denied_keeps_the_order(shop: SqliteShop) -> None:
     assert state.changes == () and state.pending is None and "不改" in actions[0].text
 
 
-def test_colour_change_is_checked_against_stock_before_asking(shop: SqliteShop) -> None:
-    # T恤 白色M → 黑色M (35 in stock): asked; → 白色L (stock 0, restock 2026-11-26): told, not asked
-    state, said = run(shop, "+8613800138001", U("T恤改成黑色", ("order.modify", {"product": "P1001", "color": "黑色"})))
-    assert isinstance(said[-1], Ask) and "T恤的颜色改成黑色" in said[-1].text
+def test_colour_and_size_changes_are_checked_against_the_catalogue(shop: SqliteShop) -> None:
+    # DD20261119001 holds T恤 白色M. 白色L: stock 0, restock 2026-11-26 → told, not asked
     state, said = run(shop, "+8613800138001", U("T恤换L码", ("order.modify", {"product": "P1001", "size": "L"})))
     assert isinstance(said[-1], Say) and "26号补货" in said[-1].text and state.pending is None
+    # 黑色M: 35 in stock → asked, and on 「是的」 the line becomes P1001-BLK-M (one SKU step)
+    state, said = run(shop, "+8613800138001", U("T恤改成黑色", ("order.modify", {"product": "P1001", "color": "黑色"})))
+    assert isinstance(said[-1], Ask) and "T恤的颜色改成黑色" in said[-1].text
+    manager.handle(state, U("是的", ("affirm", {})), ctx(shop))
+    order = shop.order("DD20261119001")
+    assert order is not None and sorted(i.sku for i in order.items) == ["P1001-BLK-M", "P1007-FLR-S"]
+    # T恤 now 黑色: sizes M and XL only
+    _, said = run(shop, "+8613800138001", U("T恤换L码", ("order.modify", {"product": "P1001", "size": "L"})))
+    assert "T恤黑色没有L码，有M码和XL码" in said[-1].text
 
 
 def test_two_failed_understandings_in_a_row_transfer(shop: SqliteShop) -> None:
