@@ -1,0 +1,117 @@
+"""The HTTP server `make serve` runs: calls over the reference shop, errors, and a real start-up."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.settings import Settings
+from voice.app import create_app
+from voice.hotline import open_hotline
+
+REFERENCE_SHOP = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "shop" / "shop.json"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    settings = Settings(db_path=tmp_path / "shop.sqlite3", model_dir=tmp_path / "models")
+    return TestClient(create_app(open_hotline(settings, REFERENCE_SHOP), max_calls=2))
+
+
+def test_health_names_the_shop(client: TestClient) -> None:
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["shop"] == "棉语生活旗舰店"
+    assert body["now"].startswith("2026-11-20T10:0")  # the snapshot's as_of, ticking
+
+
+def test_a_known_caller_gets_the_owed_amount(client: TestClient) -> None:
+    started = client.post("/api/calls", json={"caller": "+8613800138001"})
+    assert started.status_code == 201
+    call = started.json()
+    assert call["customer"] == {"id": "C001", "name": "张丽"}
+    turn = client.post(
+        f"/api/calls/{call['call_id']}/turns",
+        json={"text": "我昨天买的衣服当时说有满减为什么付款时没显示"},
+    ).json()
+    # DD20261119001: T恤 89 + 连衣裙 239, both 上装 → 上装任选2件9折 saves 8.9 + 23.9 = 32.8
+    assert "32.8" in turn["reply"]
+    assert turn["intents"][0]["name"] == "promotion.not_applied"
+    assert turn["ended"] is False
+    outcome = client.post(f"/api/calls/{call['call_id']}/end").json()
+    assert outcome["type"] == "resolved"
+    assert client.post(f"/api/calls/{call['call_id']}/turns", json={"text": "喂"}).status_code == 404
+
+
+def test_transfer_on_request_picks_an_agent(client: TestClient) -> None:
+    call = client.post("/api/calls", json={"caller": "+8613800138008"}).json()
+    turn = client.post(f"/api/calls/{call['call_id']}/turns", json={"text": "我要投诉 给我转人工"}).json()
+    assert turn["ended"] is True
+    outcome = client.post(f"/api/calls/{call['call_id']}/end").json()
+    assert outcome["type"] in {"transferred", "callback"}
+    assert outcome["skill"] == "complaint"
+
+
+def test_bad_requests_get_clear_errors(client: TestClient) -> None:
+    assert client.post("/api/calls/nope/turns", json={"text": "你好"}).status_code == 404
+    assert client.post("/api/calls", json={"caller": 123}).status_code == 422
+    call = client.post("/api/calls", json={}).json()
+    assert call["customer"] is None
+    assert client.post(f"/api/calls/{call['call_id']}/turns", json={"text": "x" * 5000}).status_code == 422
+    garbage = client.post(f"/api/calls/{call['call_id']}/audio", content=b"not a wav at all")
+    assert garbage.status_code == 400
+    assert "RIFF" in garbage.json()["error"] or "WAV" in garbage.json()["error"]
+
+
+def test_the_call_limit_is_enforced(client: TestClient) -> None:
+    for _ in range(2):
+        assert client.post("/api/calls", json={}).status_code == 201
+    full = client.post("/api/calls", json={})
+    assert full.status_code == 503
+
+
+def test_understand_endpoint(client: TestClient) -> None:
+    body = client.post("/api/understand", json={"text": "快第到哪了"}).json()
+    assert body["intents"][0]["name"] == "logistics.track"
+    assert body["normalized"] != body["text"] or "快递" in body["normalized"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ivr_serve_starts_with_embedded_defaults(tmp_path: Path) -> None:
+    """What `make serve` runs: the sample shop, SQLite in the cache folder, answering HTTP."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
+    env.update(HOME=str(tmp_path), IVR_PORT=str(port))
+    proc = subprocess.Popen([sys.executable, "-m", "voice.cli", "serve"], env=env, stderr=subprocess.PIPE)
+    try:
+        body = _wait_for_health(port, proc)
+        assert body is not None, proc.stderr.read().decode() if proc.stderr else "server did not start"
+        assert '"status":"ok"' in body
+        assert (tmp_path / ".cache" / "ivr" / "shop.sqlite3").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _wait_for_health(port: int, proc: subprocess.Popen[bytes]) -> str | None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                return resp.read().decode()
+        except OSError:
+            time.sleep(0.2)
+    return None

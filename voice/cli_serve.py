@@ -1,0 +1,32 @@
+"""``ivr serve``: run the hotline's HTTP server with the configured (or embedded) shop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from core.settings import Settings
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("serve", help="run the hotline server (IVR_HOST:IVR_PORT)")
+    parser.add_argument("--host", help="override IVR_HOST")
+    parser.add_argument("--port", type=int, help="override IVR_PORT")
+    parser.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from voice.app import create_app
+    from voice.hotline import open_hotline
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    hotline = open_hotline(settings)
+    info = hotline.shop.info()
+    host, port = args.host or settings.host, args.port or settings.port
+    log = logging.getLogger("ivr")
+    log.info("serving %s on http://%s:%d (shop clock %s)", info.name, host, port, hotline.clock.now())
+    uvicorn.run(create_app(hotline), host=host, port=port, log_level=settings.log_level.lower())
+    return 0
