@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 
 
@@ -18,7 +18,7 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    def __init__(self, tz: timezone | None = None) -> None:
+    def __init__(self, tz: tzinfo | None = None) -> None:
         self._tz = tz
 
     def now(self) -> datetime:
