@@ -19,7 +19,7 @@ from datetime import datetime
 
 from core.types import Intent, Prosody, Understanding
 from dialog.emotion import detect_emotion
-from dialog.normalize import Normalizer
+from dialog.normalize import Normalizer, is_han
 from dialog.slots import extract_slots
 from dialog.train import IntentClassifier, default_classifier
 from dialog.vocabulary import Vocabulary
@@ -27,7 +27,7 @@ from dialog.vocabulary import Vocabulary
 MAX_CHARS = 400  # longer turns are understood from their first 400 normalised characters
 MAX_CLAUSES = 10
 MIN_CLAUSE = 4  # shorter clauses join the next one (最快 + 什么时候到)
-WHOLE_MIN = 0.25  # the whole turn's top label is kept from this probability
+WHOLE_MIN = 0.15  # the whole turn's top label is kept from this probability (CV: below it "other" is likelier)
 WINDOW_MIN = 0.4  # a clause or clause pair adds its top label from this probability
 MAX_INTENTS = 4
 SPLIT_MIN_CHARS = 8  # a clause this long may hold two needs said without a cue (衣服厚不厚发票没收到)
@@ -65,7 +65,7 @@ _CONFUSABLE = ({"promotion.inquiry", "promotion.not_applied"}, {"logistics.ship_
                {"logistics.track", "logistics.ship_time"}, {"logistics.track", "order.status"},
                {"order.status", "logistics.ship_time"},
                {"aftersale.exchange", "order.modify"}, {"promotion.inquiry", "promotion.bundle"})
-_NO_SLOTS = frozenset({"greeting", "goodbye", "other"})
+_NO_SLOTS = frozenset({"greeting", "goodbye"})
 _TASK_ONLY = {"urgency": frozenset({"logistics.track", "logistics.ship_time", "logistics.carrier",
                                     "logistics.expedite", "order.modify", "order.cancel", "order.status",
                                     "aftersale.return", "aftersale.refund_status", "aftersale.exchange",
@@ -245,12 +245,10 @@ def _rank(candidate: Candidate, whole_top: str) -> tuple[int, int, int]:
     name = candidate.name
     if name in _ESCALATIONS:
         group = 0
-    elif name in _ANSWERS:
+    elif name in _ANSWERS or name == "goodbye":
         group = 2
-    elif name in _SOCIAL:
+    elif name in _SOCIAL or name == "other":
         group = 3
-    elif name == "other":
-        group = 4
     else:
         group = 1
     return group, 0 if name == whole_top else 1, candidate.span.start
@@ -287,8 +285,8 @@ class Understander:
         answer = short_answer(focus)
         if answer is not None:
             return (Intent(answer, 0.95, _slots_for(answer, {}, whole_slots)),)
-        if not text or (len(text) >= 4 and len(set(text)) <= 2):  # nothing, or noise such as 的的的的
-            return (Intent("other", 0.0),)
+        if not any(is_han(ch) for ch in focus) or (len(text) >= 4 and len(set(text)) <= 2):
+            return (Intent("other", 0.0, _slots_for("other", {}, whole_slots)),)  # no words, or noise (的的的的)
         found, whole_top = _classified(self._classifier, focus)
         chosen = _resolve(_best_per_name(found + _rule_candidates(focus)))
         if not chosen:

@@ -7,13 +7,13 @@ step with the data. ``python -m dialog.train`` trains once and prints held-out a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 from pypinyin import Style, lazy_pinyin
-from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -66,22 +66,36 @@ def pinyin_tokens(text: str) -> list[str]:
 class IntentClassifier:
     """Probabilities over the trained labels for normalised texts.
 
-    Prediction multiplies the sparse features by the weights directly: the same numbers as
-    ``Pipeline.predict_proba`` without its per-call validation overhead (a few ms per turn).
+    Prediction applies the fitted analyzers, vocabularies, idf weights and coefficients directly:
+    the same numbers as ``Pipeline.predict_proba``, without its per-call validation overhead
+    (which costs more than the arithmetic for the dozen short windows of one turn).
     """
 
     def __init__(self, pipeline: Pipeline) -> None:
         union: FeatureUnion = pipeline.named_steps["features"]
         model: LogisticRegression = pipeline.named_steps["model"]
-        self._vectorizers = [vectorizer for _, vectorizer in union.transformer_list]
-        self._weights = model.coef_.T.copy()
+        self._parts: list[tuple[Callable[[str], list[str]], dict[str, int], np.ndarray, int]] = []
+        offset = 0
+        for _, vectorizer in union.transformer_list:
+            vocabulary = {str(k): int(v) for k, v in vectorizer.vocabulary_.items()}
+            self._parts.append((vectorizer.build_analyzer(), vocabulary, np.asarray(vectorizer.idf_), offset))
+            offset += len(vocabulary)
+        self._weights = np.ascontiguousarray(model.coef_.T)
         self._bias = model.intercept_.copy()
         self.labels: tuple[str, ...] = tuple(str(c) for c in model.classes_)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """One row per text, one column per label in ``self.labels``."""
-        features = sparse.hstack([v.transform(texts) for v in self._vectorizers]).tocsr()
-        scores = features @ self._weights + self._bias
+        scores = np.tile(self._bias, (len(texts), 1))
+        for row, text in enumerate(texts):
+            for analyze, vocabulary, idf, offset in self._parts:
+                counts = Counter(t for t in analyze(text) if t in vocabulary)
+                if not counts:
+                    continue
+                columns = np.fromiter((vocabulary[t] for t in counts), dtype=np.int64, count=len(counts))
+                values = (1.0 + np.log(np.fromiter(counts.values(), dtype=float, count=len(counts)))) * idf[columns]
+                values /= np.linalg.norm(values)
+                scores[row] += values @ self._weights[columns + offset]
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         return np.asarray(scores / scores.sum(axis=1, keepdims=True))
 
