@@ -347,6 +347,8 @@ def aftersale_exchange(intent: Intent, order: Order | None, u: Understanding, ct
 
 
 def aftersale_damage(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
+    if order is not None and order.status is OrderStatus.SHIPPED:
+        return logistics_track(intent, order, u, ctx)  # not delivered yet: where the parcel is answers it
     part = _kb_part("破损 拍照反馈", Skill.AFTERSALE, ctx, order.id if order else None, u.normalized)
     reason = f"{order.id}商品破损" if order else "商品破损"
     return Part(part.text, part.order_id, OfferTransfer(Skill.AFTERSALE, reason), part.kb_ids, reason, Skill.AFTERSALE)

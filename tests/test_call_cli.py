@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testmodels import INSTALL_HINT, require, whisper_base_dir
 
 from core.clock import FixedClock
 from core.errors import ProtocolError
@@ -22,6 +23,7 @@ from voice.cli import build_parser, main
 from voice.session import CallSession
 
 REFERENCE = Path("/work/shared/fixtures/shop/shop.json")
+FIXTURES = Path(__file__).parent.parent / "audio_fixtures"
 SEED = "我昨天买的这件衣服当时说有满减为什么付款时没显示现在还能不能改我急着穿最快什么时候到"
 
 
@@ -233,3 +235,20 @@ def test_audio_turn_without_a_speech_path_is_refused(parts: Parts) -> None:
     session.greet()
     with pytest.raises(ProtocolError, match="speech path"):
         session.hear_audio(AudioFrame(b"\0\0" * 800, 8000))
+
+
+@pytest.mark.slow
+@pytest.mark.models
+def test_an_audio_turn_goes_through_vad_asr_and_prosody(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = require(whisper_base_dir(), INSTALL_HINT)
+    monkeypatch.setenv("IVR_ASR_ENGINE", "whisper")
+    monkeypatch.setenv("IVR_WHISPER_MODEL", str(model))
+    wav = FIXTURES / "01_logistics_track_normal.wav"  # espeak: 「我的快递怎么还没到」
+    call = ivr_call(capsys, "--caller", "+8613800138002", "--say", "你好", "--audio", str(wav))
+    text_turn, audio_turn = call["turns"]
+    assert text_turn["prosody"] is None and text_turn["latency_ms"]["asr"] == 0.0
+    assert "快递" in audio_turn["heard"] and audio_turn["intents"][0]["name"] == "logistics.track"
+    assert audio_turn["prosody"]["voiced_seconds"] > 0.5 and audio_turn["latency_ms"]["asr"] > 0
+    assert "郑州转运中心" in audio_turn["reply"]
