@@ -2,9 +2,11 @@
 
 How several needs are found in one breath of unpunctuated ASR text: the normalised text is cut into
 clauses before discourse cues (还有, 另外, 然后, 顺便, 为什么, 什么时候, 能不能…); the whole text,
-every clause and every pair of neighbouring clauses are classified; a label is kept when a window
-is confident enough. Rules cover what rules say more clearly than a classifier: short answers
-(对/是的/不用了), asking for a human (转人工), threats that make a complaint (12315, 投诉).
+every clause, every pair of neighbouring clauses and every cut of a long clause into two halves
+(needs said without any cue) are classified in one batch; a label is kept when its window is
+confident enough, and of two labels that name the same need the stronger stays. Rules cover what
+rules say more clearly than a classifier: short answers (对/是的/不用了), asking for a human
+(转人工), threats that make a complaint (12315, 投诉).
 
 Order: escalations (human_agent, complaint) first, then the need the whole turn is mostly about,
 then the other needs in the order they were said; affirm/deny and goodbye last; a bare greeting
@@ -55,8 +57,8 @@ _DENY = frozenset({"不是", "不对", "不用", "不用了", "不要", "没有"
                    "不同意"})
 _GREETING = frozenset({"你好", "您好", "喂", "喂你好", "喂您好", "喂喂", "喂喂喂", "在吗", "有人吗", "哈喽", "嗨"})
 _HUMAN = re.compile(r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|真人|活人|转客服|转个客服"
-                    r"|不想跟机器人|转人")
-_THREAT = re.compile(r"12315|投诉|消协|消费者协会|工商|曝光|找媒体|报警|起诉|告你们")
+                    r"|不想跟机器人")
+_THREAT = re.compile(r"12315|投诉|消协|消费者协会|工商(?!银行)|曝光|找媒体|报警|起诉|告你们")
 _ID_MENTION = re.compile(r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?(?:DD\d{6,}|\d{8,})")
 _ESCALATIONS = ("human_agent", "complaint")
 _ANSWERS = ("affirm", "deny")
@@ -290,8 +292,8 @@ class Understander:
         found, whole_top = _classified(self._classifier, focus)
         chosen = _resolve(_best_per_name(found + _rule_candidates(focus)))
         if not chosen:
-            top = self._classifier.ranked(focus)[0]
-            return (Intent("other", round(min(OTHER_CEILING, 1.0 - top[1]), 3)),)
+            p_other = dict(self._classifier.ranked(focus)).get("other", 0.0)
+            return (Intent("other", round(min(OTHER_CEILING, p_other), 3), _slots_for("other", {}, whole_slots)),)
         ordered = sorted(chosen.values(), key=lambda c: _rank(c, whole_top))[:MAX_INTENTS]
         return tuple(self._intent(c, whole_slots, now) for c in ordered)
 
