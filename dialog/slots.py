@@ -28,6 +28,7 @@ _GENERIC_COLORS = ("酒红色", "咖啡色", "卡其色", "藏青色", "军绿�
 _SHORT_COLOR = re.compile(r"([红白黑蓝绿黄紫灰粉米银金橙棕])(?:的|色)")
 _LETTER_SIZE = re.compile(r"(?<![A-Z0-9])([2-4]?XL|XXXL|XXL|XS|S|M|L)(?:码|号)?(?![A-Z0-9])")
 _NUMBER_SIZE = re.compile(rf"({_NUM})码")
+_TARGET_BEFORE = re.compile(r"(?:成|为|要|换|换个|买)$")  # 换成黑色, 改为L码, 要XL的, 想换黑色
 _WORD_SIZES = ("加大码", "大一号", "小一号", "大一码", "小一码", "大码", "小码", "中码", "均码")
 _ORDER_DD = re.compile(r"DD(\d{6,})")
 _LONG_DIGITS = re.compile(r"(?<![0-9A-Z])(\d{8,})(?![0-9])")
@@ -109,13 +110,31 @@ def _fuzzy_product(text: str, vocab: Vocabulary) -> str | None:
 
 
 def color(text: str, vocab: Vocabulary) -> str | None:
-    """A colour as the shop spells it when it sells it (白的 → 白色), else the generic colour word."""
+    """A colour as the shop spells it when it sells it (白的 → 白色), else the generic colour word.
+
+    When several are named, the one asked for wins: 把白色换成黑色 → 黑色.
+    """
     known = sorted((*vocab.colors, *_GENERIC_COLORS), key=len, reverse=True)
-    found = [(text.find(c), c) for c in known if c in text]
-    if found:
-        return _shop_color(min(found)[1], vocab)
-    match = _SHORT_COLOR.search(text)
-    return _shop_color(match.group(1) + "色", vocab) if match else None
+    mentions: list[tuple[int, str]] = []
+    i = 0
+    while i < len(text):
+        word = next((c for c in known if text.startswith(c, i)), None)
+        if word is None:
+            short = _SHORT_COLOR.match(text, i)
+            word = short.group(1) + "色" if short else None
+            step = len(short.group()) if short else 1
+        else:
+            step = len(word)
+        if word is not None:
+            mentions.append((i, word))
+        i += step
+    return _shop_color(_wanted(text, mentions), vocab) if mentions else None
+
+
+def _wanted(text: str, mentions: list[tuple[int, str]]) -> str:
+    """The last value right after 换成/改成/要, else the first one mentioned."""
+    targets = [word for at, word in mentions if _TARGET_BEFORE.search(text[max(0, at - 2) : at])]
+    return targets[-1] if targets else mentions[0][1]
 
 
 def _shop_color(word: str, vocab: Vocabulary) -> str:
@@ -127,17 +146,20 @@ def _shop_color(word: str, vocab: Vocabulary) -> str:
 
 
 def size(text: str, vocab: Vocabulary) -> str | None:
-    """S/M/L/XL (L码, M号), 42码/四十二码, 大码/小码/均码, or a size the shop lists (500ML)."""
+    """S/M/L/XL (L码, M号), 42码/四十二码, 大码/小码/均码, or a size the shop lists (500ML).
+
+    When several are named, the one asked for wins: M码换成L码 → L.
+    """
+    mentions: list[tuple[int, str]] = []
     for shop_size in sorted(vocab.sizes, key=len, reverse=True):
-        if len(shop_size) > 2 and shop_size.upper() in text:
-            return shop_size
-    letter = _LETTER_SIZE.search(text)
-    if letter:
-        return letter.group(1)
-    number = _NUMBER_SIZE.search(text)
-    if number and cn_number(number.group(1)) is not None:
-        return str(cn_number(number.group(1)))
-    return next((w for w in _WORD_SIZES if w in text), None)
+        at = text.find(shop_size.upper())
+        if len(shop_size) > 2 and at >= 0:
+            mentions.append((at, shop_size))
+    mentions += [(m.start(), m.group(1)) for m in _LETTER_SIZE.finditer(text)]
+    mentions += [(m.start(), str(cn_number(m.group(1)))) for m in _NUMBER_SIZE.finditer(text)
+                 if cn_number(m.group(1)) is not None]
+    mentions += [(text.find(w), w) for w in _WORD_SIZES if w in text]
+    return _wanted(text, sorted(mentions)) if mentions else None
 
 
 def resolve_date(text: str, now: datetime) -> tuple[date, date | None] | None:

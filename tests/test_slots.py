@@ -148,3 +148,10 @@ def test_quantities() -> None:
 def test_chinese_numbers() -> None:
     assert [cn_number(s) for s in ("十九", "二十一", "十", "两", "42", "四二")] == [19, 21, 10, 2, 42, 42]
     assert cn_number("十十") is None and cn_number("abc") is None and cn_number("") is None
+
+
+def test_the_value_asked_for_wins_over_the_one_bought() -> None:
+    assert color(normalize("把白色换成黑色"), SHOP) == "黑色"
+    assert color(normalize("我买的是白色的想换黑色"), SHOP) == "黑色"
+    assert size(normalize("M码换成L码"), SHOP) == "L"
+    assert slots("买的42码能换成四十码吗")["size"] == "40"
