@@ -1,27 +1,22 @@
 """``ivr call --caller +86… --say "…" [--audio turn.wav] [--shop FILE] [--json]``: one call, end to end.
 
-The turns run, in command-line order, through the same ``CallSession`` a live call uses. The shop
-clock is the snapshot's ``as_of`` (ticking from there) when it has one, else the system clock.
+The turns run, in command-line order, through the same ``CallSession`` a live call uses, assembled
+by ``voice.hotline`` exactly as ``ivr serve`` assembles it. The shop clock is the snapshot's
+``as_of`` (ticking from there) when it has one, else the system clock.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from core.clock import Clock, ShiftedClock, SystemClock
 from core.errors import ShopDataError
 from core.settings import Settings
-from core.shop import ShopPort
 from core.types import Transfer
-from voice.session import CallOutcome, CallSession, SpeechPath, TurnResult
+from voice.session import CallOutcome, TurnResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,38 +35,29 @@ def _tagged(kind: str) -> Callable[[str], tuple[str, str]]:
 
 
 def call(args: argparse.Namespace, settings: Settings) -> int:
+    from voice.hotline import open_hotline
+    from voice.report import call_json
+    from voice.wav import read_wav
+
     turns: list[tuple[str, str]] = args.turns or []
-    with _shop(settings, args.shop) as shop:
-        session = _session(shop, settings, args.caller, any(kind == "audio" for kind, _ in turns))
-        greeting = "".join(a.text for a in session.greet())
-        results: list[TurnResult] = []
-        for kind, value in turns:
-            if session.ended:
-                left = len(turns) - len(results)
-                print(f"ivr: the call ended with {left} turn(s) not played", file=sys.stderr)
-                break
-            results.append(session.hear_text(value) if kind == "say" else session.hear_audio(_read(value)))
-        outcome = session.end()
-        if args.json:
-            print(json.dumps(call_json(session, greeting, results, outcome), ensure_ascii=False, indent=2))
-        else:
-            print(call_text(greeting, results, outcome))
-    return 0
-
-
-@contextmanager
-def _shop(settings: Settings, snapshot: Path | None) -> Iterator[ShopPort]:
-    """The configured shop, or ``snapshot`` imported into a throw-away database."""
-    from shop import open_shop
-
     try:
-        if snapshot is None:
-            yield open_shop(settings)
-            return
-        with tempfile.TemporaryDirectory(prefix="ivr-call-") as tmp:
-            yield open_shop(dataclasses.replace(settings, shop_file=snapshot, db_path=Path(tmp) / "shop.sqlite3"))
+        hotline = open_hotline(settings, args.shop)
     except ShopDataError as err:
         raise ShopDataError(one_line(str(err))) from None
+    session = hotline.session(args.caller, with_speech=any(kind == "audio" for kind, _ in turns))
+    greeting = "".join(a.text for a in session.greet())
+    results: list[TurnResult] = []
+    for kind, value in turns:
+        if session.ended:
+            print(f"ivr: the call ended with {len(turns) - len(results)} turn(s) not played", file=sys.stderr)
+            break
+        results.append(session.hear_text(value) if kind == "say" else session.hear_audio(read_wav(value)))
+    outcome = session.end()
+    if args.json:
+        print(json.dumps(call_json(session, greeting, results, outcome), ensure_ascii=False, indent=2))
+    else:
+        print(call_text(greeting, results, outcome))
+    return 0
 
 
 def one_line(message: str) -> str:
@@ -83,59 +69,8 @@ def one_line(message: str) -> str:
     return f"{lines[0]}: {lines[1]}{more}"
 
 
-def _session(shop: ShopPort, settings: Settings, caller: str | None, audio: bool) -> CallSession:
-    from dialog.nlu import Understander
-    from dialog.vocabulary import Vocabulary
-
-    as_of = shop.info().as_of
-    clock: Clock = ShiftedClock(as_of) if as_of is not None else SystemClock()
-    speech = None
-    if audio:
-        speech = SpeechPath.create(settings)
-    return CallSession(shop, Understander(Vocabulary.from_products(shop.products())), clock, speech, caller=caller)
-
-
-def _read(path: str) -> Any:
-    from voice.wav import read_wav
-
-    return read_wav(path)
-
-
-def call_json(session: CallSession, greeting: str, results: list[TurnResult], outcome: CallOutcome) -> dict[str, Any]:
-    customer = session.customer
-    return {
-        "call_id": session.call_id,
-        "customer": {"id": customer.id, "name": customer.name} if customer else None,
-        "greeting": greeting,
-        "turns": [turn_json(r) for r in results],
-        "outcome": outcome_json(outcome),
-    }
-
-
-def turn_json(r: TurnResult) -> dict[str, Any]:
-    u = r.understanding
-    return {
-        "heard": r.heard,
-        "intents": [{"name": i.name, "confidence": i.confidence, "slots": dict(i.slots)} for i in u.intents],
-        "emotion": {"label": u.emotion.label.value, "score": u.emotion.score, "cues": list(u.emotion.cues)},
-        "prosody": {k: round(v, 3) for k, v in dataclasses.asdict(r.prosody).items()} if r.prosody else None,
-        "reply": r.reply,
-        "latency_ms": dict(r.latency_ms),
-    }
-
-
-def outcome_json(o: CallOutcome) -> dict[str, Any]:
-    return {
-        "type": o.type,
-        "skill": o.skill,
-        "agent": {"id": o.agent.id, "name": o.agent.name} if o.agent else None,
-        "priority": o.priority,
-        "summary": list(o.summary),
-        "reason": o.reason,
-    }
-
-
 def call_text(greeting: str, results: list[TurnResult], outcome: CallOutcome) -> str:
+    """The dialogue as lines, then how the call ended and the agent's three-line summary."""
     lines = [f"客服：{greeting}"]
     for r in results:
         lines.append(f"来电：{r.heard}")
