@@ -334,6 +334,8 @@ def aftersale_return(intent: Intent, order: Order | None, u: Understanding, ctx:
 
 
 def aftersale_exchange(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
+    if order is not None and order.status in _OPEN:
+        return order_modify(intent, order, u, ctx)  # not shipped yet: the order itself can still change
     part = _kb_part("换货", Skill.AFTERSALE, ctx, order.id if order else None, u.normalized)
     product = product_of(intent, order, ctx)
     color, size = intent.slots.get("color"), intent.slots.get("size")

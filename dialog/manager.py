@@ -20,7 +20,7 @@ from core.types import Ask, DialogAction, EmotionLabel, Hangup, Intent, Say, Ski
 from dialog import policy
 from dialog.answers import ANSWERS, TOPIC, change_question, change_words
 from dialog.orders import Ambiguous, Missing, choice_phrases, choices_text, pick_order, resolve_choice
-from dialog.replies import DESKS, caller_name, order_ref, render
+from dialog.replies import DESKS, caller_name, join_list, order_ref, render
 from dialog.state import (
     CallState,
     ChooseOrder,
@@ -159,8 +159,10 @@ def _settle(
         order = _chosen(pending, u, ctx)
         if isinstance(order, Order):
             state, parts = _answer_with(state, pending.intents, order, u, ctx)
-            echo = {p.name for p in pending.intents} | {"order.status"}  # 「订单号DD…」 reads as order.status
-            return state, parts, tuple(i for i in rest if i.name not in echo), None
+            # 「围巾那单」 answers the question; what the classifier half-reads into it is an echo
+            echo = {p.name for p in pending.intents} | {"order.status"}
+            rest = tuple(i for i in rest if i.name not in echo and i.confidence >= MIN_SECONDARY)
+            return state, parts, rest, None
         if isinstance(order, Missing):
             return state, [Part(render("order.not_found", order_id=order.order_id), offer=pending)], rest, None
     return (state, [], rest, None) if rest else None
@@ -362,7 +364,7 @@ def contact(state: CallState, ctx: Context) -> Contact | None:
     if state.customer is None:
         return None
     asked = list(dict.fromkeys(policy.INTENT_WORDS[i.name] for i in state.intents if i.name in policy.INTENT_WORDS))
-    parts = ["来电" + "、".join(asked) if asked else "来电未说明诉求"]
+    parts = ["来电" + join_list(asked) if asked else "来电未说明诉求"]
     parts += list(state.notes)
     if state.transfer is not None:
         parts.append(f"已转{DESKS[state.transfer.skill.value]}")

@@ -84,7 +84,7 @@ INTENT_WORDS = {
     "inventory.stock": "问库存",
     "product.info": "问商品",
     "promotion.inquiry": "问活动",
-    "promotion.not_applied": "优惠没减上",
+    "promotion.not_applied": "问优惠为什么没减",
     "promotion.bundle": "问套装优惠",
     "order.modify": "改订单",
     "order.cancel": "取消订单",

@@ -241,3 +241,19 @@ def test_vip_desk_only_for_complex_issues(shop: SqliteShop) -> None:
         U("我的快递呢，转人工", ("logistics.track", {}), ("human_agent", {})),
     )
     assert said[-1].request.skill is Skill.VIP  # two topics (promotion, logistics) for a gold customer
+
+
+def test_a_choice_answer_is_not_also_read_as_a_new_question(shop: SqliteShop) -> None:
+    state, _ = run(shop, "+8613800138003", U("为什么没有满减", ("promotion.not_applied", {})))
+    # the classifier half-reads 「围巾那单」 as a damage report (0.63): an echo of the choice, not a need
+    echo = Understanding("围巾那单", "围巾那单", (Intent("aftersale.damage", 0.63, {"product": "P1006"}),),
+                         Emotion(EmotionLabel.NEUTRAL, 1.0))  # fmt: skip
+    state, actions = manager.handle(state, echo, ctx(shop))
+    assert isinstance(actions[0], Say) and "差2元" in actions[0].text and "破损" not in actions[0].text
+
+
+def test_exchange_on_an_unshipped_order_is_an_order_change(shop: SqliteShop) -> None:
+    exchange = U("T恤能换成黑色吗", ("aftersale.exchange", {"product": "P1001", "color": "黑色"}))
+    state, said = run(shop, "+8613800138001", exchange)
+    assert isinstance(said[-1], Ask) and "T恤的颜色改成黑色" in said[-1].text
+    assert isinstance(state.pending, ConfirmChange) and state.pending.sku == "P1001-BLK-M"
