@@ -219,7 +219,7 @@ def _answer(
                 order = picked
             elif intent.name in ORDER_INTENTS:
                 unclear.append(intent)
-                ask, part = _unclear(picked, tuple(unclear), ask)
+                ask, part = _unclear(picked, tuple(unclear), ask, state.customer is not None)
                 parts += [part] if part else []
                 continue
         part = ANSWERS[intent.name](intent, order, u, ctx)
@@ -229,14 +229,17 @@ def _answer(
 
 
 def _unclear(
-    picked: Ambiguous | Missing | None, intents: tuple[Intent, ...], ask: Pending | None
+    picked: Ambiguous | Missing | None, intents: tuple[Intent, ...], ask: Pending | None, known: bool
 ) -> tuple[Pending, Part | None]:
+    """The question for intents whose order is unclear (one question for all of them)."""
     if isinstance(picked, Ambiguous):
         return ChooseOrder(intents, picked.candidates), None
     if isinstance(ask, ChooseOrder):
         return replace(ask, intents=intents), None
     if isinstance(picked, Missing):
         return NeedOrderId(intents), Part(render("order.not_found", order_id=picked.order_id))
+    if known and ask is None:  # a known caller with no orders under this number
+        return NeedOrderId(intents), Part(render("order.none_for_caller"))
     return NeedOrderId(intents), None
 
 

@@ -54,7 +54,6 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "stock.all_out": _F({"product"}),
         "product.info": _F({"product", "facts"}),
         "product.price": _F({"product", "price"}),
-        "product.unknown": _F(),
         "promo.active": _F({"what", "titles"}),
         "promo.coupons": _F({"titles"}),
         "promo.none": _F(),
