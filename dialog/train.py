@@ -7,6 +7,7 @@ step with the data. ``python -m dialog.train`` trains once and prints held-out a
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,15 @@ INTENTS = (
     "order.cancel", "order.status", "aftersale.return", "aftersale.refund_status", "aftersale.exchange",
     "aftersale.damage", "invoice", "complaint", "human_agent", "greeting", "goodbye", "affirm", "deny", "other",
 )
+# Product nouns are masked to one placeholder before classification, in training and at run time (with
+# the shop's own product words added), so that "保温杯" in a damage example does not make every
+# question about a cup look like a damage report.
+PRODUCT_WORDS = ("衣服", "上衣", "裤子", "牛仔裤", "鞋子", "跑鞋", "运动鞋", "羽绒服", "外套", "棉服", "保温杯", "杯子",
+                 "水杯", "T恤", "体恤", "短袖", "白T", "围巾", "丝巾", "卫衣", "帽衫", "连衣裙", "裙子", "袜子",
+                 "帆布包", "托特包", "包包")
+PRODUCT_MASK = "#"
 REGULARISATION_C = 10.0  # inverse L2 strength; larger gives sharper probabilities on short clauses
+SOLVER_TOL = 1e-3  # same cross-validated accuracy as 1e-4 at a sixth of the training time
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,17 @@ def load_examples(split: str | None = None, name: str = "intents.tsv") -> list[E
         if split is None or example.split == split:
             examples.append(example)
     return examples
+
+
+class ProductMask:
+    """Replaces product nouns (built-in and the shop's) with ``PRODUCT_MASK``, longest first."""
+
+    def __init__(self, extra_terms: Sequence[str] = ()) -> None:
+        terms = sorted({*PRODUCT_WORDS, *(t for t in extra_terms if len(t) >= 2)}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(t) for t in terms))
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(PRODUCT_MASK, text)
 
 
 @cache
@@ -109,9 +129,10 @@ def train(examples: Sequence[Example]) -> IntentClassifier:
         ("chars", TfidfVectorizer(analyzer="char", ngram_range=(1, 2), sublinear_tf=True)),
         ("pinyin", TfidfVectorizer(analyzer=pinyin_tokens, sublinear_tf=True)),
     ])
-    model = LogisticRegression(C=REGULARISATION_C, solver="saga", max_iter=3000)
+    model = LogisticRegression(C=REGULARISATION_C, solver="saga", tol=SOLVER_TOL, max_iter=3000)
     pipeline = Pipeline([("features", features), ("model", model)])
-    pipeline.fit([normalize(e.text) for e in examples], [e.intent for e in examples])
+    mask = ProductMask()
+    pipeline.fit([mask(normalize(e.text)) for e in examples], [e.intent for e in examples])
     return IntentClassifier(pipeline)
 
 
@@ -128,7 +149,8 @@ def main() -> None:
     classifier = default_classifier()
     took = time.perf_counter() - started
     test = load_examples("test")
-    right = sum(classifier.ranked(normalize(e.text))[0][0] == e.intent for e in test)
+    mask = ProductMask()
+    right = sum(classifier.ranked(mask(normalize(e.text)))[0][0] == e.intent for e in test)
     print(f"trained in {took:.2f}s; held-out accuracy {right}/{len(test)} = {right / len(test):.3f}")
 
 
