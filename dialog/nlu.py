@@ -23,7 +23,7 @@ from core.types import Intent, Prosody, Understanding
 from dialog.emotion import detect_emotion
 from dialog.normalize import Normalizer, is_han
 from dialog.slots import extract_slots
-from dialog.train import IntentClassifier, default_classifier
+from dialog.train import IntentClassifier, ProductMask, default_classifier
 from dialog.vocabulary import Vocabulary
 
 MAX_CHARS = 400  # longer turns are understood from their first 400 normalised characters
@@ -35,6 +35,7 @@ MAX_INTENTS = 4
 SPLIT_MIN_CHARS = 8  # a clause this long may hold two needs said without a cue (衣服厚不厚发票没收到)
 SPLIT_MAX_CHARS = 30
 SPLIT_MIN = 0.8  # both halves of such a cut must be at least this confident
+MIN_NEED = 6  # an opening 喂你好/请问 is dropped only when at least this much follows it
 OTHER_CEILING = 0.4  # "other" means not understood, so it never carries a confident score
 
 # Connectors start a new clause and are dropped from it; question cues start a new clause and stay in it.
@@ -48,6 +49,9 @@ _CUE_PATTERN = re.compile("|".join(
     [f"(?P<c{i}>{re.escape(c)}){_STOCK_AFTER if c == '还有' else ''}" for i, c in enumerate(_CONNECTORS)]
     + [re.escape(c) for c in sorted(_QUESTION_CUES, key=len, reverse=True)]))
 _FILLERS = re.compile(r"^(?:嗯|啊|哦|噢|呃|额|那个|就是)+|(?:啊|呀|吧|呢|哈|哦|嘛|啦|的)+$")
+_LEADING = re.compile(r"^(?:喂+|你好|您好|哈喽|嗨|在吗|请问|我想问一下|我想问下|想问一下|想问下|问一下"
+                      r"|麻烦问下|麻烦问一下|那个|嗯|呃|啊)+")
+_GREETING_START = re.compile(r"^(?:喂|你好|您好|哈喽|嗨|在吗)")
 _REPEATS = re.compile(r"(.)\1{2,}")  # 对对对对 reads as 对对
 _AFFIRM = frozenset({"对", "对的", "是", "是的", "嗯", "嗯嗯", "好", "好的", "行", "行的", "可以", "可以的", "没问题",
                      "对对", "对对对", "没错", "对没错", "确认", "好的可以", "中", "中中", "OK", "同意", "是我", "嗯对",
@@ -147,13 +151,15 @@ def _strip_connectors(text: str) -> str:
 
 
 def without_ids(text: str) -> str:
-    """The text the classifier reads: order-number mentions removed (their slot is taken beforehand).
+    """The text the classifier reads: order numbers and an opening 喂你好/请问 removed.
 
-    "订单号DD2026…那件白T换成L码" is about changing a size, not about the order's status; a turn that
-    is nothing but an order number is left as it is.
+    "订单号DD2026…那件白T换成L码" is about changing a size, not about the order's status, and
+    "你好我想问下…" says nothing about the need; a turn that is nothing but those is left as it is.
     """
     rest = _ID_MENTION.sub("", text)
-    return rest if len(rest) >= 2 else text
+    rest = rest if len(rest) >= 2 else text
+    need = _LEADING.sub("", rest)
+    return need if len(need) >= MIN_NEED else rest
 
 
 # --- rules -------------------------------------------------------------------------------------
@@ -162,6 +168,9 @@ def without_ids(text: str) -> str:
 def short_answer(text: str) -> str | None:
     """affirm / deny / greeting for a short turn that is only that (对的, 不用了, 喂你好)."""
     core = _REPEATS.sub(r"\1\1", _FILLERS.sub("", text) or text)
+    half = len(core) // 2
+    if len(core) % 2 == 0 and core[:half] == core[half:]:  # 可以可以, 好的好的
+        core = core[:half]
     if len(core) > 6:
         return None
     for name, phrases in (("affirm", _AFFIRM), ("deny", _DENY), ("greeting", _GREETING)):
@@ -184,14 +193,14 @@ def _rule_candidates(text: str) -> list[Candidate]:
 # --- choosing and ordering ---------------------------------------------------------------------
 
 
-def _classified(classifier: IntentClassifier, text: str) -> tuple[list[Candidate], str]:
+def _classified(classifier: IntentClassifier, mask: ProductMask, text: str) -> tuple[list[Candidate], str]:
     """Confident top labels of the windows and of the best two-need split of each long clause.
 
-    Also returns the whole text's top label. Everything is classified in one batch.
+    Also returns the whole text's top label. Everything is classified in one batch, products masked.
     """
     spans, clauses = windows(text), split_clauses(text)
     splits = [pair for clause in clauses for pair in _halves(clause)]
-    rows = classifier.probabilities([s.text for s in spans] + [h.text for pair in splits for h in pair])
+    rows = classifier.probabilities([mask(s.text) for s in spans] + [mask(h.text) for pair in splits for h in pair])
     top = [(classifier.labels[int(r.argmax())], float(r.max())) for r in rows]
     found = [Candidate(name, p, span) for span, (name, p) in zip(spans, top, strict=False)
              if p >= (WHOLE_MIN if span.whole else WINDOW_MIN)]
@@ -230,12 +239,13 @@ def _best_per_name(candidates: list[Candidate]) -> dict[str, Candidate]:
     return best
 
 
-def _resolve(best: dict[str, Candidate]) -> dict[str, Candidate]:
-    """Keep the stronger of two labels that name the same need; other/greeting only when alone."""
+def _resolve(best: dict[str, Candidate], whole_top: str) -> dict[str, Candidate]:
+    """Of two labels that name the same need keep the whole turn's, else the stronger; other/greeting
+    only when alone."""
     for pair in _CONFUSABLE:
         if pair <= best.keys():
-            weaker = min(pair, key=lambda n: best[n].confidence)
-            best.pop(weaker)
+            keep = whole_top if whole_top in pair else max(pair, key=lambda n: best[n].confidence)
+            best.pop(next(n for n in pair if n != keep))
     if len(best) > 1:
         best.pop("other", None)
     if any(n not in _SOCIAL for n in best):
@@ -273,6 +283,7 @@ class Understander:
         self._vocabulary = vocabulary
         self._normalize = Normalizer(vocabulary.lexicon())
         self._classifier = default_classifier()
+        self._mask = ProductMask(tuple(vocabulary.terms))
 
     def understand(self, text: str, now: datetime, prosody: Prosody | None = None) -> Understanding:
         """Every need in ``text`` (main need first) with slots, and the caller's emotion."""
@@ -287,12 +298,14 @@ class Understander:
         answer = short_answer(focus)
         if answer is not None:
             return (Intent(answer, 0.95, _slots_for(answer, {}, whole_slots)),)
-        if not any(is_han(ch) for ch in focus) or (len(text) >= 4 and len(set(text)) <= 2):
+        if not any(is_han(ch) for ch in focus) or (len(text) >= 3 and len(set(text)) == 1):
             return (Intent("other", 0.0, _slots_for("other", {}, whole_slots)),)  # no words, or noise (的的的的)
-        found, whole_top = _classified(self._classifier, focus)
-        chosen = _resolve(_best_per_name(found + _rule_candidates(focus)))
+        found, whole_top = _classified(self._classifier, self._mask, focus)
+        chosen = _resolve(_best_per_name(found + _rule_candidates(focus)), whole_top)
+        if (not chosen or set(chosen) == {"other"}) and _GREETING_START.match(text):
+            return (Intent("greeting", 0.8),)  # 您好我想咨询一下: a greeting, the need still to come
         if not chosen:
-            p_other = dict(self._classifier.ranked(focus)).get("other", 0.0)
+            p_other = dict(self._classifier.ranked(self._mask(focus))).get("other", 0.0)
             return (Intent("other", round(min(OTHER_CEILING, p_other), 3), _slots_for("other", {}, whole_slots)),)
         ordered = sorted(chosen.values(), key=lambda c: _rank(c, whole_top))[:MAX_INTENTS]
         return tuple(self._intent(c, whole_slots, now) for c in ordered)
