@@ -14,6 +14,7 @@ span must keep at least one character of the word it becomes.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from pathlib import Path
 import jieba
 import opencc
 from pypinyin import Style, lazy_pinyin, pinyin
+
+jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not ours to print
 
 DATA_DIR = Path(__file__).parent / "data"
 COMMON_WORD_FREQ = 20  # jieba dictionary frequency from which a span counts as an ordinary word

@@ -10,6 +10,7 @@ jieba runs on its own ``Tokenizer`` so the shop dictionary never leaks into othe
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 import jieba
 
 from core.shop import KbHit, Policy
+
+jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not ours to print
 
 K1, B = 1.5, 0.75
 MIN_RELATIVE = 0.2  # a hit scoring under this share of the best one is noise, not an alternative
