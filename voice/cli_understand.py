@@ -11,16 +11,13 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
-from core.clock import SystemClock
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Understanding
-from dialog.nlu import Understander
-from dialog.vocabulary import Vocabulary
-from shop import open_shop
+from voice.hotline import open_hotline
+from voice.report import understanding_json
 
 
 def register(sub: Any) -> None:
@@ -35,30 +32,14 @@ def handler(args: argparse.Namespace, settings: Settings) -> int:
     if (args.text is None) == (not args.stdin):
         raise ConfigError("ivr understand expects either a TEXT argument or --stdin, got " +
                           ("both" if args.stdin else "neither"))
-    vocabulary, now = shop_context(settings)
-    understander = Understander(vocabulary)
+    hotline = open_hotline(settings)
     lines: Iterable[str] = _utf8_lines() if args.stdin else [args.text]
     for line in lines:
-        understanding = understander.understand(line.rstrip("\r\n"), now)
-        print(json.dumps(as_json(understanding), ensure_ascii=False) if args.json else as_text(understanding))
+        understanding = hotline.understander.understand(line.rstrip("\r\n"), hotline.clock.now())
+        out = json.dumps(understanding_json(understanding), ensure_ascii=False) if args.json else as_text(understanding)
+        print(out)
         sys.stdout.flush()
     return 0
-
-
-def shop_context(settings: Settings) -> tuple[Vocabulary, datetime]:
-    """The shop's product vocabulary and its "now" (the snapshot's as_of, else the system time)."""
-    shop = open_shop(settings)
-    as_of = shop.info().as_of
-    return Vocabulary.from_products(shop.products()), as_of if as_of is not None else SystemClock().now()
-
-
-def as_json(u: Understanding) -> dict[str, object]:
-    return {
-        "text": u.text,
-        "normalized": u.normalized,
-        "intents": [{"name": i.name, "confidence": i.confidence, "slots": dict(i.slots)} for i in u.intents],
-        "emotion": {"label": u.emotion.label.value, "score": u.emotion.score, "cues": list(u.emotion.cues)},
-    }
 
 
 def as_text(u: Understanding) -> str:
