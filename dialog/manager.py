@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from core.errors import IvrError, ProtocolError
-from core.shop import Contact, Customer, Order
+from core.shop import Contact, Customer, Order, OrderStatus
 from core.types import Ask, DialogAction, EmotionLabel, Hangup, Intent, Say, Skill, Transfer, Understanding
 from dialog import policy
 from dialog.answers import ANSWERS, TOPIC, change_question, change_words
@@ -42,6 +42,8 @@ ORDER_INTENTS = frozenset(
     }
 )  # fmt: skip
 ORDER_OPTIONAL = frozenset({"aftersale.return", "aftersale.exchange", "aftersale.damage", "invoice"})
+_UNSHIPPED = (OrderStatus.UNPAID, OrderStatus.PAID)
+ADD_ON_ASKS = frozenset({"promotion.bundle", "promotion.inquiry"})  # 凑单 may be classified as either
 CONTROL = frozenset({"greeting", "goodbye", "affirm", "deny", "human_agent", "complaint", "other"})
 MIN_CONFIDENCE = 0.3  # the main need of a turn
 MIN_SECONDARY = 0.7  # every further need: below this the classifier is mostly echoing the main one
@@ -209,7 +211,8 @@ def _answer(
     parts: list[Part] = []
     unclear: list[Intent] = []
     ask: Pending | None = None
-    for intent in intents:
+    for asked in intents:
+        intent = _retarget(asked, state, ctx)
         if intent.name in CONTROL or intent.name not in ANSWERS:
             continue
         order: Order | None = None
@@ -226,6 +229,19 @@ def _answer(
         state = state.absorb(part)
         parts.append(part)
     return state, parts, ask
+
+
+def _retarget(intent: Intent, state: CallState, ctx: Context) -> Intent:
+    """「怎么凑单」 from a caller with an unshipped order is about that order's unmet threshold."""
+    if intent.name not in ADD_ON_ASKS or intent.slots.get("promotion") != "凑单" or state.customer is None:
+        return intent
+    open_orders = [o for o in ctx.shop.orders_for_customer(state.customer.id) if o.status in _UNSHIPPED]
+    if not open_orders:
+        return intent
+    slots = dict(intent.slots)
+    if len(open_orders) == 1 and "order_id" not in slots:
+        slots["order_id"] = open_orders[0].id  # only an unshipped order can still be topped up
+    return Intent("promotion.not_applied", intent.confidence, slots)
 
 
 def _unclear(

@@ -83,6 +83,23 @@ def test_two_orders_and_no_clue_asks_which_then_answers_the_chosen_one(shop: Sql
     assert state.orders == ("DD20261119009",) and state.pending is None
 
 
+@pytest.mark.parametrize("asked_as", ["promotion.bundle", "promotion.inquiry"])
+def test_how_to_top_up_is_about_the_one_unshipped_order(shop: SqliteShop, asked_as: str) -> None:
+    # 李梅's only unshipped order is DD20261119009: 259 + 39 = 298, 2元 short of 满300减40;
+    # socks 39元 → 337 ≥ 300 saves 40 → 39 − 40 = −1, so 1元 less in total
+    state, said = run(shop, "+8613800138003", U("差几块钱满减怎么凑单", (asked_as, {"promotion": "凑单"})))
+    assert isinstance(said[-1], Say)
+    assert "差2元" in said[-1].text and "39元" in said[-1].text and "少花1元" in said[-1].text
+    assert state.orders == ("DD20261119009",)
+
+
+def test_how_to_top_up_without_an_open_order_explains_the_deals(shop: SqliteShop) -> None:
+    # 陈浩 (C004) has only a delivered order: nothing to top up, so the bundle deal is explained
+    state, said = run(shop, "+8613800138004", U("怎么凑单", ("promotion.bundle", {"promotion": "凑单"})))
+    assert isinstance(said[-1], Say) and "立减30" in said[-1].text
+    assert state.orders == ()
+
+
 def test_the_date_slot_picks_the_order_created_that_day(shop: SqliteShop) -> None:
     state, said = run(
         shop, "+8613800138003", U("我18号买的那单怎么没满减", ("promotion.not_applied", {"date": "2026-11-18"}))
