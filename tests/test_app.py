@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from paths import REFERENCE_SHOP
 
 from core.settings import Settings
 from voice.app import create_app
 from voice.hotline import open_hotline
-
-REFERENCE_SHOP = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "shop" / "shop.json"
 
 
 @pytest.fixture

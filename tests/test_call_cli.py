@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import REFERENCE_SHOP
 
 from core.clock import FixedClock
 from core.errors import ProtocolError
@@ -21,7 +22,7 @@ from shop.store import SqliteShop, import_snapshot
 from voice.cli import build_parser, main
 from voice.session import CallSession
 
-REFERENCE = Path("/work/shared/fixtures/shop/shop.json")
+REFERENCE = REFERENCE_SHOP
 FIXTURES = Path(__file__).parent.parent / "audio_fixtures"
 SEED = "我昨天买的这件衣服当时说有满减为什么付款时没显示现在还能不能改我急着穿最快什么时候到"
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from paths import REFERENCE_SHOP
 
 from core.errors import ProtocolError
 from core.shop import ShopPort
@@ -21,7 +22,7 @@ from dialog.state import CallState, ChooseOrder, ConfirmChange, Context
 from shop.importer import Snapshot, load_snapshot
 from shop.store import SqliteShop, import_snapshot
 
-REFERENCE = Path("/work/shared/fixtures/shop/shop.json")
+REFERENCE = REFERENCE_SHOP
 CST = timezone(timedelta(hours=8))
 AS_OF = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
 

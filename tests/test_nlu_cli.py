@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from paths import REFERENCE_SHOP
 
 from voice.cli import main
 
-SHOP_JSON = Path("/work/shared/fixtures/shop/shop.json")
+SHOP_JSON = REFERENCE_SHOP
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
+from paths import REFERENCE_SHOP
 
 from core.shop import Product, Variant
 from dialog.nlu import Understander
@@ -14,7 +14,7 @@ from dialog.normalize import Normalizer
 from dialog.slots import product
 from dialog.vocabulary import Vocabulary
 
-SHOP_JSON = Path("/work/shared/fixtures/shop/shop.json")
+SHOP_JSON = REFERENCE_SHOP
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone(timedelta(hours=8)))
 
 

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import REFERENCE_SHOP
 
 from core.errors import ShopDataError
 from core.shop import Contact
 from shop.importer import load_snapshot, parse_snapshot
 from shop.store import SqliteShop, import_snapshot
 
-REFERENCE = Path("/work/shared/fixtures/shop/shop.json")
+REFERENCE = REFERENCE_SHOP
 CST = timezone(timedelta(hours=8))
 
 

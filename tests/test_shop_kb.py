@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from paths import REFERENCE_SHOP
 
 from core.shop import Policy
 from shop.kb import KnowledgeBase
 
-REFERENCE = Path("/work/shared/fixtures/shop/shop.json")
+REFERENCE = REFERENCE_SHOP
 
 
 @pytest.fixture(scope="module")

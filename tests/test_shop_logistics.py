@@ -8,16 +8,16 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from paths import REFERENCE_SHOP
 
 from core.shop import Customer, Order, OrderItem, OrderStatus, Policy, Shipment, ShipmentEvent, ShipmentState, Variant
 from shop.logistics import expedite_options, logistics_status, ship_deadline
 from shop.shipping_rules import ShippingRules, shipping_rules
 
-REFERENCE = Path("/work/shared/fixtures/shop/shop.json")
+REFERENCE = REFERENCE_SHOP
 TZ = ZoneInfo("Asia/Shanghai")
 CST = timezone(timedelta(hours=8))
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)  # a Friday

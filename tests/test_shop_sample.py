@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from paths import REFERENCE_SHOP
 
 from core.errors import ShopDataError
 from core.settings import Settings
@@ -16,7 +17,7 @@ from shop import open_shop, sample_shop_bytes
 from shop.importer import parse_snapshot
 from shop.store import SqliteShop
 
-REFERENCE = Path("/work/shared/fixtures/shop/shop.json")
+REFERENCE = REFERENCE_SHOP
 CST = timezone(timedelta(hours=8))
 AS_OF = datetime(2026, 12, 8, 15, 30, tzinfo=CST)  # a Tuesday
 

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from paths import REFERENCE_SHOP
 
 from core.errors import IvrError, NotFoundError
 from core.shop import Contact, OrderStatus, ShipmentState, ShopPort
@@ -19,7 +20,7 @@ from shop.changes import OrderChangeError
 from shop.importer import load_snapshot, parse_snapshot
 from shop.store import SqliteShop, import_snapshot
 
-REFERENCE = Path("/work/shared/fixtures/shop/shop.json")
+REFERENCE = REFERENCE_SHOP
 CST = timezone(timedelta(hours=8))
 AS_OF = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
 
