@@ -1,0 +1,261 @@
+"""Utterance recognition with faster-whisper (CTranslate2): the only module that imports faster_whisper.
+
+Whisper does not stream. A stream buffers the current utterance's audio and transcribes it on
+``flush()`` (the VAD's speech end), about 1 s of CPU per utterance whatever its length (Whisper pads
+every input to 30 s). ``accept()`` returns no partials; it returns a FINAL only when the buffer
+reaches ``max_seconds``, so the buffer is bounded and no audio is dropped.
+
+Decoding choices, measured on real Mandarin at 8 kHz μ-law (/work/shared/audio/real/zh) and the
+espeak fixtures (numbers in the tests and the commit log):
+
+- One temperature (0). Whisper's fallback re-decodes at higher temperatures when a result looks
+  bad; here that took up to 25 s for a 4 s clip, which a telephone turn cannot wait.
+- With a prompt, whisper base tends to loop on the silence after speech ("请问问问问…"). Those
+  loops come as a segment of their own with ``no_speech_prob`` 0.6-0.7 and 20+ characters per
+  second (real speech: ``no_speech_prob`` <= 0.3, < 8 characters per second), so such segments are
+  dropped (``_is_hallucination``), and ``max_new_tokens`` caps what a loop can cost.
+- Audio with no sound louder than ``silence_dbfs`` is not transcribed at all: Whisper invents
+  sentences for silence ("字幕by索兰娅", "谢谢观看"); those, when they slip through, are dropped too.
+- Output is Simplified Chinese without punctuation (OpenCC t2s; base writes some Traditional).
+
+A grammar (``set_grammar``) cannot constrain Whisper's decoder. Its phrases are added to the prompt,
+and the transcript is then snapped onto the closest sequence of phrases (``asr.textnorm``), so
+constrained turns (是/不是, digits) still give grammar words; no close phrase gives a FINAL with empty
+text, like vosk's ``[unk]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.transcribe import Segment
+from scipy.signal import resample_poly
+
+from asr.engine import BaseStream, Grammar, RawWord
+from asr.models import whisper_dir_problems
+from asr.textnorm import clean_text, is_han
+from core.errors import ModelMissingError
+from core.types import TranscriptEvent
+
+log = logging.getLogger(__name__)
+
+WHISPER_RATE = 16000
+DEFAULT_VOCABULARY = ("满减", "优惠券", "顺丰", "中通", "退货", "退款", "物流", "订单号", "发票", "人工客服")
+# A sentence listing words with 、 works; ", "-separated lists make whisper continue the list instead.
+_PROMPT_HEAD = "以下是普通话的电商客服对话："
+_MAX_PROMPT_CHARS = 120  # the prompt's tokens and max_new_tokens must fit Whisper's 448-token window
+_MAX_NEW_TOKENS = 200
+
+# Whisper's well-known inventions for silence and noise (YouTube subtitle credits, outros).
+_HALLUCINATION_MARKERS = ("字幕", "观看", "订阅", "点赞", "打赏", "栏目", "独播", "amara", "优优")
+_LOOP = re.compile(r"(.{1,4}?)\1{4,}")  # one to four characters said five times in a row
+_MAX_CHARS_PER_SECOND = 15.0
+_MAX_NO_SPEECH_PROB = 0.6
+_MAX_COMPRESSION_RATIO = 2.4
+
+_MODELS: dict[tuple[Path, int], WhisperModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(model_dir: Path, threads: int = 2) -> WhisperModel:
+    """The whisper model in ``model_dir``, loaded once per process (per thread count) and shared."""
+    key = (Path(model_dir).expanduser().resolve(), threads)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            model = _load(*key)
+            _MODELS[key] = model
+        return model
+
+
+def _load(path: Path, threads: int) -> WhisperModel:
+    problems = whisper_dir_problems(path)
+    hint = "run `ivr models download whisper-base` or set IVR_WHISPER_MODEL=/path/to/dir"
+    if problems:
+        raise ModelMissingError(f"whisper model at {path} is unusable ({problems[0]}): {hint}")
+    try:
+        return WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=threads, num_workers=1)
+    except (RuntimeError, ValueError, OSError) as err:
+        raise ModelMissingError(f"whisper could not load the model at {path} ({err}): {hint}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Hypothesis:
+    """Whisper's reading of one utterance; word times in seconds from the utterance's first sample."""
+
+    words: tuple[RawWord, ...]
+    confidence: float
+
+
+class WhisperEngine:
+    """A faster-whisper model and how to decode with it. Thread-safe (calls queue inside CTranslate2)."""
+
+    name = "whisper"
+
+    def __init__(
+        self,
+        model_dir: Path,
+        vocabulary: Sequence[str] = (),
+        threads: int = 2,
+        *,
+        beam_size: int = 5,
+        max_seconds: float = 30.0,
+        silence_dbfs: float = -50.0,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.model = load_model(self.model_dir, threads)
+        self.beam_size = beam_size
+        self.max_seconds = max_seconds
+        self.silence_dbfs = silence_dbfs
+        self.vocabulary = tuple(dict.fromkeys([*vocabulary, *DEFAULT_VOCABULARY]))
+
+    def new_stream(self, sample_rate: int = 8000, grammar: Sequence[str] | None = None) -> WhisperStream:
+        return WhisperStream(self, sample_rate, grammar)
+
+    def prompt(self, grammar: Grammar = None) -> str:
+        """The initial prompt: the call's domain and its words (grammar phrases first), as one sentence."""
+        words = list(dict.fromkeys([*(grammar or ()), *self.vocabulary]))
+        while len(words) > 1 and len(_PROMPT_HEAD) + len("、".join(words)) + 1 > _MAX_PROMPT_CHARS:
+            words.pop()
+        return f"{_PROMPT_HEAD}{'、'.join(words)}。"
+
+    def transcribe(self, samples: np.ndarray, rate: int, grammar: Grammar = None) -> Hypothesis | None:
+        """Recognise one utterance of int16 ``samples`` at ``rate`` Hz; None when nothing was said."""
+        if _loudest_dbfs(samples, rate) < self.silence_dbfs:
+            return None
+        audio = _to_whisper_rate(samples, rate)
+        seconds = len(audio) / WHISPER_RATE
+        segments, _info = self.model.transcribe(
+            audio,
+            language="zh",
+            task="transcribe",
+            beam_size=self.beam_size,
+            temperature=0.0,
+            initial_prompt=self.prompt(grammar),
+            condition_on_previous_text=False,
+            word_timestamps=True,
+            vad_filter=False,
+            max_new_tokens=min(_MAX_NEW_TOKENS, 16 + int(16 * seconds)),
+        )
+        kept = [seg for seg in segments if not _is_hallucination(seg)]
+        words = tuple(_words(kept, seconds))
+        if not words:
+            return None
+        return Hypothesis(words, _confidence(kept))
+
+
+class WhisperStream(BaseStream):
+    """One caller's audio through whisper: buffer an utterance, transcribe it when it ends."""
+
+    def __init__(self, engine: WhisperEngine, sample_rate: int, grammar: Sequence[str] | None) -> None:
+        super().__init__(sample_rate, grammar)
+        self._engine = engine
+        self._limit = max(1, int(engine.max_seconds * sample_rate))
+        self._chunks: list[np.ndarray] = []
+        self._buffered = 0
+        self._start: int | None = None  # stream sample index of the buffer's first sample
+        self.auto_finals = 0  # utterances cut because the buffer reached max_seconds
+
+    def _feed(self, pcm: bytes, first_sample: int) -> list[TranscriptEvent]:
+        samples = np.frombuffer(pcm, dtype="<i2")
+        events: list[TranscriptEvent] = []
+        while len(samples):
+            if self._start is None:
+                self._start = first_sample
+            room = self._limit - self._buffered
+            self._chunks.append(samples[:room])
+            self._buffered += min(room, len(samples))
+            first_sample += min(room, len(samples))
+            samples = samples[room:]
+            if self._buffered >= self._limit:
+                self.auto_finals += 1
+                events += self._finish()
+                self._utterance_done()
+        return events
+
+    def _finish(self) -> list[TranscriptEvent]:
+        if self._start is None:
+            return []
+        samples, start = np.concatenate(self._chunks), self._start
+        self._chunks, self._buffered, self._start = [], 0, None
+        hypothesis = self._engine.transcribe(samples, self.sample_rate, self.grammar)
+        if hypothesis is None:
+            return []
+        words = [
+            RawWord(w.text, start + w.start * self.sample_rate, start + w.end * self.sample_rate, w.confidence)
+            for w in hypothesis.words
+        ]
+        if self.grammar:
+            return [self._snapped(words, hypothesis.confidence)]
+        return [self._final(words, hypothesis.confidence)]
+
+    def _heard_speech(self) -> bool:
+        if not self._chunks:
+            return False
+        return _loudest_dbfs(np.concatenate(self._chunks), self.sample_rate) >= self._engine.silence_dbfs
+
+    def _use_grammar(self, grammar: Grammar) -> None:
+        """Nothing to switch: the grammar in force when an utterance ends shapes its prompt and snapping."""
+
+    def _release(self) -> None:
+        self._chunks, self._buffered, self._start = [], 0, None
+
+
+def _to_whisper_rate(samples: np.ndarray, rate: int) -> np.ndarray:
+    audio = samples.astype(np.float32) / 32768.0
+    if rate == WHISPER_RATE:
+        return audio
+    g = math.gcd(WHISPER_RATE, rate)
+    return resample_poly(audio, WHISPER_RATE // g, rate // g).astype(np.float32)
+
+
+def _loudest_dbfs(samples: np.ndarray, rate: int, window_seconds: float = 0.02) -> float:
+    """The RMS level of the loudest 20 ms window, in dBFS (-inf for digital silence)."""
+    if not len(samples):
+        return -math.inf
+    size = min(len(samples), max(1, int(rate * window_seconds)))
+    frames = samples[: len(samples) - len(samples) % size].astype(np.float64).reshape(-1, size)
+    rms = float(np.sqrt((frames**2).mean(axis=1)).max())
+    return 20 * math.log10(rms / 32768.0) if rms > 0 else -math.inf
+
+
+def _is_hallucination(segment: Segment) -> bool:
+    """Whether a whisper segment is invented rather than heard (see the module docstring)."""
+    text = clean_text(segment.text)
+    if not text:
+        return True
+    if segment.compression_ratio > _MAX_COMPRESSION_RATIO:
+        return True
+    no_speech = segment.no_speech_prob
+    if no_speech > _MAX_NO_SPEECH_PROB:
+        return True
+    seconds = max(0.1, segment.end - segment.start)
+    if sum(map(is_han, text)) / seconds > _MAX_CHARS_PER_SECOND or _LOOP.search(text):
+        return True
+    return no_speech > 0.2 and any(marker in text.lower() for marker in _HALLUCINATION_MARKERS)
+
+
+def _words(segments: Iterable[Segment], seconds: float) -> Iterable[RawWord]:
+    for segment in segments:
+        for word in segment.words or ():
+            text = clean_text(word.word)
+            if text:
+                start = min(max(0.0, float(word.start)), seconds)
+                yield RawWord(text, start, min(max(start, float(word.end)), seconds), float(word.probability))
+
+
+def _confidence(segments: Sequence[Segment]) -> float:
+    """exp(mean token log-probability) over the kept segments, 0..1."""
+    weights = [max(1, len(s.tokens)) for s in segments]
+    if not weights:
+        return 0.0
+    logprob = sum(w * s.avg_logprob for w, s in zip(weights, segments, strict=True))
+    return min(1.0, max(0.0, math.exp(logprob / sum(weights))))
