@@ -71,7 +71,9 @@ class AsrEngine(Protocol):
 def create_engine(settings: Settings, vocabulary: Sequence[str] = ()) -> AsrEngine:
     """The engine ``IVR_ASR_ENGINE`` asks for (``auto``: vosk if a Chinese vosk model is there, else whisper).
 
-    ``vocabulary`` (shop words such as product names) primes whisper; vosk's vocabulary is fixed.
+    ``vocabulary`` (shop words) becomes whisper's initial prompt; with whisper base that measured no
+    better on real speech and 3x slower (see asr/whisper_engine.py), so pass it only after measuring.
+    vosk's vocabulary is fixed by its model.
     """
     if auto_engine(settings) == "vosk":
         path = resolve_vosk(settings)
