@@ -1,0 +1,93 @@
+"""``ivr models list`` and ``ivr models download NAME``: which speech models are installed, and getting them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from asr import models
+from core.errors import IvrError
+from core.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("models", help="list or download speech models", description=__doc__)
+    commands = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    listing = commands.add_parser("list", help="what is installed, where, and which engine `auto` uses")
+    listing.set_defaults(func=list_models)
+    fetch = commands.add_parser("download", help="download and install a catalogue model")
+    fetch.add_argument("name", choices=list(models.CATALOGUE), help="catalogue name")
+    fetch.add_argument("--mirror", metavar="URL", help="fetch from URL/NAME/FILE instead of the model's home site")
+    fetch.add_argument("--force", action="store_true", help="download again even if it is installed")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bar")
+    fetch.set_defaults(func=download)
+
+
+def list_models(args: argparse.Namespace, settings: Settings) -> int:
+    out = sys.stdout
+    print(f"model dir: {settings.model_dir}", file=out)
+    print(f"{'NAME':<14}{'ENGINE':<9}{'STATUS':<15}{'SIZE':>9}  PATH", file=out)
+    found = {m.name: m for m in models.installed(settings.model_dir)}
+    for name, spec in models.CATALOGUE.items():
+        model = found.pop(name, None)
+        if model is None:
+            row = (name, spec.engine, "not installed", f"~{_size(spec.approx_mb * models.MB)}", "")
+        else:
+            row = (name, spec.engine, "installed", _size(model.size_bytes), str(model.path))
+        print(_row(*row), file=out)
+    for model in found.values():  # hand-unpacked model directories
+        print(_row(model.name, model.engine, "installed", _size(model.size_bytes), str(model.path)), file=out)
+    for line in _configured(settings):
+        print(line, file=out)
+    return 0
+
+
+def download(args: argparse.Namespace, settings: Settings) -> int:
+    result = models.download(args.name, settings.model_dir, args.mirror, progress=not args.quiet, force=args.force)
+    for warning in result.warnings:
+        print(f"ivr: warning: {warning}", file=sys.stderr)
+    verb = "installed" if result.fetched else "already installed"
+    print(f"{args.name} {verb} at {result.path}")
+    return 0
+
+
+def _configured(settings: Settings) -> list[str]:
+    lines = [
+        f"IVR_VOSK_MODEL={settings.vosk_model or '(unset)'} -> {_where(models.resolve_vosk, settings)}",
+        f"IVR_WHISPER_MODEL={settings.whisper_model} -> {_where(models.resolve_whisper, settings)}",
+    ]
+    try:
+        engine = models.auto_engine(settings)
+    except IvrError as err:
+        lines.append(f"IVR_ASR_ENGINE={settings.asr_engine} -> cannot start: {err}")
+        return lines
+    why = ""
+    if settings.asr_engine == "auto":
+        why = " (a Chinese vosk model is installed)" if engine == "vosk" else " (no Chinese vosk model installed)"
+    lines.append(f"IVR_ASR_ENGINE={settings.asr_engine} -> {engine}{why}")
+    return lines
+
+
+def _where(resolve: Callable[[Settings], Path | None], settings: Settings) -> str:
+    try:
+        path = resolve(settings)
+    except IvrError as err:
+        return f"missing: {err}"
+    return "none installed" if path is None else str(path)
+
+
+def _row(name: str, engine: str, status: str, size: str, path: str) -> str:
+    return f"{name:<14}{engine:<9}{status:<15}{size:>9}  {path}".rstrip()
+
+
+def _size(size_bytes: int) -> str:
+    if size_bytes < 1024:
+        return f"{size_bytes} B"
+    size = float(size_bytes)
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024 or unit == "GB":
+            break
+    return f"{size:.1f} {unit}"
