@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import testmodels
 
 from asr import models
 from asr.engine import create_engine
@@ -284,6 +285,19 @@ def test_installed_lists_hand_unpacked_models_too(mirror: Mirror, model_dir: Pat
     assert set(found) == {"vosk-zh", "vosk-model-small-cn-0.22"}
     assert found["vosk-zh"].catalogued and not found["vosk-model-small-cn-0.22"].catalogued
     assert found["vosk-zh"].size_bytes == sum(len(b) for b in VOSK_FILES.values())
+
+
+# -- the test models themselves ------------------------------------------------------------------
+
+
+def test_a_missing_test_model_skips_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no model here"):
+        testmodels.require(None, "no model here")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no model here .CI=true"):
+        testmodels.require(None, "no model here")
+    assert testmodels.require(tmp_path, "unused") == tmp_path
 
 
 # -- ivr models ------------------------------------------------------------------------------------

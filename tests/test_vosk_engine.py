@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from testmodels import concat, espeak, silence
 
-from asr.engine import AsyncAsrStream, split_frame
+from asr.engine import AsyncAsrStream, create_engine, split_frame
 from asr.vosk_engine import VoskEngine, VoskStream, load_model
 from core.errors import AudioFormatError, ModelMissingError, ProtocolError
+from core.settings import Settings
 from core.types import AudioFrame, TranscriptEvent, TranscriptKind
 
 pytestmark = [pytest.mark.models, pytest.mark.slow]
@@ -168,6 +170,14 @@ def test_the_model_is_loaded_once_and_shared_by_streams(vosk_ko_engine: VoskEngi
     assert three.recognizer is warm, "a closed stream's warm recognizer serves the next stream"
     two.close()
     three.close()
+
+
+def test_create_engine_gives_vosk_when_a_vosk_model_is_configured(
+    vosk_ko_engine: VoskEngine, vosk_ko_model_dir: Path, tmp_path: Path
+) -> None:
+    engine = create_engine(replace(Settings(), vosk_model=str(vosk_ko_model_dir), model_dir=tmp_path))
+    assert isinstance(engine, VoskEngine) and engine.name == "vosk"
+    assert engine.model is vosk_ko_engine.model
 
 
 def test_a_missing_model_says_what_to_run(tmp_path: Path) -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from testmodels import concat, espeak, noise, silence
 
-from asr.engine import split_frame
+from asr.engine import create_engine, split_frame
 from asr.textnorm import cer, snap_to_phrases, to_simplified
 from asr.whisper_engine import WhisperEngine, WhisperStream, load_model
 from core.errors import ModelMissingError, ProtocolError
+from core.settings import Settings
 from core.types import AudioFrame, TranscriptEvent, TranscriptKind
 from voice.wav import read_wav
 
@@ -128,6 +130,15 @@ def test_a_long_buffer_finalises_itself_at_max_seconds(whisper_model_dir: Path) 
 def test_the_model_is_loaded_once(whisper_engine: WhisperEngine, whisper_model_dir: Path) -> None:
     assert load_model(whisper_model_dir, 2) is whisper_engine.model
     assert WhisperEngine(whisper_model_dir).model is whisper_engine.model
+
+
+@pytest.mark.models
+@pytest.mark.slow
+def test_create_engine_gives_whisper_when_no_vosk_model_is_there(whisper_model_dir: Path, tmp_path: Path) -> None:
+    settings = replace(Settings(), whisper_model=str(whisper_model_dir), model_dir=tmp_path, whisper_threads=2)
+    engine = create_engine(settings)
+    assert isinstance(engine, WhisperEngine) and engine.name == "whisper"
+    assert engine.model is load_model(whisper_model_dir, 2)
 
 
 @pytest.mark.models
