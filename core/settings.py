@@ -26,6 +26,7 @@ class Settings:
     vosk_model: str | None = None  # a model directory, or a catalogue name such as vosk-zh
     whisper_model: str = "whisper-base"  # a model directory, or a catalogue name
     model_dir: Path = Path("~/.cache/ivr/models")
+    model_mirror: str | None = None  # serve <mirror>/<model name>/<file> instead of each model's home site
     whisper_threads: int = 2
     vad_aggressiveness: int = 2  # webrtcvad 0 (lenient) .. 3 (strict)
     tts_voice: str = "cmn"
@@ -63,6 +64,8 @@ class Settings:
             raise ConfigError(f"IVR_PORT must be 1..65535, got {self.port}")
         if not 1 <= self.whisper_threads <= 64:
             raise ConfigError(f"IVR_WHISPER_THREADS must be 1..64, got {self.whisper_threads}")
+        if self.model_mirror is not None and not self.model_mirror.startswith(("http://", "https://", "file://")):
+            raise ConfigError(f"IVR_MODEL_MIRROR must be an http(s):// or file:// URL, got {self.model_mirror!r}")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"IVR_REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
 

@@ -353,3 +353,18 @@ def test_models_cli_in_a_subprocess_prints_no_traceback(model_dir: Path) -> None
     assert failed.stderr.strip().startswith(f"ivr: download failed: cannot fetch {url}/whisper-base/")
     unknown = subprocess.run([*cli, "download", "nope"], env=env, cwd=REPO, capture_output=True, text=True)
     assert unknown.returncode == 2 and "invalid choice: 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_ivr_models_download_uses_the_configured_mirror(
+    mirror: Mirror, model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a user behind a company mirror runs: IVR_MODEL_MIRROR, then `ivr models download vosk-zh`."""
+    monkeypatch.setenv("IVR_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("IVR_MODEL_MIRROR", mirror.url)
+    assert main(["models", "download", "vosk-zh", "--quiet"]) == 0
+    assert "installed at" in capsys.readouterr().out
+    assert mirror.requests == [f"/vosk-zh/{ZIP_NAME}"]
+    assert (model_dir / "vosk-zh" / "am" / "final.mdl").read_bytes() == VOSK_FILES["am/final.mdl"]
+    monkeypatch.setenv("IVR_MODEL_MIRROR", "ftp://mirror.example")
+    assert main(["models", "download", "vosk-zh"]) == 2
+    assert "IVR_MODEL_MIRROR must be" in capsys.readouterr().err

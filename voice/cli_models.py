@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing.set_defaults(func=list_models)
     fetch = commands.add_parser("download", help="download and install a catalogue model")
     fetch.add_argument("name", choices=list(models.CATALOGUE), help="catalogue name")
-    fetch.add_argument("--mirror", metavar="URL", help="fetch from URL/NAME/FILE instead of the model's home site")
+    fetch.add_argument("--mirror", metavar="URL",
+        help="fetch from URL/NAME/FILE (default: IVR_MODEL_MIRROR, else the model's home site)")
     fetch.add_argument("--force", action="store_true", help="download again even if it is installed")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     fetch.set_defaults(func=download)
@@ -45,7 +46,8 @@ def list_models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def download(args: argparse.Namespace, settings: Settings) -> int:
-    result = models.download(args.name, settings.model_dir, args.mirror, progress=not args.quiet, force=args.force)
+    mirror = args.mirror or settings.model_mirror
+    result = models.download(args.name, settings.model_dir, mirror, progress=not args.quiet, force=args.force)
     for warning in result.warnings:
         print(f"ivr: warning: {warning}", file=sys.stderr)
     verb = "installed" if result.fetched else "already installed"
