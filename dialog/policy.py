@@ -120,9 +120,12 @@ def outside_policy(u: Understanding) -> bool:
     return any(word in text for word in OUTSIDE_POLICY)
 
 
+TRIGGER_CONFIDENCE = 0.3  # a complaint or a request for a human read with less is a guess, not a trigger
+
+
 def rule(state: CallState, u: Understanding) -> str | None:
     """The transfer rule this turn triggers (rules 1-4), or None. ``state`` includes this turn."""
-    names = {i.name for i in u.intents}
+    names = {i.name for i in u.intents if i.confidence >= TRIGGER_CONFIDENCE}
     if "complaint" in names:
         return COMPLAINT
     if outside_policy(u):

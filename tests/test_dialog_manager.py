@@ -186,6 +186,15 @@ def test_repeat_complainer_gets_higher_priority_than_a_first_complaint(shop: Sql
     assert (repeat.priority, first.priority) == (1, 2)  # 2, one step up for 周杰's two past complaints
 
 
+def test_a_complaint_read_with_low_confidence_is_not_a_transfer(shop: SqliteShop) -> None:
+    # real speech, 「我有的时候说不清楚你们知道吗」: the classifier's 0.21 complaint is a guess
+    vague = Understanding("我有的时候说不清楚你们知道吗", "我有的时候说不清楚你们知道吗",
+                          (Intent("complaint", 0.21, {}),), Emotion(EmotionLabel.NEUTRAL, 1.0))  # fmt: skip
+    state, said = run(shop, "+8613800138002", vague)
+    assert not isinstance(said[-1], Transfer) and state.transfer is None
+    assert isinstance(said[-1], Say | Ask) and state.failed == 1
+
+
 def test_compensation_demand_is_outside_policy(shop: SqliteShop) -> None:
     _, said = run(shop, "+8613800138005", U("包裹坏了我要你们赔偿", ("aftersale.damage", {})))
     assert isinstance(said[-1], Transfer) and said[-1].request.skill is Skill.COMPLAINT

@@ -24,7 +24,7 @@ from shop import open_shop
 
 if TYPE_CHECKING:
     from asr.engine import AsrEngine
-    from voice.session import CallSession, SpeechPath
+    from voice.session import CallSession, TurnSpeech
 
 
 def shop_clock(info: ShopInfo) -> Clock:
@@ -61,11 +61,11 @@ class Hotline:
             self.shop, self.understander, self.clock, speech, caller=caller, call_id=call_id, agent_load=self.agent_load
         )
 
-    def speech_for_call(self) -> SpeechPath:
+    def speech_for_call(self) -> TurnSpeech:
         """A speech path for one call (VAD, its own recogniser stream, the caller's prosody baseline)."""
-        from voice.session import SpeechPath
+        from voice.session import TurnSpeech
 
-        return SpeechPath(self.engine(), vad_aggressiveness=self.settings.vad_aggressiveness)
+        return TurnSpeech(self.engine(), vad_aggressiveness=self.settings.vad_aggressiveness)
 
 
 def open_hotline(settings: Settings, shop_file: Path | None = None) -> Hotline:

@@ -21,14 +21,11 @@ from typing import Any, Protocol
 
 from core.clock import Clock
 from core.errors import ProtocolError
-from core.settings import Settings
 from core.shop import Agent, Customer, ShopPort
 from core.types import (
     AudioFrame,
     DialogAction,
     Prosody,
-    TranscriptEvent,
-    TranscriptKind,
     TransferRequest,
     Understanding,
     Utterance,
@@ -50,10 +47,12 @@ class Speech(Protocol):
     def transcribe(self, frame: AudioFrame) -> Utterance: ...
 
 
-class SpeechPath:
-    """The real speech path: webrtcvad segments, the configured ASR engine, prosody vs the call's baseline.
+class TurnSpeech:
+    """Turn-at-a-time speech for one call: each turn's recording goes through ``voice.speech``.
 
-    The asr modules are imported when a speech path is made, so a text-only session never loads them.
+    Every segment of the turn is recognised; the texts are joined and the prosody is that of the
+    turn's longest segment, measured against one baseline for the whole call. Blocks (ASR runs
+    inline): a live call on an event loop calls it in an executor.
     """
 
     def __init__(self, engine: Any, *, vad_aggressiveness: int = 2) -> None:
@@ -63,36 +62,17 @@ class SpeechPath:
         self.vad_aggressiveness = vad_aggressiveness
         self.tracker = ProsodyTracker()
 
-    @classmethod
-    def create(cls, settings: Settings) -> SpeechPath:
-        from asr.engine import create_engine
-
-        return cls(create_engine(settings), vad_aggressiveness=settings.vad_aggressiveness)
-
     def transcribe(self, frame: AudioFrame) -> Utterance:
-        """One turn's audio: every VAD segment recognised, the texts joined, prosody over the speech."""
-        from asr.prosody import measure
-        from asr.vad import segment
+        from voice.speech import transcribe
 
-        segments = segment(frame, aggressiveness=self.vad_aggressiveness)
-        finals: list[TranscriptEvent] = []
-        for seg in segments:
-            finals += [e for e in self._recognise(seg.audio) if e.kind is TranscriptKind.FINAL and e.text.strip()]
-        if not segments or not finals:
+        heard = transcribe(self.engine, frame, vad_aggressiveness=self.vad_aggressiveness, tracker=self.tracker)
+        if not heard:
             return Utterance("", confidence=0.0)
-        text = "".join(e.text.strip() for e in finals)
-        words = tuple(w for e in finals for w in e.words)
-        speech = AudioFrame(b"".join(s.audio.pcm for s in segments), frame.sample_rate, segments[0].audio.timestamp)
-        prosody = self.tracker.update(measure(speech, words if len(segments) == 1 else None, text))
-        confidence = sum(e.confidence for e in finals) / len(finals)
-        return Utterance(text, segments[0].start, segments[-1].end, confidence, words, prosody)
-
-    def _recognise(self, audio: AudioFrame) -> list[TranscriptEvent]:
-        stream = self.engine.new_stream(audio.sample_rate)
-        try:
-            return [*stream.accept(audio), *stream.flush()]
-        finally:
-            stream.close()
+        main = max(heard, key=lambda u: u.prosody.voiced_seconds if u.prosody else 0.0)
+        confidence = sum(u.confidence for u in heard) / len(heard)
+        words = tuple(w for u in heard for w in u.words)
+        text = "".join(u.text for u in heard)
+        return Utterance(text, heard[0].start, heard[-1].end, confidence, words, main.prosody)
 
 
 @dataclass(frozen=True, slots=True)
