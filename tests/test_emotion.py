@@ -7,8 +7,17 @@ from dialog.emotion import EmotionTrend, detect_emotion, escalating, trend
 from dialog.normalize import normalize
 
 CALM = Prosody(speech_rate=4.0, f0_mean=180.0, f0_std=20.0, energy_db=-25.0, pause_ratio=0.2, voiced_seconds=2.0)
-LOUD_FAST = Prosody(speech_rate=5.6, f0_mean=220.0, f0_std=40.0, energy_db=-18.0, pause_ratio=0.05,
-                    voiced_seconds=2.0, rel_rate=1.4, rel_f0=1.2, rel_energy_db=7.0)
+LOUD_FAST = Prosody(
+    speech_rate=5.6,
+    f0_mean=220.0,
+    f0_std=40.0,
+    energy_db=-18.0,
+    pause_ratio=0.05,
+    voiced_seconds=2.0,
+    rel_rate=1.4,
+    rel_f0=1.2,
+    rel_energy_db=7.0,
+)
 
 
 def feel(text: str, prosody: Prosody | None = None) -> Emotion:

@@ -78,9 +78,20 @@ def test_a_single_need_stays_single(nlu: Understander) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("对", "affirm"), ("是的", "affirm"), ("嗯嗯", "affirm"), ("好的", "affirm"), ("对对对对", "affirm"),
-     ("不是", "deny"), ("不用了", "deny"), ("不用了谢谢", "deny"), ("喂你好", "greeting"), ("转人工", "human_agent"),
-     ("人工客服", "human_agent"), ("谢谢再见", "goodbye")],
+    [
+        ("对", "affirm"),
+        ("是的", "affirm"),
+        ("嗯嗯", "affirm"),
+        ("好的", "affirm"),
+        ("对对对对", "affirm"),
+        ("不是", "deny"),
+        ("不用了", "deny"),
+        ("不用了谢谢", "deny"),
+        ("喂你好", "greeting"),
+        ("转人工", "human_agent"),
+        ("人工客服", "human_agent"),
+        ("谢谢再见", "goodbye"),
+    ],
 )
 def test_short_answers_and_rules(nlu: Understander, text: str, expected: str) -> None:
     assert names(nlu.understand(text, NOW))[0] == expected

@@ -46,8 +46,11 @@ def test_stdin_json_lines_round_trip(monkeypatch: pytest.MonkeyPatch, capsys: py
 def test_one_text_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["understand", "订单号DD二零二六一一一九零零幺什么时候发货", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["intents"][0] == {"name": "logistics.ship_time", "confidence": result["intents"][0]["confidence"],
-                                    "slots": {"order_id": "DD20261119001"}}
+    assert result["intents"][0] == {
+        "name": "logistics.ship_time",
+        "confidence": result["intents"][0]["confidence"],
+        "slots": {"order_id": "DD20261119001"},
+    }
 
 
 def test_human_output_has_a_line_per_intent(capsys: pytest.CaptureFixture[str]) -> None:

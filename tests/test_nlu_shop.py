@@ -22,7 +22,10 @@ def reference_products() -> list[Product]:
     raw = json.loads(SHOP_JSON.read_text(encoding="utf-8"))["products"]
     return [
         Product(
-            id=p["id"], name=p["name"], aliases=tuple(p["aliases"]), category=p["category"],
+            id=p["id"],
+            name=p["name"],
+            aliases=tuple(p["aliases"]),
+            category=p["category"],
             price_fen=round(p["price"] * 100),
             variants=tuple(Variant(v["sku"], v["color"], v["size"], v["stock"]) for v in p["variants"]),
             facts=p.get("facts", {}),

@@ -123,8 +123,14 @@ def test_no_colour_in_a_product_alias() -> None:
 
 @pytest.mark.parametrize(
     ("said", "level"),
-    [("我急着穿", "high"), ("明天就要", "high"), ("赶时间越快越好", "high"), ("我不急慢慢来", "low"),
-     ("不着急的", "low"), ("快递到哪了", None)],
+    [
+        ("我急着穿", "high"),
+        ("明天就要", "high"),
+        ("赶时间越快越好", "high"),
+        ("我不急慢慢来", "low"),
+        ("不着急的", "low"),
+        ("快递到哪了", None),
+    ],
 )
 def test_urgency_and_its_negation(said: str, level: str | None) -> None:
     assert urgency(normalize(said)) == level
