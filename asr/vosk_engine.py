@@ -40,6 +40,11 @@ from core.types import PCM_SAMPLE_WIDTH, TranscriptEvent
 log = logging.getLogger(__name__)
 
 UNK = "[unk]"
+
+
+def is_filler(token: str) -> bool:
+    """Model markers such as ``[unk]`` or the Korean model's ``[1]``: bracketed, never speech."""
+    return token.startswith("[") and token.endswith("]")
 _MAX_WORD_CHARS = 8  # longest vocabulary word tried when cutting a Chinese phrase
 
 _MODELS: dict[Path, vosk.Model] = {}
@@ -252,11 +257,11 @@ class VoskStream(BaseStream):
             return []
         self._raw_partial = raw
         words = self._words(partial.get("partial_result", []))
-        text = join_words(w.text for w in words) if words else join_words(t for t in raw.split() if t != UNK)
+        text = join_words(w.text for w in words) if words else join_words(t for t in raw.split() if not is_filler(t))
         return [self._partial(words, text)] if text else []
 
     def _words(self, items: Sequence[dict[str, Any]]) -> list[RawWord]:
-        """vosk's word list → words with stream-sample times; ``[unk]`` dropped."""
+        """vosk's word list → words with stream-sample times; markers (``[unk]``, ``[1]``) dropped."""
         lane_origin, stream_origin = self._origin or (0, 0)
         shift = stream_origin - lane_origin
         rate = self.sample_rate
@@ -268,7 +273,7 @@ class VoskStream(BaseStream):
                 float(item.get("conf", 1.0)),
             )
             for item in items
-            if item.get("word") and item["word"] != UNK
+            if item.get("word") and not is_filler(str(item["word"]))
         ]
 
 

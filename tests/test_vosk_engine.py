@@ -17,7 +17,7 @@ import pytest
 from testmodels import concat, espeak, silence
 
 from asr.engine import AsyncAsrStream, create_engine, split_frame
-from asr.vosk_engine import VoskEngine, VoskStream, load_model
+from asr.vosk_engine import VoskEngine, VoskStream, is_filler, load_model
 from core.errors import AudioFormatError, ModelMissingError, ProtocolError
 from core.settings import Settings
 from core.types import AudioFrame, TranscriptEvent, TranscriptKind
@@ -65,6 +65,14 @@ def test_final_words_are_timed_in_stream_time_inside_the_audio(vosk_ko_engine: V
     assert (final.start, final.end) == (final.words[0].start, final.words[-1].end)
     assert all(0.0 <= w.confidence <= 1.0 for w in final.words)
     assert events[-1].end == pytest.approx(T0 + speech.duration)
+
+
+def test_model_markers_never_reach_the_text(vosk_ko_engine: VoskEngine, speech: AudioFrame) -> None:
+    # the Korean model emits tokens such as "[1]" beside "[unk]"; neither is speech
+    events = run(vosk_ko_engine.new_stream(), speech)
+    texts = [e.text for e in events] + [w.text for e in events for w in e.words]
+    assert texts and not any("[" in t or "]" in t for t in texts)
+    assert is_filler("[unk]") and is_filler("[1]") and not is_filler("배송")
 
 
 def test_a_timestamp_gap_moves_later_words_by_the_gap(vosk_ko_engine: VoskEngine, speech: AudioFrame) -> None:
