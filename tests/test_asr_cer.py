@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from paths import REAL_ZH
-from testmodels import telephone
+from testmodels import require, telephone
 
 from asr.engine import split_frame
 from asr.textnorm import cer
@@ -76,8 +76,8 @@ def table(title: str, scores: Sequence[Scored]) -> str:
 
 @pytest.fixture(scope="module")
 def real_zh(whisper_engine: WhisperEngine) -> list[Scored]:
-    if not (REAL_ZH / "transcripts.tsv").is_file():
-        pytest.skip(f"no shared Mandarin recordings at {REAL_ZH}")
+    transcripts = REAL_ZH / "transcripts.tsv"
+    require(transcripts if transcripts.is_file() else None, f"no shared Mandarin recordings at {REAL_ZH}")
     scores = []
     for line in (REAL_ZH / "transcripts.tsv").read_text(encoding="utf-8").splitlines():
         name, reference, _source = line.split("\t")
