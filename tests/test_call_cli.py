@@ -243,7 +243,8 @@ def test_audio_turn_without_a_speech_path_is_refused(parts: Parts) -> None:
 def test_an_audio_turn_goes_through_vad_asr_and_prosody(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    testmodels = pytest.importorskip("testmodels", reason="tests/testmodels.py (the speech test models) is not here")
+    import testmodels  # the speech test models, only for this test
+
     model = testmodels.require(testmodels.whisper_base_dir(), testmodels.INSTALL_HINT)
     monkeypatch.setenv("IVR_ASR_ENGINE", "whisper")
     monkeypatch.setenv("IVR_WHISPER_MODEL", str(model))
