@@ -28,6 +28,7 @@ class Settings:
     model_dir: Path = Path("~/.cache/ivr/models")
     model_mirror: str | None = None  # serve <mirror>/<model name>/<file> instead of each model's home site
     whisper_threads: int = 2
+    whisper_prompt: bool = False  # prompt whisper with the shop's words (measured: no gain on real speech, 3x slower)
     vad_aggressiveness: int = 2  # webrtcvad 0 (lenient) .. 3 (strict)
     tts_voice: str = "cmn"
     tts_rate: int = 175  # words per minute for espeak-ng

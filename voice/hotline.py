@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from voice.session import CallSession, TurnSpeech
 
 
+# what every shop's callers say, put before the shop's own product words in a whisper prompt
+SHOP_WORDS = ("满减", "优惠券", "直播价", "补差价", "退款", "退货", "换货", "发票", "顺丰", "中通", "韵达", "订单号")
+
+
 def shop_clock(info: ShopInfo) -> Clock:
     """A snapshot shop's clock starts at its ``as_of``; a live shop uses the system clock."""
     if info.as_of is not None:
@@ -40,6 +44,7 @@ class Hotline:
     shop: ShopPort
     understander: Understander
     clock: Clock
+    vocabulary: Vocabulary = field(default_factory=Vocabulary.empty)
     agent_load: MutableMapping[str, int] = field(default_factory=dict)  # agent id -> calls held
     _engine: AsrEngine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -50,7 +55,8 @@ class Hotline:
             if self._engine is None:
                 from asr.engine import create_engine
 
-                self._engine = create_engine(self.settings)
+                words = (*SHOP_WORDS, *self.vocabulary.lexicon()) if self.settings.whisper_prompt else ()
+                self._engine = create_engine(self.settings, vocabulary=words)
             return self._engine
 
     def session(self, caller: str | None, call_id: str | None = None, *, with_speech: bool = False) -> CallSession:
@@ -75,5 +81,5 @@ def open_hotline(settings: Settings, shop_file: Path | None = None) -> Hotline:
         db = settings.db_path.with_name(f"shop-{key}.sqlite3")
         settings = dataclasses.replace(settings, shop_file=shop_file, db_path=db)
     shop = open_shop(settings)
-    understander = Understander(Vocabulary.from_products(shop.products()))
-    return Hotline(settings, shop, understander, shop_clock(shop.info()))
+    vocabulary = Vocabulary.from_products(shop.products())
+    return Hotline(settings, shop, Understander(vocabulary), shop_clock(shop.info()), vocabulary)
