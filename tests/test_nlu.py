@@ -174,3 +174,17 @@ def test_impatience_in_dialect_is_an_anxious_shipping_question(nlu: Understander
     assert u.normalized == "我那个羽绒服怎么还没有发货啊太慢了"
     assert names(u)[0] == "logistics.ship_time"
     assert u.emotion.label is EmotionLabel.ANXIOUS
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("我就差两块钱满三百能不能也给我减四十", "promotion.not_applied"),
+        ("差三块钱满减能不能通融", "promotion.not_applied"),
+        ("这个能不能便宜点卖给我", "promotion.inquiry"),
+    ],
+)
+def test_asking_for_a_price_concession_is_not_a_rush_request(nlu: Understander, text: str, expected: str) -> None:
+    # 「能不能…」 used to pull these towards logistics.expedite (the phrasings here are not in the training data)
+    found = names(nlu.understand(text, NOW))
+    assert found[0] == expected and "logistics.expedite" not in found
