@@ -14,7 +14,8 @@ from testmodels import INSTALL_HINT, concat, espeak, require, silence, telephone
 from asr.textnorm import cer
 from core.errors import AudioFormatError, ProtocolError
 from core.types import AudioFrame, SpeechEnded, SpeechStarted, TranscriptEvent, TranscriptKind, Utterance
-from voice.speech import AsyncSpeechPath, SpeechEvent, SpeechPath, pick_rate, transcribe
+from voice.speech import SpeechEvent, SpeechPath, pick_rate, transcribe
+from voice.speech_async import AsyncSpeechPath
 from voice.wav import read_wav
 
 FIXTURES = Path(__file__).resolve().parent.parent / "audio_fixtures"
