@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -65,7 +64,6 @@ from voice.wav import to_rate
 
 SpeechEvent = SpeechStarted | SpeechEnded | TranscriptEvent | Utterance
 
-log = logging.getLogger(__name__)
 
 TELEPHONE_RATE = 8000
 WIDEBAND_RATE = 16000
