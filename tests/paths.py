@@ -1,6 +1,8 @@
 """Where the read-only shared material is: ``../shared`` beside the repository (tests and benches only).
 
 ``SHARED_DIR`` overrides it. The product never reads these paths; a user's machine has no shared/.
+A test that needs a shared file calls ``shared(path)``: outside this layout it is skipped with one
+line saying why, and under ``CI=true`` a missing file fails the run instead.
 """
 
 from __future__ import annotations
@@ -8,6 +10,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 SHARED = Path(os.environ.get("SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 REFERENCE_SHOP = SHARED / "fixtures" / "shop" / "shop.json"
 REAL_ZH = SHARED / "audio" / "real" / "zh"
+REAL_TURNS = SHARED / "data" / "real_turns_dev.tsv"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def shared(path: Path) -> Path:
+    """``path`` when the shared material has it; else skip (fail under ``CI=true``) saying what is missing."""
+    if path.exists():
+        return path
+    reason = f"needs ../shared ({path} is missing; set SHARED_DIR to run it)"
+    if in_ci():
+        pytest.fail(f"{reason} — CI=true, so this is a failure, not a skip", pytrace=False)
+    pytest.skip(reason)
