@@ -6,9 +6,10 @@ only ever calls the port. Money is integer fen, times are timezone-aware datetim
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Protocol
 
@@ -158,12 +159,83 @@ class Agent:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderIdShape:
+    """One way a shop writes order numbers: upper-case letters (maybe none), then a run of digits."""
+
+    prefix: str  # "" for digits only
+    min_digits: int
+    max_digits: int
+    orders: int = 0  # how many of the shop's orders have this shape
+
+    def regex(self) -> str:
+        span = str(self.min_digits) if self.min_digits == self.max_digits else f"{self.min_digits},{self.max_digits}"
+        return re.escape(self.prefix) + r"\d{" + span + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderNumbers:
+    """How a shop's order numbers look: shapes learnt from its orders, and the pattern it may declare."""
+
+    shapes: tuple[OrderIdShape, ...] = ()  # most common first
+    declared: str | None = None  # ``shop.order_number_pattern``: a regex every order number matches
+
+    def pattern(self) -> str | None:
+        """A regex for one whole order number, or None when nothing is known."""
+        if self.declared:
+            return self.declared
+        return "|".join(shape.regex() for shape in self.shapes) or None
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierTerms:
+    """What the shop promises for one carrier (snapshot ``shop.fulfilment.carriers[]``)."""
+
+    name: str
+    days: int  # days on the road at the latest
+    fast_regions: tuple[str, ...] = ()  # regions reached sooner, in ``fast_days``
+    fast_days: int | None = None
+    upgrade_fee_fen: int | None = None  # what choosing it instead of the default costs; None: not offered
+
+    def transit_days(self, address: str) -> int:
+        fast = self.fast_days is not None and any(region in address for region in self.fast_regions)
+        return self.fast_days if fast and self.fast_days is not None else self.days
+
+
+@dataclass(frozen=True, slots=True)
+class Fulfilment:
+    """The shipping and after-sales promises a shop states (snapshot ``shop.fulfilment``).
+
+    None (or empty) means the shop does not state it, and the hotline then promises nothing about it.
+    """
+
+    dispatch_hours: int | None = None  # in-stock orders leave the warehouse within this after payment
+    same_day_cutoff: time | None = None  # paid before this (shop time): ships the same day
+    carriers: tuple[CarrierTerms, ...] = ()  # the default carrier first
+    priority_levels: tuple[str, ...] = ()  # VIP levels whose orders ship first
+    free_upgrade_levels: tuple[str, ...] = ()  # VIP levels that get the upgrade carrier free
+    stall_hours: int | None = None  # tracking silent this long counts as a logistics exception
+    return_days: int | None = None  # no-reason return window after signing
+    refund_days: int | None = None  # working days to pay back money owed (补差)
+
+    @property
+    def default_carrier(self) -> CarrierTerms | None:
+        return self.carriers[0] if self.carriers else None
+
+    @property
+    def upgrade(self) -> CarrierTerms | None:
+        """The carrier a caller may pay to switch to, if the shop offers one."""
+        return next((c for c in self.carriers[1:] if c.upgrade_fee_fen is not None), None)
+
+
+@dataclass(frozen=True, slots=True)
 class ShopInfo:
     name: str
     hotline: str
     timezone: str
     as_of: datetime | None  # the snapshot's "now"; None for a live shop
     agent_hours: tuple[str, str]  # ("09:00", "22:00")
+    order_numbers: OrderNumbers = OrderNumbers()
+    fulfilment: Fulfilment = Fulfilment()
 
 
 # --- computed answers -------------------------------------------------------------------------
@@ -235,31 +307,39 @@ class ShipmentState(StrEnum):
     IN_TRANSIT = "in_transit"
     OUT_FOR_DELIVERY = "out_for_delivery"
     DELIVERED = "delivered"
-    STALLED = "stalled"  # no movement for more than 48 h
+    STALLED = "stalled"  # no movement for longer than the shop's stall threshold
 
 
 @dataclass(frozen=True, slots=True)
 class LogisticsStatus:
+    """Where an order's parcel is, as facts; the dialog words them."""
+
     order_id: str
     state: ShipmentState
-    description: str  # one caller-friendly sentence, key fact first
     carrier: str | None = None
     tracking_no: str | None = None
     last_event: ShipmentEvent | None = None
     hours_since_last_event: float | None = None
     eta: date | None = None
     days_overdue: int = 0
+    ship_by: datetime | None = None  # not shipped yet: the latest the shop's stated promise lets it leave
 
 
 @dataclass(frozen=True, slots=True)
 class ExpediteOption:
-    """A way to get an order sooner (carrier upgrade, VIP priority, ship today)."""
+    """A way to get an order sooner, from the shop's stated promises only.
 
-    kind: str  # standard | ship_today | carrier_upgrade | vip_priority
-    description: str  # caller-friendly
+    ``kind``: ``standard`` (the promise itself), ``ship_today``, ``vip_priority``, ``carrier_upgrade``.
+    ``ships_by``/``arrives_by`` are None when the shop states nothing to compute them from;
+    ``arrives_by`` is "at the latest" for the default carrier, "expected" for an upgrade.
+    """
+
+    kind: str
     cost_fen: int
     ships_by: datetime | None
     arrives_by: date | None
+    carrier: str | None = None
+    overdue_since: datetime | None = None  # the promised dispatch time already passed
 
 
 @dataclass(frozen=True, slots=True)

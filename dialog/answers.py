@@ -14,14 +14,11 @@ from types import MappingProxyType
 from core.money import yuan_text
 from core.shop import (
     AddOnSuggestion,
-    ExpediteOption,
     IneligiblePromotion,
-    LogisticsStatus,
     Order,
     OrderItem,
     OrderStatus,
     Product,
-    ShipmentState,
 )
 from core.types import Intent, Skill, Understanding
 from dialog.catalogue import (
@@ -34,9 +31,14 @@ from dialog.catalogue import (
     promotion_inquiry,
     stock_text,
 )
+from dialog.logistics import (
+    logistics_carrier,
+    logistics_expedite,
+    logistics_ship_time,
+    logistics_track,
+)
 from dialog.replies import (
     date_text,
-    duration_text,
     join_list,
     order_ref,
     render,
@@ -72,7 +74,6 @@ TOPIC: Mapping[str, Skill] = MappingProxyType(
 )
 
 _OPEN = (OrderStatus.UNPAID, OrderStatus.PAID)  # not shipped: address, colour, size can change
-_MOVING = (ShipmentState.IN_TRANSIT, ShipmentState.OUT_FOR_DELIVERY, ShipmentState.STALLED)
 _STATUS_WORDS = {
     OrderStatus.UNPAID: "还没付款",
     OrderStatus.PAID: "已付款，还没发货",
@@ -87,94 +88,9 @@ def _ref(order: Order, ctx: Context) -> str:
     return order_ref(ctx.shop, order, ctx.today, ctx.tz)
 
 
-def _status(order: Order, ctx: Context) -> LogisticsStatus | None:
-    return ctx.shop.logistics(order.id, ctx.now)
-
-
-# --- logistics ---------------------------------------------------------------------------------
-
-
-def logistics_track(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    assert order is not None
-    st = _status(order, ctx)
-    if st is None:
-        return Part(render("order.not_found", order_id=order.id))
-    if st.state is ShipmentState.STALLED:
-        return _stalled(order, st, ctx)
-    text = render("logistics.status", order=_ref(order, ctx), description=_sentence(st.description))
-    return Part(text, order.id, skill=Skill.LOGISTICS)
-
-
-def _stalled(order: Order, st: LogisticsStatus, ctx: Context) -> Part:
-    where = st.last_event.where if st.last_event else "途中"
-    idle = duration_text(st.hours_since_last_event or 0.0)
-    overdue = render("logistics.overdue", days=st.days_overdue) if st.days_overdue > 0 else ""
-    text = render("logistics.stalled", order=_ref(order, ctx), where=where, idle=idle, overdue=overdue)
-    note = f"{order.id}物流停在{where}{idle}未更新"
-    offer = OfferTransfer(Skill.LOGISTICS, note)
-    return Part(text, order.id, offer=offer, note=note, skill=Skill.LOGISTICS)
-
-
-def logistics_ship_time(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    assert order is not None
-    st = _status(order, ctx)
-    if st is None or st.state is not ShipmentState.NOT_SHIPPED:
-        return logistics_track(intent, order, u, ctx)
-    text = render("logistics.status", order=_ref(order, ctx), description=_sentence(st.description))
-    options = ctx.shop.expedite_options(order.id, ctx.now)
-    if intent.slots.get("urgency") == "high" and options:
-        text += expedite_text(options, ctx)
-    return Part(text, order.id, skill=Skill.LOGISTICS)
-
-
-def logistics_expedite(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    assert order is not None
-    options = ctx.shop.expedite_options(order.id, ctx.now)
-    if options:
-        return Part(expedite_text(options, ctx), order.id, skill=Skill.LOGISTICS)
-    st = _status(order, ctx)
-    if st is not None and st.state in _MOVING:
-        return logistics_track(intent, order, u, ctx)
-    return Part(render("expedite.none", order=_ref(order, ctx)), order.id, skill=Skill.LOGISTICS)
-
-
-def fastest_first(options: Sequence[ExpediteOption]) -> list[ExpediteOption]:
-    """Earliest arrival first, then earliest dispatch, then cheapest."""
-
-    def key(o: ExpediteOption) -> tuple[float, float, int]:
-        arrives = o.arrives_by.toordinal() if o.arrives_by else float("inf")
-        ships = o.ships_by.timestamp() if o.ships_by else float("inf")
-        return (arrives, ships, o.cost_fen)
-
-    return sorted(options, key=key)
-
-
-def expedite_text(options: Sequence[ExpediteOption], ctx: Context) -> str:
-    """The fastest option first; a free one too when the fastest costs money."""
-    ranked = fastest_first(options)
-    best = ranked[0]
-    text = render("expedite.fastest", option=_sentence(best.description))
-    free = next((o for o in ranked[1:] if o.cost_fen == 0), None)
-    if best.cost_fen and free is not None:
-        text += render("expedite.also", option=_sentence(free.description))
-    return text
-
-
 def _sentence(text: str) -> str:
     """A shop sentence to embed in a template: without its final full stop."""
     return text.strip().rstrip("。.")
-
-
-def logistics_carrier(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    assert order is not None
-    st = _status(order, ctx)
-    if st is not None and st.carrier:
-        text = render("logistics.carrier", order=_ref(order, ctx), carrier=st.carrier, tracking_no=st.tracking_no or "")
-        return Part(text, order.id, skill=Skill.LOGISTICS)
-    hits = ctx.shop.search_policies("快递选择 顺丰 中通", k=1)
-    policy = hits[0].answer if hits else ""
-    text = render("logistics.not_shipped_carrier", order=_ref(order, ctx), policy=policy)
-    return Part(text, order.id, kb_ids=tuple(h.policy_id for h in hits), skill=Skill.LOGISTICS)
 
 
 # --- promotions --------------------------------------------------------------------------------
@@ -190,7 +106,7 @@ def promotion_not_applied(intent: Intent, order: Order | None, u: Understanding,
     if audit.owed_back_fen > 0:
         amount = yuan_text(audit.owed_back_fen)
         titles = join_list(m.title for m in audit.missed)
-        text = render("promo.owed", order=ref, titles=titles, amount=amount) + render("promo.owed_how", amount=amount)
+        text = render("promo.owed", order=ref, titles=titles, amount=amount) + _owed_how(amount, ctx)
         note = f"{order.id}应享{titles}未减，已登记补差{amount}"
         return Part(text, order.id, kb_ids=_kb_ids(ctx, "优惠补差"), note=note, skill=Skill.PROMOTION)
     add_ons = ctx.shop.add_on_suggestions(order.id, ctx.now) if order.status in _OPEN else ()
@@ -209,6 +125,13 @@ def promotion_not_applied(intent: Intent, order: Order | None, u: Understanding,
         saved = yuan_text(sum(line.amount_fen for line in audit.applied))
         text += render("promo.applied", titles=join_list(line.title for line in audit.applied), amount=saved)
     return Part(text, order.id, skill=Skill.PROMOTION)
+
+
+def _owed_how(amount: str, ctx: Context) -> str:
+    days = ctx.info.fulfilment.refund_days  # the shop's stated time to pay back, else no number of days
+    if days is None:
+        return render("promo.owed_how_unstated", amount=amount)
+    return render("promo.owed_how", amount=amount, days=days)
 
 
 _KIND_ORDER = ("threshold_discount", "quantity_percent", "bundle", "channel_price")
@@ -277,9 +200,7 @@ def order_cancel(intent: Intent, order: Order | None, u: Understanding, ctx: Con
     if order.status is OrderStatus.PAID:
         offer = OfferTransfer(Skill.AFTERSALE, f"{order.id}未发货，客户要取消")
         return Part(render("cancel.open", order=ref), order.id, offer=offer, skill=Skill.AFTERSALE)
-    return Part(
-        render("cancel.shipped", order=ref), order.id, kb_ids=_kb_ids(ctx, "七天无理由退货"), skill=Skill.AFTERSALE
-    )
+    return Part(render("cancel.shipped", order=ref), order.id, kb_ids=_kb_ids(ctx, "无理由退货"), skill=Skill.AFTERSALE)
 
 
 # --- after-sales and the knowledge base --------------------------------------------------------
@@ -322,14 +243,15 @@ def _signed_on(order: Order, ctx: Context) -> date | None:
 def aftersale_return(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
     part = _kb_part("退货", Skill.AFTERSALE, ctx, order.id if order else None, u.normalized)
     signed = _signed_on(order, ctx) if order else None
-    if order is None or signed is None:
+    days = ctx.info.fulfilment.return_days  # a window the shop does not state is read from its policy text only
+    if order is None or signed is None or days is None:
         return part
-    deadline = signed + timedelta(days=7)
+    deadline = signed + timedelta(days=days)
     ref, on = _ref(order, ctx), date_text(signed, ctx.today)
     if ctx.today <= deadline:
         window = render("return.window", order=ref, signed=on, deadline=date_text(deadline, ctx.today))
     else:
-        window = render("return.window_passed", order=ref, signed=on)
+        window = render("return.window_passed", order=ref, signed=on, days=days)
     return Part(window + part.text, order.id, kb_ids=part.kb_ids, skill=Skill.AFTERSALE)
 
 

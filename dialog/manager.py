@@ -21,6 +21,7 @@ from dialog import policy
 from dialog.answers import ANSWERS, TOPIC, change_question, change_words
 from dialog.orders import Ambiguous, Missing, choice_phrases, choices_text, pick_order, resolve_choice
 from dialog.replies import DESKS, caller_name, join_list, order_ref, render
+from dialog.slots import order_number_hint
 from dialog.state import (
     CallState,
     ChooseOrder,
@@ -47,7 +48,7 @@ ADD_ON_ASKS = frozenset({"promotion.bundle", "promotion.inquiry"})  # 凑单 may
 CONTROL = frozenset({"greeting", "goodbye", "affirm", "deny", "human_agent", "complaint", "other"})
 MIN_CONFIDENCE = 0.3  # the main need of a turn
 MIN_SECONDARY = 0.7  # every further need: below this the classifier is mostly echoing the main one
-_ORDER_ID = re.compile(r"DD\d{8,}", re.IGNORECASE)
+_ORDER_ID = re.compile(r"(?<![A-Z0-9])(?!1[3-9]\d{9}(?!\d))[A-Z]{0,4}\d{8,}(?!\d)", re.IGNORECASE)  # any shop's
 RECENT_CONTACT = timedelta(days=30)
 
 
@@ -101,7 +102,7 @@ def _needs(u: Understanding, pending: Pending | None) -> tuple[Intent, ...]:
     """The intents worth acting on: not ``other``, and confident enough for their rank.
 
     Two readings the classifier can miss: a short 「不改了」/「行」 answering a yes/no question, and a
-    bare order number (「DD2026…到哪了」), taken as asking about that order.
+    bare order number (「WY2026…到哪了」), taken as asking about that order.
     """
     kept = []
     for rank, intent in enumerate(u.intents):
@@ -333,7 +334,7 @@ def question_text(pending: Pending, ctx: Context) -> str:
     if isinstance(pending, ChooseOrder):
         return render("ask.which_order", choices=choices_text(pending.candidates, ctx))
     if isinstance(pending, NeedOrderId):
-        return render("ask.order_id")
+        return render("ask.order_id", shape=order_number_hint(ctx.info.order_numbers))
     if pending.skill is Skill.LOGISTICS:
         return render("offer.logistics")
     return render("offer.transfer", desk=DESKS[pending.skill.value])
@@ -343,7 +344,7 @@ def expect_for(pending: Pending, ctx: Context) -> tuple[str, ...]:
     if isinstance(pending, ChooseOrder):
         return choice_phrases(pending.candidates, ctx)
     if isinstance(pending, NeedOrderId):
-        return ("DD",)
+        return tuple(dict.fromkeys(s.prefix for s in ctx.info.order_numbers.shapes if s.prefix))
     return ("好的", "是的", "对", "可以", "确认", "不用", "不要", "算了")
 
 

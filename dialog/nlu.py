@@ -63,7 +63,8 @@ _GREETING = frozenset({"你好", "您好", "喂", "喂你好", "喂您好", "喂
 _HUMAN = re.compile(r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|真人|活人|转客服|转个客服"
                     r"|不想跟机器人")
 _THREAT = re.compile(r"12315|投诉|消协|消费者协会|工商(?!银行)|曝光|找媒体|报警|起诉|告你们")
-_ID_MENTION = re.compile(r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?(?:DD\d{6,}|\d{8,})")
+_ID_MENTION = re.compile(r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?"
+                         r"(?:[A-Z]{1,4}\d{6,}|\d{8,})")  # any shop's numbers: letters then digits, or digits
 _ESCALATIONS = ("human_agent", "complaint")
 _ANSWERS = ("affirm", "deny")
 _SOCIAL = ("greeting", "goodbye", *_ANSWERS)
@@ -153,7 +154,7 @@ def _strip_connectors(text: str) -> str:
 def without_ids(text: str) -> str:
     """The text the classifier reads: order numbers and an opening 喂你好/请问 removed.
 
-    "订单号DD2026…那件白T换成L码" is about changing a size, not about the order's status, and
+    "订单号WY2026…那件白T换成L码" is about changing a size, not about the order's status, and
     "你好我想问下…" says nothing about the need; a turn that is nothing but those is left as it is.
     """
     rest = _ID_MENTION.sub("", text)

@@ -1,7 +1,8 @@
 """Slot values from normalised text: order ids, products, colours, sizes, dates, urgency, promotions.
 
-Every value is a plain string (``core.types.Intent.slots``): order ids as spoken digits resolved
-(DD20261119001), products as the shop's product id, dates as ISO 8601 resolved against ``now``,
+Every value is a plain string (``core.types.Intent.slots``): order ids of the shop's own shape with
+spoken digits resolved (幺两洞… → digits, letters as the ASR spells them), products as the shop's
+product id, dates as ISO 8601 resolved against ``now``,
 urgency as ``high`` or ``low`` (explicitly not urgent: 不急/慢慢来).
 """
 
@@ -13,7 +14,9 @@ from datetime import date, datetime, timedelta
 
 from rapidfuzz import fuzz
 
+from core.shop import OrderNumbers
 from dialog.normalize import is_common_word
+from dialog.replies import render
 from dialog.vocabulary import Vocabulary
 
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "幺": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5,
@@ -30,7 +33,8 @@ _LETTER_SIZE = re.compile(r"(?<![A-Z0-9])([2-4]?XL|X{2,3}L|XS|S|M|L)(?:码|号)?
 _NUMBER_SIZE = re.compile(rf"({_NUM})码")
 _TARGET_BEFORE = re.compile(r"(?:成|为|要|换|换个|买)$")  # 换成黑色, 改为L码, 要XL的, 想换黑色
 _WORD_SIZES = ("加大码", "大一号", "小一号", "大一码", "小一码", "大码", "小码", "中码", "均码")
-_ORDER_DD = re.compile(r"DD(\d{6,})")
+_ANY_ORDER_ID = r"[A-Z]{0,4}\d{8,}"  # a shop whose order numbers are unknown: letters then 8+ digits
+_BARE_DIGITS = re.compile(r"(?<![A-Z0-9])\d+(?!\d)")
 _LONG_DIGITS = re.compile(r"(?<![0-9A-Z])(\d{8,})(?![0-9])")
 _MOBILE = re.compile(r"1[3-9]\d{9}")
 _QUANTITY = re.compile(rf"({_NUM})(件|双|条|套|盒|瓶|份|只|个)(?!月|小时|星期|礼拜|问题|事|人|电话|多|工作日|号)")
@@ -63,14 +67,32 @@ def cn_number(text: str) -> int | None:
     return (_CN_DIGITS[tens] if tens else 1) * 10 + (_CN_DIGITS[ones] if ones else 0)
 
 
-def order_id(text: str) -> str | None:
-    match = _ORDER_DD.search(text)
-    if match:
-        return "DD" + match.group(1)
-    for match in _LONG_DIGITS.finditer(text):
-        if not _MOBILE.fullmatch(match.group(1)):
-            return match.group(1)
+def order_id(text: str, vocab: Vocabulary) -> str | None:
+    """An order number of the shop's shape; its letters restored when the caller read only the digits."""
+    numbers = vocab.order_numbers
+    pattern = numbers.pattern() or _ANY_ORDER_ID
+    for match in re.finditer(rf"(?<![A-Z0-9])(?:{pattern})(?![0-9])", text):
+        if numbers.shapes or not _MOBILE.fullmatch(match.group()):
+            return match.group()
+    for match in _BARE_DIGITS.finditer(text):
+        digits = match.group()
+        prefixes = {s.prefix for s in numbers.shapes if s.prefix and s.min_digits <= len(digits) <= s.max_digits}
+        candidate = prefixes.pop() + digits if len(prefixes) == 1 else None
+        if candidate is not None and re.fullmatch(pattern, candidate):
+            return candidate
     return None
+
+
+def order_number_hint(numbers: OrderNumbers) -> str:
+    """How the shop's order numbers look, for the question asking for one (「，是WY开头加11位数字」); "" if unsure."""
+    if len(numbers.shapes) != 1:
+        return ""
+    shape = numbers.shapes[0]
+    low, high = shape.min_digits, shape.max_digits
+    digits = str(low) if low == high else f"{low}到{high}"
+    if shape.prefix:
+        return render("ask.order_id.prefixed", prefix=shape.prefix, digits=digits)
+    return render("ask.order_id.digits", digits=digits)
 
 
 def phone(text: str) -> str | None:
@@ -265,7 +287,7 @@ def extract_slots(text: str, now: datetime, vocab: Vocabulary) -> dict[str, str]
     """Every slot found in ``text`` (normalised), by name."""
     slots: dict[str, str] = {}
     finders: tuple[tuple[str, Callable[[], str | None]], ...] = (
-        ("order_id", lambda: order_id(text)), ("phone", lambda: phone(text)),
+        ("order_id", lambda: order_id(text, vocab)), ("phone", lambda: phone(text)),
         ("product", lambda: product(text, vocab)), ("color", lambda: color(text, vocab)),
         ("size", lambda: size(text, vocab)), ("urgency", lambda: urgency(text)),
         ("promotion", lambda: promotion(text)), ("coupon", lambda: coupon(text)), ("quantity", lambda: quantity(text)),

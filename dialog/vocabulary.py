@@ -1,7 +1,8 @@
-"""The shop's own words: product names, spoken aliases, colours and sizes, built from ``Product`` values.
+"""The shop's own words: product names, spoken aliases, colours and sizes, and how its order numbers look.
 
 The vocabulary feeds two things: the homophone repair in ``dialog/normalize.py`` (so that an ASR slip
-such as 羽绒符 becomes 羽绒服) and the slot filler in ``dialog/slots.py`` (so that 羽绒服 becomes P1003).
+such as 羽绒符 becomes 羽绒服) and the slot filler in ``dialog/slots.py`` (so that 羽绒服 becomes P1003,
+and a spoken number of the shop's order-number shape becomes an order id).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from core.shop import Product
+from core.shop import OrderNumbers, Product
 from dialog.normalize import is_common_word
 
 # A trailing specification in a product name (500ml, 5双装) is not how callers name a product.
@@ -36,6 +37,7 @@ class Vocabulary:
     colors: tuple[str, ...] = ()
     sizes: tuple[str, ...] = ()
     names: Mapping[str, str] = field(default_factory=dict)  # product id -> display name
+    order_numbers: OrderNumbers = OrderNumbers()  # the shop's order-number shapes (``ShopInfo.order_numbers``)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "terms", MappingProxyType(dict(self.terms)))
@@ -46,7 +48,7 @@ class Vocabulary:
         return cls()
 
     @classmethod
-    def from_products(cls, products: Sequence[Product]) -> Vocabulary:
+    def from_products(cls, products: Sequence[Product], order_numbers: OrderNumbers | None = None) -> Vocabulary:
         explicit: dict[str, str] = {}
         for product in products:
             for term in (product.name, *product.aliases):
@@ -57,7 +59,8 @@ class Vocabulary:
         terms = {**{k: v for k, v in derived.items() if k not in explicit}, **explicit}
         colors = _unique(v.color for p in products for v in p.variants)
         sizes = _unique(v.size for p in products for v in p.variants)
-        return cls(terms=terms, colors=colors, sizes=sizes, names={p.id: p.name for p in products})
+        names = {p.id: p.name for p in products}
+        return cls(terms, colors, sizes, names, order_numbers or OrderNumbers())
 
     def lexicon(self) -> tuple[str, ...]:
         """Words of two or more characters the homophone repair may restore."""

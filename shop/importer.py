@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,6 +34,8 @@ from core.shop import (
     ShopInfo,
     Variant,
 )
+from shop.fulfilment import promise_gaps, read_fulfilment
+from shop.order_numbers import check_pattern, learn_order_numbers
 from shop.phone import is_e164, phone_key
 from shop.validate import Errors, Node, shown
 
@@ -45,7 +47,7 @@ _PAID_STATUSES = ("paid", "shipped", "delivered", "refunding")
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A validated shop snapshot; ``content_hash`` identifies the source bytes."""
+    """A validated shop snapshot; ``content_hash`` identifies the source bytes, ``source`` where they came from."""
 
     info: ShopInfo
     products: tuple[Product, ...]
@@ -56,6 +58,17 @@ class Snapshot:
     policies: tuple[Policy, ...]
     agents: tuple[Agent, ...]
     content_hash: str
+    source: str = ""
+
+    @property
+    def identity(self) -> str:
+        """Which shop this is: its name and where it was read from (one database per identity)."""
+        return f"{self.info.name}\n{self.source}"
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The promises the hotline will not make because the snapshot does not state them."""
+        return promise_gaps(self.info.fulfilment)
 
 
 def content_hash(data: bytes) -> str:
@@ -68,7 +81,7 @@ def load_snapshot(path: Path) -> Snapshot:
         data = path.read_bytes()
     except OSError as err:
         raise ShopDataError(f"{path}: cannot read the shop snapshot ({err.strerror})") from None
-    return parse_snapshot(data, source=str(path))
+    return replace(parse_snapshot(data, source=str(path)), source=str(path.resolve()))
 
 
 def parse_snapshot(data: bytes | str, source: str = "shop.json") -> Snapshot:
@@ -91,7 +104,7 @@ def parse_snapshot(data: bytes | str, source: str = "shop.json") -> Snapshot:
         raise ShopDataError(f"{source}: format: expected {shown(FORMAT)}, got {got}")
     snapshot = _sections(root, errors, content_hash(raw))
     errors.raise_if_any()
-    return snapshot
+    return replace(snapshot, source=source)
 
 
 def _sections(root: Node, errors: Errors, digest: str) -> Snapshot:
@@ -108,8 +121,10 @@ def _sections(root: Node, errors: Errors, digest: str) -> Snapshot:
     policies = _unique(root, "policies", [_policy(n) for n in root.children("policies", False)])
     agents = _unique(root, "agents", [_agent(n) for n in root.children("agents", False)])
     empty_info = ShopInfo(name="", hotline="", timezone="Asia/Shanghai", as_of=None, agent_hours=("09:00", "22:00"))
+    declared = _order_number_pattern(info_node, orders) if info_node else None
+    numbers = learn_order_numbers(orders, declared)
     return Snapshot(
-        info=info or empty_info,
+        info=replace(info or empty_info, order_numbers=numbers),
         products=tuple(products.values()),
         promotions=tuple(promotions.values()),
         coupons=tuple(coupons.values()),
@@ -188,7 +203,20 @@ def _info(node: Node) -> ShopInfo | None:
         as_of=node.opt_moment("as_of"),
         agent_hours=hours.hhmm_span("agents", ("09:00", "22:00")) if hours else ("09:00", "22:00"),
     )
+    fulfilment = node.child("fulfilment", required=False)
+    if fulfilment is not None:
+        info = replace(info, fulfilment=read_fulfilment(fulfilment))
     return None if node.errors.since(mark) else info
+
+
+def _order_number_pattern(node: Node, orders: Mapping[str, Order]) -> str | None:
+    """``shop.order_number_pattern``: optional, a regex every order number must match."""
+    pattern = node.opt_text("order_number_pattern")
+    why = check_pattern(pattern, orders) if pattern is not None else None
+    if why is not None:
+        node.errors.add(node.at("order_number_pattern"), why)
+        return None
+    return pattern
 
 
 def _product(node: Node) -> tuple[str, Product] | None:

@@ -12,7 +12,9 @@ from core.shop import (
     Coupon,
     Customer,
     Order,
+    OrderIdShape,
     OrderItem,
+    OrderNumbers,
     OrderStatus,
     Policy,
     Product,
@@ -23,6 +25,7 @@ from core.shop import (
     ShopInfo,
     Variant,
 )
+from shop.fulfilment import fulfilment_from_json
 
 
 def _dt(text: str | None) -> datetime | None:
@@ -37,14 +40,23 @@ def _day(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
-def info(row: sqlite3.Row) -> ShopInfo:
+def info(row: sqlite3.Row, terms: dict[str, str]) -> ShopInfo:
     return ShopInfo(
         name=row["name"],
         hotline=row["hotline"],
         timezone=row["timezone"],
         as_of=_dt(row["as_of"]),
         agent_hours=(row["agents_open"], row["agents_close"]),
+        order_numbers=order_numbers(terms.get("order_numbers")),
+        fulfilment=fulfilment_from_json(terms.get("fulfilment")),
     )
+
+
+def order_numbers(text: str | None) -> OrderNumbers:
+    if not text:
+        return OrderNumbers()
+    doc = json.loads(text)
+    return OrderNumbers(tuple(OrderIdShape(*shape) for shape in doc["shapes"]), doc["declared"])
 
 
 def variant(row: sqlite3.Row) -> Variant:

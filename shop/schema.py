@@ -13,14 +13,16 @@ import sqlite3
 from dataclasses import asdict
 from datetime import date, datetime
 
-from core.shop import Order, Shipment
+from core.shop import Order, OrderNumbers, Shipment
+from shop.fulfilment import fulfilment_json
 from shop.importer import FORMAT, Snapshot
 from shop.phone import phone_key
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 SNAPSHOT_TABLES = (
     "shop_info",
+    "shop_terms",
     "products",
     "variants",
     "promotions",
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS shop_info (
   id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL, hotline TEXT NOT NULL,
   timezone TEXT NOT NULL, as_of TEXT, agents_open TEXT NOT NULL, agents_close TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shop_terms (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS products (
   id TEXT PRIMARY KEY, pos INTEGER NOT NULL, name TEXT NOT NULL, aliases TEXT NOT NULL,
   category TEXT NOT NULL, price_fen INTEGER NOT NULL, facts TEXT NOT NULL);
@@ -118,7 +121,12 @@ def write_snapshot(conn: sqlite3.Connection, snap: Snapshot) -> None:
             write_order(conn, order)
         conn.executemany(
             "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-            [("format", FORMAT), ("schema_version", SCHEMA_VERSION), ("content_hash", snap.content_hash)],
+            [
+                ("format", FORMAT),
+                ("schema_version", SCHEMA_VERSION),
+                ("content_hash", snap.content_hash),
+                ("shop_name", snap.info.name),
+            ],
         )
         conn.execute("COMMIT")
     except BaseException:
@@ -131,6 +139,10 @@ def _write_catalogue(conn: sqlite3.Connection, snap: Snapshot) -> None:
     conn.execute(
         "INSERT INTO shop_info VALUES (1, ?, ?, ?, ?, ?, ?)",
         (i.name, i.hotline, i.timezone, i.as_of.isoformat() if i.as_of else None, *i.agent_hours),
+    )
+    conn.executemany(
+        "INSERT INTO shop_terms VALUES (?, ?)",
+        [("order_numbers", order_numbers_json(i.order_numbers)), ("fulfilment", fulfilment_json(i.fulfilment))],
     )
     for pos, p in enumerate(snap.products):
         conn.execute(
@@ -181,6 +193,11 @@ def _write_people(conn: sqlite3.Connection, snap: Snapshot) -> None:
             for pos, a in enumerate(snap.agents)
         ],
     )
+
+
+def order_numbers_json(numbers: OrderNumbers) -> str:
+    shapes = [[s.prefix, s.min_digits, s.max_digits, s.orders] for s in numbers.shapes]
+    return json.dumps({"shapes": shapes, "declared": numbers.declared}, ensure_ascii=False)
 
 
 def write_order(conn: sqlite3.Connection, o: Order) -> None:

@@ -43,19 +43,26 @@ from shop.kb import KnowledgeBase
 from shop.logistics import expedite_options, logistics_status
 from shop.phone import phone_key
 from shop.promotions import BasketLine, Rulebook, price_basket
-from shop.shipping_rules import ShippingRules, shipping_rules
 
 
 def import_snapshot(db_path: Path | str, snap: Snapshot, force: bool = False) -> bool:
     """Fill the store at ``db_path`` with ``snap``; True when written.
 
     The same snapshot again is a no-op (so changes made through the hotline stay) unless
-    ``force``; a forced or changed snapshot replaces every snapshot table in one transaction.
+    ``force``; a forced or changed snapshot of the same shop replaces every snapshot table in one
+    transaction. A store holding another shop (by name) is never overwritten: that raises
+    ShopDataError, so a command for one shop cannot switch a running hotline to another.
     """
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     conn = schema.connect(str(db_path))
     try:
-        if not force and schema.meta(conn, "content_hash") == snap.content_hash:
+        held = schema.meta(conn, "shop_name")
+        if held is not None and held != snap.info.name:
+            raise ShopDataError(
+                f"{db_path}: this store holds the shop {held!r}, not {snap.info.name!r}; give each shop its own store"
+            )
+        current = schema.meta(conn, "schema_version") == schema.SCHEMA_VERSION
+        if not force and current and schema.meta(conn, "content_hash") == snap.content_hash:
             return False
         schema.write_snapshot(conn, snap)
         return True
@@ -106,9 +113,10 @@ class SqliteShop:
     def info(self) -> ShopInfo:
         with self._db() as conn:
             row = conn.execute("SELECT * FROM shop_info WHERE id = 1").fetchone()
+            terms = {r["key"]: r["value"] for r in conn.execute("SELECT key, value FROM shop_terms")}
         if row is None:
             raise ShopDataError(f"{self._path}: the shop store is empty; import a shop snapshot first")
-        return rows.info(row)
+        return rows.info(row, terms)
 
     def timezone(self) -> tzinfo:
         info = self.info()
@@ -175,9 +183,6 @@ class SqliteShop:
             coupons={c.id: c for c in self.coupons()},
         )
 
-    def shipping_rules(self) -> ShippingRules:
-        return shipping_rules(self.policies())
-
     def quote(self, items: Sequence[tuple[str, int]], channel: str, at: datetime, coupon: str | None = None) -> Quote:
         """Price ``(sku, qty)`` items bought through ``channel`` at ``at`` (see shop.promotions)."""
         book = self.rulebook()
@@ -211,7 +216,7 @@ class SqliteShop:
 
     def logistics(self, order_id: str, at: datetime) -> LogisticsStatus | None:
         order = self.order(order_id)
-        return None if order is None else logistics_status(order, at, self.shipping_rules(), self.timezone())
+        return None if order is None else logistics_status(order, at, self.info().fulfilment, self.timezone())
 
     def expedite_options(self, order_id: str, at: datetime) -> Sequence[ExpediteOption]:
         order = self.order(order_id)
@@ -219,7 +224,7 @@ class SqliteShop:
             return []
         variants = {v.sku: v for p in self.products() for v in p.variants}
         customer = self.customer(order.customer_id)
-        return expedite_options(order, customer, variants, at, self.shipping_rules(), self.timezone())
+        return expedite_options(order, customer, variants, at, self.info().fulfilment, self.timezone())
 
     def search_policies(self, query: str, k: int = 3) -> Sequence[KbHit]:
         return self._knowledge_base().search(query, k)
@@ -251,6 +256,12 @@ class SqliteShop:
                 conn.execute("ROLLBACK")
                 raise
         return record
+
+    def last_recorded_at(self) -> datetime | None:
+        """The latest time the hotline wrote into this store (a contact or an order change)."""
+        with self._db() as conn:
+            found = conn.execute("SELECT at FROM contact_log UNION ALL SELECT at FROM order_changes").fetchall()
+        return max((datetime.fromisoformat(r["at"]) for r in found), default=None)
 
     def change_log(self, order_id: str) -> list[ChangeRecord]:
         """Every change made to ``order_id`` through the hotline, oldest first."""

@@ -99,7 +99,7 @@ def test_ivr_serve_starts_with_embedded_defaults(tmp_path: Path) -> None:
         body = _wait_for_health(port, proc)
         assert body is not None, proc.stderr.read().decode() if proc.stderr else "server did not start"
         assert '"status":"ok"' in body
-        assert (tmp_path / ".cache" / "ivr" / "shop.sqlite3").exists()
+        assert list((tmp_path / ".cache" / "ivr").glob("shop-*.sqlite3"))  # the sample shop's own store
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -40,7 +40,8 @@ def test_the_sample_shop_is_a_complete_different_shop() -> None:
 def test_open_shop_with_defaults_creates_the_store(tmp_path: Path) -> None:
     db = tmp_path / "not" / "yet" / "shop.sqlite3"
     shop = open_shop(Settings(db_path=db))
-    assert db.exists() and shop.info().name == "暖芽母婴生活馆"
+    assert shop.db_path.parent == db.parent and shop.db_path.name.startswith("shop-")
+    assert shop.db_path.exists() and shop.info().name == "暖芽母婴生活馆"
     assert shop.customer_by_phone("13912340101").name == "林晓雯"  # type: ignore[union-attr]
 
 
@@ -52,9 +53,11 @@ def test_open_shop_keeps_the_store_until_the_snapshot_changes(tmp_path: Path) ->
     assert again.order("WY20261207001").address == "浙江省杭州市滨江区网商路599号"  # type: ignore[union-attr]
     shop_file = tmp_path / "shop.json"
     shutil.copy(REFERENCE, shop_file)
-    other = open_shop(Settings(db_path=db, shop_file=shop_file))  # a different snapshot replaces it
+    other = open_shop(Settings(db_path=db, shop_file=shop_file))  # another shop: a store of its own
     assert other.info().name == "棉语生活旗舰店" and other.order("WY20261207001") is None
     assert other.content_hash() == parse_snapshot(REFERENCE.read_bytes()).content_hash
+    assert other.db_path != first.db_path and first.info().name == "暖芽母婴生活馆"
+    assert first.order("WY20261207001").address == "浙江省杭州市滨江区网商路599号"  # type: ignore[union-attr]
 
 
 def test_open_shop_refuses_a_bad_file(tmp_path: Path) -> None:
@@ -108,15 +111,16 @@ def test_stalled_parcel(sample: SqliteShop) -> None:
     assert st is not None and st.state is ShipmentState.STALLED
     # 5th 08:15 -> 8th 15:30 = 3 days 7 h 15 min = 79.25 h; ETA 6th -> 2 days late
     assert (st.hours_since_last_event, st.days_overdue) == (79.25, 2)
-    assert st.description == "您的包裹在武汉转运中心，已经三天没有更新了，比预计的6号晚了两天"
+    assert st.last_event is not None and st.last_event.where == "武汉转运中心"
     moving = sample.logistics("WY20261207010", AS_OF)
     assert moving is not None and moving.state is ShipmentState.IN_TRANSIT  # 9 h 10 min since 郑州
 
 
 def test_the_sample_shops_own_shipping_promises(sample: SqliteShop) -> None:
-    rules = sample.shipping_rules()
-    assert (rules.default_carrier, rules.upgrade_fee_fen) == ("韵达快递", 1500)
-    assert rules.fast_regions == ("江苏", "浙江", "上海", "安徽")
+    terms = sample.info().fulfilment
+    assert terms.default_carrier is not None and terms.default_carrier.name == "韵达快递"
+    assert terms.upgrade is not None and terms.upgrade.upgrade_fee_fen == 1500
+    assert terms.default_carrier.fast_regions == ("江苏", "浙江", "上海", "安徽")
     opts = {o.kind: o for o in sample.expedite_options("WY20261208004", AS_OF)}
     # paid today 09:20, before 16:00: ships today; 北京 is not 江浙沪皖 -> up to 4 days -> the 12th
     assert opts["ship_today"].arrives_by == date(2026, 12, 12)

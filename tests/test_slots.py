@@ -49,7 +49,7 @@ def test_a_mobile_number_is_a_phone_not_an_order() -> None:
     found = slots("我手机号幺三八幺二三四五六七八")
     assert found["phone"] == "13812345678"
     assert "order_id" not in found
-    assert order_id("13812345678") is None and phone("DD20261119001") is None
+    assert order_id("13812345678", SHOP) is None and phone("DD20261119001") is None
 
 
 @pytest.mark.parametrize(

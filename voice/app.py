@@ -81,7 +81,8 @@ def create_app(hotline: Hotline, max_calls: int = 500) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         info = hotline.shop.info()
-        return {"status": "ok", "shop": info.name, "calls": len(calls), "now": hotline.clock.now().isoformat()}
+        now = hotline.clock.now().isoformat()
+        return {"status": "ok", "shop": info.name, "calls": len(calls), "now": now, "warnings": list(hotline.warnings)}
 
     @app.post("/api/understand")
     async def understand(turn: TextTurn) -> dict[str, Any]:

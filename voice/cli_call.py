@@ -54,7 +54,8 @@ def call(args: argparse.Namespace, settings: Settings) -> int:
         results.append(session.hear_text(value) if kind == "say" else session.hear_audio(read_wav(value)))
     outcome = session.end()
     if args.json:
-        print(json.dumps(call_json(session, greeting, results, outcome), ensure_ascii=False, indent=2))
+        report = {**call_json(session, greeting, results, outcome), "shop_warnings": list(hotline.warnings)}
+        print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         print(call_text(greeting, results, outcome))
     return 0

@@ -7,10 +7,10 @@ call on the command line runs through exactly what a live call runs through.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -21,20 +21,27 @@ from core.shop import ShopInfo, ShopPort
 from dialog.nlu import Understander
 from dialog.vocabulary import Vocabulary
 from shop import open_shop
+from shop.fulfilment import promise_gaps
 
 if TYPE_CHECKING:
     from asr.engine import AsrEngine
     from voice.session import CallSession, TurnSpeech
 
 
-# what every shop's callers say, put before the shop's own product words in a whisper prompt
-SHOP_WORDS = ("满减", "优惠券", "直播价", "补差价", "退款", "退货", "换货", "发票", "顺丰", "中通", "韵达", "订单号")
+# what every shop's callers say, put before the shop's own words (products, carriers) in a whisper prompt
+SHOP_WORDS = ("满减", "优惠券", "直播价", "补差价", "退款", "退货", "换货", "发票", "快递", "订单号")
 
 
-def shop_clock(info: ShopInfo) -> Clock:
-    """A snapshot shop's clock starts at its ``as_of``; a live shop uses the system clock."""
+RESTART_STEP = timedelta(seconds=1)  # a restarted snapshot clock starts this far after the last record
+
+
+def shop_clock(info: ShopInfo, last_recorded: datetime | None = None) -> Clock:
+    """A snapshot shop's clock starts at its ``as_of``, or just after the last thing the hotline
+    recorded there if that is later (so a restart never dates new records before older ones);
+    a live shop uses the system clock."""
     if info.as_of is not None:
-        return ShiftedClock(info.as_of)
+        start = info.as_of if last_recorded is None else max(info.as_of, last_recorded + RESTART_STEP)
+        return ShiftedClock(start)
     return SystemClock(ZoneInfo(info.timezone))
 
 
@@ -45,6 +52,7 @@ class Hotline:
     understander: Understander
     clock: Clock
     vocabulary: Vocabulary = field(default_factory=Vocabulary.empty)
+    warnings: tuple[str, ...] = ()  # promises the hotline will not make: the shop does not state them
     agent_load: MutableMapping[str, int] = field(default_factory=dict)  # agent id -> calls held
     _engine: AsrEngine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -55,7 +63,8 @@ class Hotline:
             if self._engine is None:
                 from asr.engine import create_engine
 
-                words = (*SHOP_WORDS, *self.vocabulary.lexicon()) if self.settings.whisper_prompt else ()
+                carriers = tuple(c.name for c in self.shop.info().fulfilment.carriers)
+                words = (*SHOP_WORDS, *carriers, *self.vocabulary.lexicon()) if self.settings.whisper_prompt else ()
                 self._engine = create_engine(self.settings, vocabulary=words)
             return self._engine
 
@@ -75,11 +84,12 @@ class Hotline:
 
 
 def open_hotline(settings: Settings, shop_file: Path | None = None) -> Hotline:
-    """Open the configured shop (or ``shop_file``, imported into a database of its own) and build the parts."""
+    """Open the configured shop (or ``shop_file``) in its own database and build the parts."""
     if shop_file is not None:
-        key = hashlib.sha1(str(shop_file.resolve()).encode()).hexdigest()[:12]
-        db = settings.db_path.with_name(f"shop-{key}.sqlite3")
-        settings = dataclasses.replace(settings, shop_file=shop_file, db_path=db)
+        settings = dataclasses.replace(settings, shop_file=shop_file)
     shop = open_shop(settings)
-    vocabulary = Vocabulary.from_products(shop.products())
-    return Hotline(settings, shop, Understander(vocabulary), shop_clock(shop.info()), vocabulary)
+    info = shop.info()
+    vocabulary = Vocabulary.from_products(shop.products(), info.order_numbers)
+    clock = shop_clock(info, shop.last_recorded_at())
+    gaps = promise_gaps(info.fulfilment)
+    return Hotline(settings, shop, Understander(vocabulary), clock, vocabulary, warnings=gaps)
