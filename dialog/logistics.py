@@ -22,7 +22,7 @@ _MOVING = (ShipmentState.IN_TRANSIT, ShipmentState.OUT_FOR_DELIVERY, ShipmentSta
 _PICKUP = ("柜", "驿站", "代收点")
 _SENTENCE_END = re.compile(r"(?<=[。！？；])")
 _SHIP_QUERY = "发货 时间 多久 发出"  # generic words for the policy article on dispatch times
-_CARRIER_QUERY = "快递 发什么快递 物流公司"
+_CARRIER_QUERY = "默认发什么快递"
 
 
 def _ref(order: Order, ctx: Context) -> str:
@@ -50,7 +50,9 @@ def logistics_track(intent: Intent, order: Order | None, u: Understanding, ctx: 
 
 
 def _not_shipped_head(order: Order, ctx: Context) -> str:
-    return render("logistics.status", order=_ref(order, ctx), description=render("track.not_shipped"))
+    unpaid = order.status is OrderStatus.UNPAID
+    what = render("track.unpaid_unstated") if unpaid else render("track.not_shipped")
+    return render("logistics.status", order=_ref(order, ctx), description=what)
 
 
 def _unpromised(order: Order, st: LogisticsStatus) -> bool:
