@@ -49,7 +49,7 @@ _PROMOTIONS = (("直播间价格", "直播价"), ("直播间的价格", "直播�
 _COUPONS = (("优惠券", "优惠券"), ("优惠码", "优惠码"), ("代金券", "优惠券"), ("消费券", "优惠券"), ("红包", "红包"),
             ("券", "优惠券"))
 _FULL_REDUCTION = re.compile(r"满(\d+)减(\d+)")
-FUZZY_PRODUCT_MIN = 80  # rapidfuzz ratio for a near-miss product name (缓冲跑步鞋 ~ 缓震跑步鞋)
+FUZZY_PRODUCT_MIN = 80  # rapidfuzz ratio for a near-miss product name (防划学步鞋 ~ 防滑学步鞋)
 FUZZY_MAX_TEXT = 200  # longer texts skip the fuzzy product pass
 
 

@@ -17,7 +17,7 @@ from dialog.normalize import is_common_word
 
 # A trailing specification in a product name (500ml, 5双装) is not how callers name a product.
 _SPEC_TAIL = re.compile(r"[0-9]+[A-Za-z双件只个套装ml]*$")
-_MIN_DERIVED = 3  # shortest name suffix taken as an extra spoken term (跑步鞋 from 缓震跑步鞋)
+_MIN_DERIVED = 3  # shortest name suffix taken as an extra spoken term (学步鞋 from 防滑学步鞋)
 
 
 def spoken_form(term: str) -> str:
@@ -72,7 +72,7 @@ class Vocabulary:
 
 
 def _derived_terms(products: Sequence[Product]) -> dict[str, str]:
-    """Name suffixes that start a word (跑步鞋 from 缓震跑步鞋, not 震跑步鞋), kept only when unambiguous."""
+    """Name suffixes that start a word (学步鞋 from 防滑学步鞋, not 滑学步鞋), kept only when unambiguous."""
     seen: dict[str, set[str]] = {}
     for product in products:
         base = _SPEC_TAIL.sub("", spoken_form(product.name)) or spoken_form(product.name)

@@ -28,7 +28,7 @@ K1, B = 1.5, 0.75
 MIN_RELATIVE = 0.2  # a hit scoring under this share of the best one is noise, not an alternative
 
 SHOP_WORDS = (
-    "满减", "七天无理由", "无理由退货", "运费险", "顺丰", "顺丰速运", "中通快递", "补差价", "补差", "补发",
+    "满减", "七天无理由", "无理由退货", "运费险", "补差价", "补差", "补发",
     "保价", "价格保护", "专用发票", "增值税专用发票", "普通发票", "电子发票", "优惠券", "新人券", "凑单",
     "直播专享价", "换货", "退货", "退款", "到账", "改地址", "拦截", "转寄", "丢件", "破损", "签收", "揽收",
     "物流异常", "金卡", "铂金", "会员", "发货", "预售", "补货", "原路退回", "时效", "吊牌", "尺码",
@@ -39,7 +39,7 @@ SYNONYMS = {
     "退钱": "退款", "钱退": "退款", "返钱": "退款", "退回来": "退款", "咋": "怎么", "咋样": "怎么样",
     "多久": "时效", "多长时间": "时效", "几天": "时效", "啥时候": "时效", "什么时候": "时效",
     "专票": "专用发票 发票", "普票": "普通发票 发票", "开票": "发票", "票": "发票", "发票": "发票",
-    "退": "退货", "不想要": "七天无理由 退货", "不要了": "退货", "顺丰": "顺丰 快递",
+    "退": "退货", "不想要": "七天无理由 退货", "不要了": "退货",
     "换": "换货", "换个": "换货", "换码": "换货 尺码", "码": "尺码", "码子": "尺码",
     "邮费": "运费", "快递费": "运费", "谁出": "承担", "谁付": "承担", "谁掏": "承担",
     "算": "计算", "怎么算": "计算", "快递": "快递 物流", "包裹": "物流 快递", "不动": "未更新 物流异常",
@@ -55,6 +55,7 @@ STOPWORDS = frozenset(
 )
 
 _SENTENCE = re.compile(r"[^。！？!?]+[。！？!?]?")
+_CARRIER = re.compile(r"([\u4e00-\u9fff]{2})(?:快递|速运|速递)")  # the shop's own carriers, named in its policies
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class KnowledgeBase:
 
     def __init__(self, policies: Sequence[Policy]) -> None:
         self._tok = _tokenizer()
+        self._carriers = _add_carriers(self._tok, " ".join(p.text for p in policies))
         self._docs = [self._doc(p) for p in policies]
         n = len(self._docs)
         df: Counter[str] = Counter()
@@ -94,6 +96,8 @@ class KnowledgeBase:
         for tok in self._tok.lcut_for_search(query.strip()):
             if tok in SYNONYMS:
                 terms.extend(SYNONYMS[tok].split())
+            elif tok in self._carriers:  # a carrier's short name (顺丰 for 顺丰速运) asks about delivery
+                terms.extend((tok, "快递"))
             elif len(tok) > 1 and tok not in STOPWORDS:
                 terms.append(tok)
         return list(dict.fromkeys(t for t in terms if t not in STOPWORDS))
@@ -155,3 +159,13 @@ def _tokenizer() -> jieba.Tokenizer:
                     tok.add_word(word, freq=2000)
             _TOKENIZER = tok
         return _TOKENIZER
+
+
+def _add_carriers(tok: jieba.Tokenizer, text: str) -> frozenset[str]:
+    """Keep the carriers a shop's policies name whole (中文名 + 快递/速运/速递); their short names."""
+    found = list(_CARRIER.finditer(text))
+    with _LOCK:
+        for match in found:
+            tok.add_word(match.group(), freq=20000)
+            tok.add_word(match.group(1), freq=20000)
+    return frozenset(match.group(1) for match in found)

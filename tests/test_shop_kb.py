@@ -85,3 +85,14 @@ def test_synonyms_map_caller_words_to_the_articles(kb: KnowledgeBase) -> None:
     assert "退款" in kb.query_terms("退钱")
     assert "专用发票" in kb.query_terms("专票")
     assert "怎么" not in kb.query_terms("咋办")
+
+
+def test_carriers_named_in_any_shops_policies_are_known_by_their_short_names() -> None:
+    kb = KnowledgeBase(
+        [
+            Policy("P-SHIP", "快递说明", (), "默认发云雀快递，三天内送达。可以加钱升级飞鹰速运。"),
+            Policy("P-VIP", "会员", (), "钻石会员飞鹰升级免费。"),
+        ]
+    )
+    hit = kb.search("能发飞鹰吗")[0]
+    assert hit.policy_id == "P-SHIP" and "飞鹰速运" in hit.answer
