@@ -13,6 +13,8 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Protocol
 
+from core.errors import IvrError
+
 
 class OrderStatus(StrEnum):
     UNPAID = "unpaid"
@@ -265,7 +267,7 @@ class MissedPromotion:
     promotion_id: str
     title: str
     amount_fen: int  # what it would have saved
-    reason: str  # why it should have applied, in caller-friendly words
+    reason: str  # the promotion engine's account of why it applies
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +361,21 @@ class ChangeRecord:
     at: datetime
 
 
+class ChangeRefused(IvrError):
+    """``ShopPort.change_order`` said no: ``reason`` names why, ``facts`` hold the figures and names.
+
+    Reasons: ``field`` (not changeable by phone), ``status`` (facts: status, field), ``address_unclear``,
+    ``address_same``, ``not_in_order``, ``which_item`` (items), ``already`` (product, value),
+    ``out_of_stock`` (product, color, size, restock: ISO date or ""), ``no_variant`` (product, field,
+    kept, wanted, options), ``sold_out`` (product, color, size). The dialog words them.
+    """
+
+    def __init__(self, reason: str, **facts: str | tuple[str, ...]) -> None:
+        super().__init__(f"order change refused: {reason} {facts}")
+        self.reason = reason
+        self.facts = facts
+
+
 class ShopPort(Protocol):
     """Everything the dialog may ask of a shop. Unknown ids return None, never raise."""
 
@@ -401,7 +418,7 @@ class ShopPort(Protocol):
     def search_policies(self, query: str, k: int = 3) -> Sequence[KbHit]: ...
 
     def change_order(self, order_id: str, field: str, new_value: str, at: datetime) -> ChangeRecord:
-        """Change address/colour/size of an order that has not shipped; raises IvrError if not allowed."""
+        """Change address/colour/size of an order that has not shipped; raises ChangeRefused if not allowed."""
         ...
 
     def record_contact(self, customer_id: str, contact: Contact) -> None: ...

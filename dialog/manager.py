@@ -20,6 +20,7 @@ from core.types import Ask, DialogAction, EmotionLabel, Hangup, Intent, Say, Ski
 from dialog import policy
 from dialog.answers import ANSWERS, TOPIC, change_question, change_words
 from dialog.orders import Ambiguous, Missing, choice_phrases, choices_text, pick_order, resolve_choice
+from dialog.refusals import refusal_text
 from dialog.replies import DESKS, caller_name, join_list, order_ref, render
 from dialog.slots import order_number_hint
 from dialog.state import (
@@ -196,7 +197,7 @@ def _apply_change(pending: ConfirmChange, state: CallState, ctx: Context) -> tup
         for field, value in steps:
             records.append(ctx.shop.change_order(pending.order_id, field, value, ctx.now))
     except IvrError as err:
-        return state, Part(render("modify.failed", why=str(err)), pending.order_id)
+        return state, Part(render("modify.failed", why=refusal_text(err, ctx.today)), pending.order_id)
     note = f"{pending.order_id}已把{what}改成{new}"
     state = replace(state, changes=state.changes + tuple(records))
     return state, Part(render("modify.done", what=what, new=new), pending.order_id, note=note, skill=Skill.GENERAL)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from core.money import yuan_text
 from core.shop import AddOnSuggestion, IneligiblePromotion, MissedPromotion, Order, OrderStatus, PromotionAudit
 from shop.promotions import REGULAR, BasketLine, Pricing, Rulebook, price_basket
 
@@ -66,7 +65,7 @@ def audit_order(order: Order, book: Rulebook) -> PromotionAudit:
         claimed |= {line.source_id for line in pricing.discounts}
     applied = tuple(line for line in pricing.discounts if line.source_id in claimed)
     missed = tuple(
-        MissedPromotion(o.source_id, o.title, o.amount_fen, f"{o.reason}，应优惠{yuan_text(o.amount_fen)}")
+        MissedPromotion(o.source_id, o.title, o.amount_fen, o.reason)
         for o in pricing.outcomes
         if o.applied and o.source_id not in claimed
     )

@@ -6,7 +6,7 @@ another SKU of the same product in one step (colour and size together, e.g. 浅�
 where changing one field at a time would pass through a SKU that does not exist).
 
 ``plan_change`` decides (pure); the store applies the plan and logs it in one transaction. Every
-refusal is an ``OrderChangeError`` whose message can be read to the caller as it is.
+refusal is a ``core.shop.ChangeRefused`` with a reason and facts; the dialog words it.
 """
 
 from __future__ import annotations
@@ -14,24 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.errors import IvrError
-from core.shop import Order, OrderItem, OrderStatus, Product, Variant
-from shop.textfmt import day_text
+from core.shop import ChangeRefused, Order, OrderItem, OrderStatus, Product, Variant
 
 FIELDS = ("address", "color", "size", "sku")
 MAX_ADDRESS = 200
 _CHANGEABLE = (OrderStatus.UNPAID, OrderStatus.PAID)
-_FIELD_NAMES = {"address": "收货地址", "color": "颜色", "size": "尺码", "sku": "颜色和尺码"}
-_REFUSALS = {
-    OrderStatus.SHIPPED: "订单已经发货了，不能再修改{what}。可以联系快递拦截转寄，产生的费用需要您承担。",
-    OrderStatus.DELIVERED: "订单已经签收了，不能再修改{what}。如果不合适，可以申请退换货。",
-    OrderStatus.REFUNDING: "订单正在退款，不能修改{what}。",
-    OrderStatus.CANCELLED: "订单已经取消了，不能修改{what}。",
-}
-
-
-class OrderChangeError(IvrError):
-    """The change is not allowed; ``str(err)`` is a sentence for the caller."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +34,11 @@ class ChangePlan:
 def plan_change(
     order: Order, products: dict[str, Product], field: str, new_value: str, item_sku: str | None = None
 ) -> ChangePlan:
-    """What changing ``field`` to ``new_value`` means for ``order``; raises OrderChangeError if not allowed."""
+    """What changing ``field`` to ``new_value`` means for ``order``; raises ChangeRefused if not allowed."""
     if field not in FIELDS:
-        raise OrderChangeError("电话里只能修改收货地址、颜色和尺码。")
+        raise ChangeRefused("field")
     if order.status not in _CHANGEABLE:
-        raise OrderChangeError(_REFUSALS[order.status].format(what=_FIELD_NAMES[field]))
+        raise ChangeRefused("status", status=order.status.value, field=field)
     value = new_value.strip()
     if field == "address":
         return _address(order, value)
@@ -62,9 +49,9 @@ def plan_change(
 
 def _address(order: Order, value: str) -> ChangePlan:
     if not value or len(value) > MAX_ADDRESS:
-        raise OrderChangeError("新的收货地址没有听清楚，麻烦您再说一遍。")
+        raise ChangeRefused("address_unclear")
     if value == order.address:
-        raise OrderChangeError("新地址和原来的地址一样，不需要修改。")
+        raise ChangeRefused("address_same")
     return ChangePlan("address", order.address, value)
 
 
@@ -80,7 +67,7 @@ def _variant_change(
         (v for v in product.variants if _normal(v.color, "color") == color and _normal(v.size, "size") == size), None
     )
     if target is None:
-        raise OrderChangeError(_no_such_variant(product, field, value, item))
+        raise _no_such_variant(product, field, value, item)
     _check_target(product, item, target, value)
     old = item.color if field == "color" else item.size
     new = target.color if field == "color" else target.size
@@ -95,9 +82,9 @@ def _sku_change(order: Order, products: dict[str, Product], sku: str, item_sku: 
         if owner is not None and it.product_id == owner.id and (item_sku is None or it.sku == item_sku)
     ]
     if owner is None or not lines:
-        raise OrderChangeError("订单里没有这款商品，只能换成同一款商品的其他颜色或尺码。")
+        raise ChangeRefused("not_in_order")
     if len(lines) > 1:
-        raise OrderChangeError(f"订单里有{len(lines)}件{owner.name}，请问要改哪一件？")
+        raise ChangeRefused("which_item", items=tuple(it.product_name for _, it in lines))
     pos, item = lines[0]
     target = next(v for v in owner.variants if v.sku == sku)
     _check_target(owner, item, target, f"{target.color}{target.size}码")
@@ -107,10 +94,10 @@ def _sku_change(order: Order, products: dict[str, Product], sku: str, item_sku: 
 
 def _check_target(product: Product, item: OrderItem, target: Variant, said: str) -> None:
     if target.sku == item.sku:
-        raise OrderChangeError(f"您的{product.name}已经是{said}了，不需要修改。")
+        raise ChangeRefused("already", product=product.name, value=said)
     if target.stock < item.qty:
-        when = f"，预计{day_text(target.restock_date)}补货" if target.restock_date else ""
-        raise OrderChangeError(f"{product.name}{target.color}{target.size}码暂时缺货{when}。")
+        restock = target.restock_date.isoformat() if target.restock_date else ""
+        raise ChangeRefused("out_of_stock", product=product.name, color=target.color, size=target.size, restock=restock)
 
 
 def _pick_item(
@@ -121,7 +108,7 @@ def _pick_item(
     if item_sku is not None:
         lines = [(i, it) for i, it in lines if it.sku == item_sku]
         if not lines:
-            raise OrderChangeError("订单里没有这件商品。")
+            raise ChangeRefused("not_in_order")
     if len(lines) > 1:
         wanted = _normal(value, field)
         attr = "color" if field == "color" else "size"
@@ -131,17 +118,19 @@ def _pick_item(
         ]  # fmt: skip
         if len(fits) == 1:
             return fits[0]
-        names = "、".join(it.product_name for _, it in (fits or lines))
-        raise OrderChangeError(f"订单里有{names}，请问要改哪一件？")
+        raise ChangeRefused("which_item", items=tuple(it.product_name for _, it in (fits or lines)))
     return lines[0]
 
 
-def _no_such_variant(product: Product, field: str, value: str, item: OrderItem) -> str:
+def _no_such_variant(product: Product, field: str, value: str, item: OrderItem) -> ChangeRefused:
+    """The product has no variant with ``value``: what it has in the kept size (or colour) instead."""
     if field == "color":
-        in_size = sorted({v.color for v in product.variants if v.size == item.size})
-        return f"{product.name}{item.size}码没有{value}，有{'、'.join(in_size)}。"
-    sizes = sorted({v.size for v in product.variants if v.color == item.color})
-    return f"{product.name}{item.color}没有{value}码，有{'、'.join(sizes)}码。"
+        kept, options = item.size, sorted({v.color for v in product.variants if v.size == item.size})
+    else:
+        kept, options = item.color, sorted({v.size for v in product.variants if v.color == item.color})
+    return ChangeRefused(
+        "no_variant", product=product.name, field=field, kept=kept, wanted=value, options=tuple(options)
+    )
 
 
 def _normal(value: str, field: str) -> str:

@@ -1,8 +1,8 @@
 """``SqliteShop``: the ``core.shop.ShopPort`` over an embedded SQLite store.
 
 Unknown ids give None or an empty list, never an exception. ``quote`` raises NotFoundError for
-an unknown SKU (it cannot price what does not exist) and ``change_order`` raises an IvrError
-whose message is a sentence for the caller. Each call opens its own connection, so one
+an unknown SKU (it cannot price what does not exist) and ``change_order`` raises ChangeRefused
+with a reason and facts the dialog words. Each call opens its own connection, so one
 ``SqliteShop`` may be shared by threads.
 """
 
@@ -21,6 +21,7 @@ from core.shop import (
     AddOnSuggestion,
     Agent,
     ChangeRecord,
+    ChangeRefused,
     Contact,
     Coupon,
     Customer,
@@ -37,7 +38,7 @@ from core.shop import (
 )
 from shop import rows, schema
 from shop.audit import add_on_suggestions, audit_order
-from shop.changes import ChangePlan, OrderChangeError, plan_change
+from shop.changes import ChangePlan, plan_change
 from shop.importer import Snapshot
 from shop.kb import KnowledgeBase
 from shop.logistics import expedite_options, logistics_status
@@ -191,7 +192,7 @@ class SqliteShop:
         for sku, qty in items:
             product = by_sku.get(sku)
             if product is None:
-                raise NotFoundError(f"没有找到商品编号{sku}")
+                raise NotFoundError(f"no SKU {sku!r}")
             if qty <= 0:
                 raise ValueError(f"expected a positive quantity for {sku}, got {qty}")
             lines.append(BasketLine(sku, product.id, product.name, product.category, qty, product.price_fen))
@@ -244,7 +245,7 @@ class SqliteShop:
         """Change the address, colour or size of an unshipped order, and log it.
 
         ``item_sku`` names the order line when the order holds several that could take the change.
-        Raises OrderChangeError (an IvrError) with a sentence for the caller when not allowed,
+        Raises ChangeRefused (an IvrError with a reason and facts) when not allowed,
         NotFoundError for an unknown order.
         """
         with self._db() as conn:
@@ -322,7 +323,7 @@ def _apply_change(
 ) -> ChangeRecord:
     order = _order(conn, order_id)
     if order is None:
-        raise NotFoundError(f"没有找到订单{order_id}")
+        raise NotFoundError(f"no order {order_id!r}")
     products = {p.id: p for p in _products(conn)}
     plan = plan_change(order, products, field, new_value, item_sku)
     if plan.field == "address":
@@ -353,7 +354,7 @@ def _move_stock(conn: sqlite3.Connection, order: Order, plan: ChangePlan) -> Non
         "UPDATE variants SET stock = stock - ? WHERE sku = ? AND stock >= ?", (item.qty, new.sku, item.qty)
     ).rowcount
     if taken != 1:
-        raise OrderChangeError(f"{item.product_name}{new.color}{new.size}码刚刚卖完了。")
+        raise ChangeRefused("sold_out", product=item.product_name, color=new.color, size=new.size)
     conn.execute("UPDATE variants SET stock = stock + ? WHERE sku = ?", (item.qty, item.sku))
     conn.execute(
         "UPDATE order_items SET sku = ?, color = ?, size = ? WHERE order_id = ? AND pos = ?",

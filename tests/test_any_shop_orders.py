@@ -14,10 +14,11 @@ import pytest
 from shops import SHOPS, open_test_shop, snapshot, snapshot_data
 
 from core.errors import ShopDataError
-from core.shop import ShopPort
+from core.shop import ChangeRefused, ShopPort
 from core.types import Ask
 from dialog import manager
 from dialog.nlu import Understander
+from dialog.refusals import refusal_text
 from dialog.state import Context
 from dialog.vocabulary import Vocabulary
 from shop.importer import parse_snapshot
@@ -139,3 +140,23 @@ def test_a_store_never_takes_another_shop(tmp_path: Path) -> None:
     with pytest.raises(ShopDataError, match="holds the shop"):
         import_snapshot(db, snapshot("reference"))
     assert SqliteShop(db).info().name == snapshot_data("sample")["shop"]["name"]
+
+
+def test_a_refused_change_is_facts_from_the_shop_and_words_from_the_dialog(name: str, tmp_path: Path) -> None:
+    shop = open_test_shop(name, tmp_path)
+    data = snapshot_data(name)
+    today = now(shop).date()
+    for order in data["orders"]:
+        if order["status"] not in ("shipped", "delivered", "cancelled", "refunding"):
+            continue
+        with pytest.raises(ChangeRefused) as err:
+            shop.change_order(order["id"], "address", "某省某市某路1号", now(shop))
+        assert (err.value.reason, err.value.facts) == ("status", {"status": order["status"], "field": "address"})
+        said = refusal_text(err.value, today)
+        first = re.split(r"(?<=[。！？])", said)[0]
+        assert len(said) <= 90 and len(first) <= 40 and "收货地址" in said, said
+    open_order = next(o for o in data["orders"] if o["status"] == "paid")
+    with pytest.raises(ChangeRefused) as err:
+        shop.change_order(open_order["id"], "color", "荧光绿", now(shop), item_sku=open_order["items"][0]["sku"])
+    assert err.value.reason == "no_variant" and "没有荧光绿" in refusal_text(err.value, today)
+    assert shop.change_log(open_order["id"]) == []

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from paths import REFERENCE_SHOP
 
-from core.errors import IvrError, NotFoundError
-from core.shop import Contact, Fulfilment, OrderStatus, ShipmentState, ShopPort
-from shop.changes import OrderChangeError
+from core.errors import NotFoundError
+from core.shop import ChangeRefused, Contact, Fulfilment, OrderStatus, ShipmentState, ShopPort
+from dialog.refusals import refusal_text
 from shop.importer import load_snapshot, parse_snapshot
 from shop.store import SqliteShop, import_snapshot
 
@@ -227,12 +227,20 @@ def test_change_colour_moves_the_stock(fresh: SqliteShop) -> None:
 
 
 def test_change_to_a_sold_out_size_is_refused_with_the_restock_date(fresh: SqliteShop) -> None:
-    with pytest.raises(OrderChangeError, match="纯棉圆领T恤白色L码暂时缺货，预计11月26号补货"):
+    with pytest.raises(ChangeRefused) as err:
         fresh.change_order("DD20261119001", "size", "l", AS_OF, item_sku="P1001-WHT-M")
-    with pytest.raises(OrderChangeError, match="请问要改哪一件"):
+    assert (err.value.reason, err.value.facts["restock"], err.value.facts["size"]) == (
+        "out_of_stock",
+        "2026-11-26",
+        "L",
+    )
+    assert refusal_text(err.value, AS_OF.date()) == "纯棉圆领T恤白色L码暂时缺货，预计26号补货。"
+    with pytest.raises(ChangeRefused) as err:
         fresh.change_order("DD20261119001", "size", "M", AS_OF)  # both items come in M
-    with pytest.raises(OrderChangeError, match="没有红色"):
+    assert err.value.reason == "which_item" and "请问要改哪一件" in refusal_text(err.value, AS_OF.date())
+    with pytest.raises(ChangeRefused) as err:
         fresh.change_order("DD20261119009", "color", "红色", AS_OF, item_sku="P1006-RED")
+    assert err.value.reason == "no_variant" and "没有红色" in refusal_text(err.value, AS_OF.date())
 
 
 def test_colour_and_size_in_one_step(fresh: SqliteShop) -> None:
@@ -245,20 +253,23 @@ def test_colour_and_size_in_one_step(fresh: SqliteShop) -> None:
 @pytest.mark.parametrize("order_id", ["DD20261116002", "DD20261110004", "DD20261105008"])
 def test_no_change_once_shipped(fresh: SqliteShop, order_id: str) -> None:
     before = fresh.order(order_id)
-    with pytest.raises(IvrError) as err:
+    with pytest.raises(ChangeRefused) as err:
         fresh.change_order(order_id, "address", "北京市朝阳区建国路1号", AS_OF)
-    assert "不能" in str(err.value)
+    assert "不能" in refusal_text(err.value, AS_OF.date())
     assert fresh.order(order_id) == before and fresh.change_log(order_id) == []
 
 
 def test_shipped_refusal_says_what_to_do(fresh: SqliteShop) -> None:
-    with pytest.raises(OrderChangeError) as err:
+    with pytest.raises(ChangeRefused) as err:
         fresh.change_order("DD20261116002", "address", "北京市朝阳区建国路1号", AS_OF)
-    assert str(err.value) == "订单已经发货了，不能再修改收货地址。可以联系快递拦截转寄，产生的费用需要您承担。"
+    assert (err.value.reason, err.value.facts) == ("status", {"status": "shipped", "field": "address"})
+    said = refusal_text(err.value, AS_OF.date())
+    assert said.startswith("订单已经发货了，不能再改收货地址。") and "拦截" in said
     with pytest.raises(NotFoundError):
         fresh.change_order("DD0000", "address", "x", AS_OF)
-    with pytest.raises(OrderChangeError, match="只能修改"):
+    with pytest.raises(ChangeRefused) as err:
         fresh.change_order("DD20261119001", "price", "1", AS_OF)
+    assert err.value.reason == "field" and "只能修改" in refusal_text(err.value, AS_OF.date())
 
 
 def test_record_contact_appends_to_history(fresh: SqliteShop) -> None:
