@@ -263,18 +263,30 @@ class Quote:
 
 
 @dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a promotion or coupon applied or not, as facts; the dialog words it (``why.<code>``).
+
+    Fact values: amounts in fen under keys ending ``_fen``, moments as datetimes (``starts``,
+    ``ends``, ``until``), channels as their codes (``channel``), lists of names as tuples.
+    """
+
+    code: str
+    facts: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class MissedPromotion:
     promotion_id: str
     title: str
     amount_fen: int  # what it would have saved
-    reason: str  # the promotion engine's account of why it applies
+    reason: Reason  # why it applies
 
 
 @dataclass(frozen=True, slots=True)
 class IneligiblePromotion:
     promotion_id: str
     title: str
-    reason: str  # why it does not apply, e.g. 直播专享价商品不参与满减
+    reason: Reason  # why it does not apply
 
 
 @dataclass(frozen=True, slots=True)

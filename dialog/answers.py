@@ -37,6 +37,7 @@ from dialog.logistics import (
     logistics_ship_time,
     logistics_track,
 )
+from dialog.reasons import why_text
 from dialog.replies import (
     date_text,
     join_list,
@@ -88,11 +89,6 @@ def _ref(order: Order, ctx: Context) -> str:
     return order_ref(ctx.shop, order, ctx.today, ctx.tz)
 
 
-def _sentence(text: str) -> str:
-    """A shop sentence to embed in a template: without its final full stop."""
-    return text.strip().rstrip("。.")
-
-
 # --- promotions --------------------------------------------------------------------------------
 
 
@@ -113,7 +109,7 @@ def promotion_not_applied(intent: Intent, order: Order | None, u: Understanding,
     add_on = add_ons[0] if add_ons else None
     why = _main_ineligible(audit.ineligible, add_on, ctx)
     if why is not None:
-        text = render("promo.ineligible", order=ref, title=why.title, reason=_sentence(why.reason))
+        text = render("promo.ineligible", order=ref, title=why.title, reason=why_text(why.reason))
     elif add_on is not None:
         text = render("promo.short", order=ref, paid=yuan_text(audit.paid_fen), title=add_on.promotion_title,
                       short=yuan_text(add_on.short_by_fen))  # fmt: skip

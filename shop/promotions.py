@@ -23,7 +23,8 @@ Order of application (one order, always; each step sees the amounts left by the 
 
 Every promotion runs only inside ``starts <= at <= ends``. Every discount is capped so no line
 goes below zero. Parameters ``excludes_products`` / ``excludes_price_types`` are honoured for
-every kind. Reasons (why a promotion applied or not) are caller-friendly Chinese.
+every kind. Reasons (why a promotion applied or not) are ``core.shop.Reason`` facts; the dialog
+words them (``dialog/reasons.py``).
 """
 
 from __future__ import annotations
@@ -33,9 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from core.money import yuan_text
-from core.shop import Coupon, PriceLine, Product, Promotion, Quote
-from shop.textfmt import channel_name, zhe_text
+from core.shop import Coupon, PriceLine, Product, Promotion, Quote, Reason
 
 REGULAR = "regular"
 _KIND_ORDER = ("channel_price", "quantity_percent", "bundle", "threshold_discount")
@@ -54,13 +53,13 @@ class BasketLine:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one promotion or the coupon did to a basket, and why, in caller-friendly words."""
+    """What one promotion or the coupon did to a basket, and why."""
 
     source_id: str
     title: str
     kind: str  # a promotion kind, or "coupon"
     amount_fen: int  # saved; 0 when it did not apply
-    reason: str
+    reason: Reason
     relevant: bool  # the basket holds something it covers
     active: bool  # inside its time window (a coupon: not expired)
     short_by_fen: int = 0  # a threshold (or coupon threshold) missed by this much; 0 otherwise
@@ -78,12 +77,12 @@ class Rulebook:
     promotions: Sequence[Promotion]
     coupons: Mapping[str, Coupon]
 
-    def price_type_name(self, price_type: str) -> str:
-        """直播专享价 for ``livestream``: the title of the channel-price promotion that sets it."""
-        for p in self.promotions:
-            if p.kind == "channel_price" and p.params.get("channel") == price_type:
-                return p.title
-        return {"livestream": "直播专享价"}.get(price_type, f"{channel_name(price_type)}价")
+    def price_type_title(self, price_type: str) -> str | None:
+        """The title of the channel-price promotion that sets ``price_type`` (a channel), if any."""
+        return next(
+            (p.title for p in self.promotions if p.kind == "channel_price" and p.params.get("channel") == price_type),
+            None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +119,7 @@ class _Work:
     lines: list[BasketLine]
     net: list[int]
     touched_by: list[set[str]] = field(default_factory=list)  # per line: kinds that discounted it
-    percent_zhe: str = ""
+    percent_zhe: str = ""  # the 折 figure of the quantity discount applied (9, 8.5)
 
     def take(self, i: int, fen: int, kind: str) -> None:
         self.net[i] -= fen
@@ -172,20 +171,20 @@ def _active(promo: Promotion, at: datetime) -> bool:
     return promo.starts <= at <= promo.ends
 
 
-def window_reason(promo: Promotion, at: datetime) -> str:
-    """Why a promotion is not running at ``at``, with its dates: 活动12月1日才开始."""
+def window_reason(promo: Promotion, at: datetime) -> Reason:
+    """Why a promotion is not running at ``at``: not started yet, or ended."""
     if at < promo.starts:
-        return f"活动{_when(promo.starts, '00:00')}才开始"
-    return f"活动已于{_when(promo.ends, '23:59')}结束"
+        return Reason("not_started", {"starts": promo.starts})
+    return Reason("ended", {"ends": promo.ends})
 
 
-def _when(moment: datetime, whole_day: str) -> str:
-    clock = moment.strftime("%H:%M")
-    return f"{moment.month}月{moment.day}日" + ("" if clock == whole_day else clock)
+def zhe(percent_off: float) -> str:
+    """A percentage off as its 折 figure: 10 -> 9, 15 -> 8.5."""
+    return f"{(100 - percent_off) / 10:g}"
 
 
 def _outcome(
-    promo: Promotion, amount: int, reason: str, relevant: bool, active: bool = True, short_by: int = 0
+    promo: Promotion, amount: int, reason: Reason, relevant: bool, active: bool = True, short_by: int = 0
 ) -> Outcome:
     return Outcome(promo.id, promo.title, promo.kind, amount, reason, relevant, active, short_by)
 
@@ -196,11 +195,11 @@ def _channel_price(work: _Work, promo: Promotion, book: Rulebook, channel: str, 
     idx = [i for i in _eligible(work, promo) if work.lines[i].product_id == product]
     idx = [i for i in idx if work.lines[i].price_type == REGULAR]
     if not idx:
-        return _outcome(promo, 0, f"订单里没有{_name(book, product)}", False, _active(promo, at))
+        return _outcome(promo, 0, Reason("no_product", {"product": _name(book, product)}), False, _active(promo, at))
     if not _active(promo, at):
         return _outcome(promo, 0, window_reason(promo, at), True, False)
     if channel != promo_channel:
-        return _outcome(promo, 0, f"{promo.title}仅限{channel_name(promo_channel)}下单", True)
+        return _outcome(promo, 0, Reason("channel_only", {"title": promo.title, "channel": promo_channel}), True)
     saved = 0
     for i in idx:
         ln = work.lines[i]
@@ -209,29 +208,30 @@ def _channel_price(work: _Work, promo: Promotion, book: Rulebook, channel: str, 
         cut = min(work.net[i], (ln.list_unit_fen - unit) * ln.qty)
         work.take(i, cut, promo.kind)
         saved += cut
-    return _outcome(promo, saved, f"{channel_name(promo_channel)}下单享{promo.title}{yuan_text(price)}", True)
+    facts = {"channel": promo_channel, "title": promo.title, "price_fen": price}
+    return _outcome(promo, saved, Reason("channel_applied", facts), True)
 
 
 def _quantity_percent(work: _Work, promo: Promotion, book: Rulebook, channel: str, at: datetime) -> Outcome:
     cats = _strs(promo.params.get("categories"))
     need, pct = _int(promo, "min_quantity"), promo.params.get("percent_off", 0)
-    zhe = zhe_text(float(pct))  # type: ignore[arg-type]
+    figure = zhe(float(pct))  # type: ignore[arg-type]
     idx = [i for i in _eligible(work, promo) if work.lines[i].category in cats]
     count = sum(work.lines[i].qty for i in idx)
-    label = "、".join(cats)
+    facts: dict[str, object] = {"categories": tuple(cats), "count": count, "need": need, "zhe": figure}
     if not _active(promo, at):
         return _outcome(promo, 0, window_reason(promo, at), count > 0, False)
     if count == 0:
-        return _outcome(promo, 0, f"订单里没有{label}类商品", False)
+        return _outcome(promo, 0, Reason("no_category", {"categories": tuple(cats)}), False)
     if count < need:
-        return _outcome(promo, 0, f"{label}只有{count}件，满{need}件才打{zhe}", True)
+        return _outcome(promo, 0, Reason("too_few", facts), True)
     saved = 0
     for i in idx:
         cut = percent_of(work.net[i], pct)  # type: ignore[arg-type]
         work.take(i, cut, promo.kind)
         saved += cut
-    work.percent_zhe = work.percent_zhe or zhe
-    return _outcome(promo, saved, f"订单里有{count}件{label}，满{need}件打{zhe}", True)
+    work.percent_zhe = work.percent_zhe or figure
+    return _outcome(promo, saved, Reason("quantity_applied", facts), True)
 
 
 def percent_of(fen: int, percent: float | int) -> int:
@@ -248,15 +248,16 @@ def _bundle(work: _Work, promo: Promotion, book: Rulebook, channel: str, at: dat
     if not _active(promo, at):
         return _outcome(promo, 0, window_reason(promo, at), relevant, False)
     missing = [p for p in wanted if have[p] == 0]
+    names = tuple(_name(book, p) for p in wanted)
     if missing:
-        names = "和".join(_name(book, p) for p in wanted)
-        lacking = "、".join(_name(book, p) for p in missing)
-        return _outcome(promo, 0, f"要同时买{names}才能享受{promo.title}，订单里没有{lacking}", relevant)
+        lacking = tuple(_name(book, p) for p in missing)
+        reason = Reason("bundle_missing", {"products": names, "title": promo.title, "lacking": lacking})
+        return _outcome(promo, 0, reason, relevant)
     sets = min(have.values())
     amount = min(_int(promo, "discount") * sets, sum(work.net[i] for i in idx))
     for i, cut in zip(idx, allocate(amount, [work.net[i] for i in idx]), strict=True):
         work.take(i, cut, promo.kind)
-    return _outcome(promo, amount, f"同时买了{'和'.join(_name(book, p) for p in wanted)}，{sets}套", True)
+    return _outcome(promo, amount, Reason("bundle_applied", {"products": names, "sets": sets}), True)
 
 
 def _thresholds(work: _Work, promos: list[Promotion], book: Rulebook, at: datetime) -> list[Outcome]:
@@ -271,10 +272,10 @@ def _thresholds(work: _Work, promos: list[Promotion], book: Rulebook, at: dateti
             amount = min(_int(promo, "discount"), bases[promo.id])
             for i, cut in zip(idx, allocate(amount, [work.net[i] for i in idx]), strict=True):
                 work.take(i, cut, promo.kind)
-            base_text = yuan_text(bases[promo.id])
-            outcomes.append(_outcome(promo, amount, f"参与满减的商品共{base_text}，达到门槛", True))
+            outcomes.append(_outcome(promo, amount, Reason("threshold_met", {"base_fen": bases[promo.id]}), True))
         elif promo in met:
-            outcomes.append(_outcome(promo, 0, f"已享受优惠更大的满减{best.title if best else ''}", True))
+            bigger = Reason("bigger_applied", {"title": best.title if best else ""})
+            outcomes.append(_outcome(promo, 0, bigger, True))
         elif not _active(promo, at):
             outcomes.append(_outcome(promo, 0, window_reason(promo, at), bool(work.lines), False))
         else:
@@ -284,56 +285,49 @@ def _thresholds(work: _Work, promos: list[Promotion], book: Rulebook, at: dateti
     return outcomes
 
 
-def _threshold_shortfall(work: _Work, promo: Promotion, book: Rulebook, base: int) -> str:
-    """打完9折后是295.2元，差4.8元到300元门槛 — and which items did not count."""
+def _threshold_shortfall(work: _Work, promo: Promotion, book: Rulebook, base: int) -> Reason:
+    """How far the counted amount is from the threshold, after which steps, and which items did not count."""
     eligible = set(_eligible(work, promo))
     left_out = [ln for i, ln in enumerate(work.lines) if i not in eligible]
     ex_types = sorted({ln.price_type for ln in left_out if ln.price_type != REGULAR})
-    ex_names = sorted({ln.product_name for ln in left_out if ln.price_type == REGULAR})
-    notes = [f"{book.price_type_name(t)}商品不参与满减" for t in ex_types]
-    notes += [f"{'、'.join(ex_names)}不参与满减"] if ex_names else []
+    excluded: dict[str, object] = {
+        "excluded_titles": tuple(t for pt in ex_types if (t := book.price_type_title(pt))),
+        "excluded_channels": tuple(pt for pt in ex_types if not book.price_type_title(pt)),
+        "excluded_products": tuple(sorted({ln.product_name for ln in left_out if ln.price_type == REGULAR})),
+    }
     if not eligible:
-        return "，".join(notes) or "订单里没有参与满减的商品"
+        return Reason("threshold_excluded", excluded)
     threshold = _int(promo, "threshold")
     kinds = set().union(*(work.touched_by[i] for i in eligible))
-    steps = []
-    if "quantity_percent" in kinds:
-        steps.append(f"打完{work.percent_zhe}")
-    if "bundle" in kinds:
-        steps.append("套装立减")
-    if steps:
-        head = f"{'、'.join(steps)}后{'其余商品' if notes else ''}是{yuan_text(base)}"
-    else:
-        head = f"{'其余' if notes else '参与满减的'}商品共{yuan_text(base)}"
-    short = f"{head}，差{yuan_text(threshold - base)}到{yuan_text(threshold)}门槛"
-    return "，".join([*notes, short])
+    steps = tuple(step for step, kind in (("percent", "quantity_percent"), ("bundle", "bundle")) if kind in kinds)
+    figures = {"base_fen": base, "short_fen": threshold - base, "threshold_fen": threshold}
+    return Reason("threshold_short", {**excluded, **figures, "steps": steps, "zhe": work.percent_zhe})
 
 
 def _coupon(work: _Work, coupon_id: str, book: Rulebook, channel: str, at: datetime, applied: list[Outcome]) -> Outcome:
     coupon = book.coupons.get(coupon_id)
     if coupon is None:
-        return Outcome(coupon_id, coupon_id, "coupon", 0, "没有找到这张优惠券", True, False)
+        return Outcome(coupon_id, coupon_id, "coupon", 0, Reason("coupon_unknown"), True, False)
 
-    def result(amount: int, reason: str, active: bool = True, short_by: int = 0) -> Outcome:
-        return Outcome(coupon.id, coupon.title, "coupon", amount, reason, True, active, short_by)
+    def result(amount: int, code: str, *, active: bool = True, short_by: int = 0, **facts: object) -> Outcome:
+        return Outcome(coupon.id, coupon.title, "coupon", amount, Reason(code, facts), True, active, short_by)
 
     if at > coupon.valid_until:
-        until = coupon.valid_until
-        return result(0, f"{coupon.title}已于{until.month}月{until.day}日{until:%H:%M}过期", False)
+        return result(0, "coupon_expired", active=False, title=coupon.title, until=coupon.valid_until)
     if coupon.channel not in ("any", "") and coupon.channel != channel:
-        return result(0, f"{coupon.title}只能在{channel_name(coupon.channel)}下单时使用")
-    blockers = [o.title for o in applied if _blocks_coupons(book, o.source_id)]
+        return result(0, "coupon_channel", title=coupon.title, channel=coupon.channel)
+    blockers = tuple(o.title for o in applied if _blocks_coupons(book, o.source_id))
     if blockers:
-        return result(0, f"{'、'.join(blockers)}不能和优惠券同时使用")
+        return result(0, "coupon_blocked", blockers=blockers)
     base = sum(work.net)
     if base < coupon.threshold_fen or base == 0:
         short = coupon.threshold_fen - base
-        reason = f"优惠后商品共{yuan_text(base)}，差{yuan_text(short)}到{yuan_text(coupon.threshold_fen)}的用券门槛"
-        return result(0, reason, short_by=short)
+        threshold = coupon.threshold_fen
+        return result(0, "coupon_short", short_by=short, base_fen=base, short_fen=short, threshold_fen=threshold)
     amount = min(coupon.discount_fen, base)
     for i, cut in enumerate(allocate(amount, list(work.net))):
         work.take(i, cut, "coupon")
-    return result(amount, f"优惠后商品共{yuan_text(base)}，满{yuan_text(coupon.threshold_fen)}可用")
+    return result(amount, "coupon_applied", base_fen=base, threshold_fen=coupon.threshold_fen)
 
 
 def _blocks_coupons(book: Rulebook, promotion_id: str) -> bool:

@@ -20,6 +20,7 @@ from core.money import to_fen, yuan_text
 from core.shop import Fulfilment, Order, OrderStatus
 from core.types import Emotion, EmotionLabel, Intent, Understanding
 from dialog.logistics import MAX_QUOTE, logistics_expedite, logistics_track, quote
+from dialog.reasons import why_text
 from dialog.state import Context
 from shop.fulfilment import GAPS, promise_gaps
 from shop.importer import parse_snapshot
@@ -144,3 +145,18 @@ def test_the_default_carrier_may_be_marked_anywhere_in_the_list() -> None:
     }
     terms = parse_snapshot(json.dumps(doc, ensure_ascii=False), source="x").info.fulfilment
     assert [c.name for c in terms.carriers] == ["甲", "乙"] and terms.upgrade is not None
+
+
+def test_every_promotion_reason_is_facts_worded_by_the_dialog(shop: SqliteShop, data: dict[str, Any]) -> None:
+    titles = {p["id"]: p["title"] for p in data["promotions"]}
+    for order in orders(shop, data):
+        audit = shop.audit_promotions(order.id)
+        assert audit is not None
+        for why in (*audit.ineligible, *audit.missed):
+            text = why_text(why.reason)
+            assert text and "{" not in text and len(text) <= 90, (why, text)
+            facts = why.reason.facts
+            if why.reason.code == "threshold_short":
+                assert facts["short_fen"] == facts["threshold_fen"] - facts["base_fen"]  # type: ignore[operator]
+                assert yuan_text(int(facts["short_fen"])) in text  # type: ignore[call-overload]
+            assert why.title == titles.get(why.promotion_id, why.title)

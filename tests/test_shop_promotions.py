@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from core.shop import Coupon, Product, Promotion, Variant
+from dialog.reasons import why_text
 from shop.promotions import BasketLine, Rulebook, allocate, percent_of, price_basket
 
 CST = timezone(timedelta(hours=8))
@@ -83,7 +84,7 @@ def test_percent_comes_before_the_threshold() -> None:
     assert p.subtotal_fen == 32800
     assert amounts(p) == {"PCT90": 3280}
     assert p.total_fen == 29520
-    assert p.outcome("FULL300").reason == "打完9折后是295.2元，差4.8元到300元门槛"  # type: ignore[union-attr]
+    assert why_text(p.outcome("FULL300").reason) == "打完9折后是295.2元，差4.8元到300元门槛"  # type: ignore[union-attr]
     assert p.outcome("FULL300").short_by_fen == 480  # type: ignore[union-attr]
 
 
@@ -115,14 +116,14 @@ def test_bundle_is_taken_off_before_the_threshold() -> None:
     # 89 + 199 + 39 = 327 but the 实付 after the 30 bundle is 297: 3 short of 300, no 满减
     assert amounts(p) == {"BUNDLE": 3000}
     assert p.total_fen == 29700
-    assert p.outcome("FULL300").reason == "套装立减后是297元，差3元到300元门槛"  # type: ignore[union-attr]
+    assert why_text(p.outcome("FULL300").reason) == "套装立减后是297元，差3元到300元门槛"  # type: ignore[union-attr]
 
 
 def test_bundle_needs_every_product() -> None:
     p = price_basket(basket(("TEE", 1), ("SOCKS", 1)), BOOK, channel="app", at=AT)
     bundle = p.outcome("BUNDLE")
     assert bundle is not None and not bundle.applied and bundle.relevant
-    assert "订单里没有牛仔裤" in bundle.reason
+    assert "订单里没有牛仔裤" in why_text(bundle.reason)
 
 
 def test_channel_price_in_the_live_window_is_excluded_from_the_threshold() -> None:
@@ -131,25 +132,25 @@ def test_channel_price_in_the_live_window_is_excluded_from_the_threshold() -> No
     assert amounts(p) == {"LIVE": 7000}
     assert p.total_fen == 42900
     assert p.lines[0].price_type == "livestream"
-    assert p.outcome("FULL300").reason == "直播专享价商品不参与满减"  # type: ignore[union-attr]
+    assert why_text(p.outcome("FULL300").reason) == "直播专享价商品不参与满减"  # type: ignore[union-attr]
 
 
 def test_channel_price_item_does_not_help_other_items_reach_the_threshold() -> None:
     p = price_basket(basket(("COAT", 1), ("DRESS", 1)), BOOK, channel="livestream", at=LIVE_AT)
     # 429 (live) + 239; only the 239 dress counts toward 300: 61 short
     assert p.total_fen == 42900 + 23900
-    assert p.outcome("FULL300").reason == "直播专享价商品不参与满减，其余商品共239元，差61元到300元门槛"  # type: ignore[union-attr]
+    assert why_text(p.outcome("FULL300").reason) == "直播专享价商品不参与满减，其余商品共239元，差61元到300元门槛"  # type: ignore[union-attr]
 
 
 def test_channel_price_needs_the_channel_and_the_window() -> None:
     app = price_basket(basket(("COAT", 1)), BOOK, channel="app", at=LIVE_AT)
     # bought in the app: list price 499 -> 满300减40 -> 459
     assert amounts(app) == {"FULL300": 4000} and app.total_fen == 45900
-    assert app.outcome("LIVE").reason == "直播专享价仅限直播间下单"  # type: ignore[union-attr]
+    assert why_text(app.outcome("LIVE").reason) == "直播专享价仅限直播间下单"  # type: ignore[union-attr]
     late = price_basket(basket(("COAT", 1)), BOOK, channel="livestream", at=LIVE_AT + timedelta(days=1))
     # the next day the live price is over: 499 - 40 = 459
     assert late.total_fen == 45900
-    assert late.outcome("LIVE").reason == "活动已于11月18日结束"  # type: ignore[union-attr]
+    assert why_text(late.outcome("LIVE").reason) == "活动已于11月18日结束"  # type: ignore[union-attr]
 
 
 def test_promotion_window_edges() -> None:
@@ -157,10 +158,10 @@ def test_promotion_window_edges() -> None:
     ended = price_basket(items, BOOK, channel="app", at=datetime(2026, 11, 26, 0, 0, tzinfo=CST))
     # 9折 ended on the 25th: 328 >= 300 -> minus 40 = 288
     assert amounts(ended) == {"FULL300": 4000} and ended.total_fen == 28800
-    assert ended.outcome("PCT90").reason == "活动已于11月25日结束"  # type: ignore[union-attr]
+    assert why_text(ended.outcome("PCT90").reason) == "活动已于11月25日结束"  # type: ignore[union-attr]
     early = price_basket(items, BOOK, channel="app", at=datetime(2026, 11, 9, 23, 59, tzinfo=CST))
     assert early.total_fen == 28800
-    assert early.outcome("PCT90").reason == "活动11月10日才开始"  # type: ignore[union-attr]
+    assert why_text(early.outcome("PCT90").reason) == "活动11月10日才开始"  # type: ignore[union-attr]
     last_second = price_basket(items, BOOK, channel="app", at=PCT90.ends)
     assert last_second.total_fen == 29520  # the end time itself is still inside
 
@@ -172,7 +173,7 @@ def test_coupon_threshold_is_measured_after_promotions() -> None:
     short = price_basket(basket(("TEE", 1), ("TANK", 1)), BOOK, channel="short_video", at=AT, coupon_id="VIDEO20")
     # 89 + 69 = 158 >= 150 before, but 9折 leaves 142.20: 7.80 short of the coupon's 150
     assert short.total_fen == 14220
-    assert short.outcome("VIDEO20").reason == "优惠后商品共142.2元，差7.8元到150元的用券门槛"  # type: ignore[union-attr]
+    assert why_text(short.outcome("VIDEO20").reason) == "优惠后商品共142.2元，差7.8元到150元的用券门槛"  # type: ignore[union-attr]
 
 
 def test_coupon_stacks_with_the_threshold() -> None:
@@ -186,10 +187,10 @@ def test_coupon_channel_expiry_and_unknown() -> None:
     items = basket(("SOCKS", 5))  # 195
     wrong = price_basket(items, BOOK, channel="app", at=AT, coupon_id="VIDEO20")
     assert wrong.total_fen == 19500
-    assert wrong.outcome("VIDEO20").reason == "短视频券满150减20只能在短视频下单时使用"  # type: ignore[union-attr]
+    assert why_text(wrong.outcome("VIDEO20").reason) == "短视频券满150减20只能在短视频下单时使用"  # type: ignore[union-attr]
     expired = price_basket(items, BOOK, channel="app", at=datetime(2027, 1, 1, tzinfo=CST), coupon_id="NEW10")
     assert expired.total_fen == 19500 and not expired.outcome("NEW10").active  # type: ignore[union-attr]
-    assert "过期" in expired.outcome("NEW10").reason  # type: ignore[union-attr]
+    assert "过期" in why_text(expired.outcome("NEW10").reason)  # type: ignore[union-attr]
     unknown = price_basket(items, BOOK, channel="app", at=AT, coupon_id="NOPE")
     assert unknown.total_fen == 19500
 
@@ -200,7 +201,7 @@ def test_a_promotion_that_does_not_stack_blocks_the_coupon() -> None:
     p = price_basket(basket(("COAT", 1)), book, channel="livestream", at=LIVE_AT, coupon_id="NEW10")
     # 429 live price, coupon refused
     assert p.total_fen == 42900
-    assert p.outcome("NEW10").reason == "直播专享价不能和优惠券同时使用"  # type: ignore[union-attr]
+    assert why_text(p.outcome("NEW10").reason) == "直播专享价不能和优惠券同时使用"  # type: ignore[union-attr]
 
 
 def test_threshold_tiers_only_the_best_applies() -> None:

@@ -13,6 +13,7 @@ from paths import REFERENCE_SHOP
 from core.errors import ShopDataError
 from core.settings import Settings
 from core.shop import ShipmentState
+from dialog.reasons import why_text
 from shop import open_shop, sample_shop_bytes
 from shop.importer import parse_snapshot
 from shop.store import SqliteShop
@@ -74,7 +75,7 @@ def test_missed_85zhe_rounds_half_up_per_line(sample: SqliteShop) -> None:
     # 139.80 x 15% = 20.97; 19.90 x 15% = 2.985 -> 2.99; 23.96 off -> 135.74, paid 159.70 -> 23.96 back
     assert (audit.paid_fen, audit.expected_fen, audit.owed_back_fen) == (15970, 13574, 2396)
     assert [(m.promotion_id, m.amount_fen) for m in audit.missed] == [("PR-3PCS85", 2396)]
-    reasons = {i.promotion_id: i.reason for i in audit.ineligible}
+    reasons = {i.promotion_id: why_text(i.reason) for i in audit.ineligible}
     assert reasons["PR-SAVE199"] == "打完8.5折后是135.74元，差63.26元到199元门槛"
 
 
@@ -102,7 +103,8 @@ def test_unpaid_order_priced_with_its_discount_and_a_4th_piece(sample: SqliteSho
 def test_live_price_excluded_and_out_for_delivery(sample: SqliteShop) -> None:
     audit = sample.audit_promotions("WY20261205003")
     assert audit is not None and audit.expected_fen == 75900  # 推车 899 -> 直播 759
-    assert {i.promotion_id: i.reason for i in audit.ineligible}["PR-SAVE199"] == "直播间推车特价商品不参与满减"
+    reasons = {i.promotion_id: why_text(i.reason) for i in audit.ineligible}
+    assert reasons["PR-SAVE199"] == "直播间推车特价商品不参与满减"
     assert sample.logistics("WY20261205003", AS_OF).state is ShipmentState.OUT_FOR_DELIVERY  # type: ignore[union-attr]
 
 

@@ -16,6 +16,7 @@ from paths import REFERENCE_SHOP
 
 from core.errors import NotFoundError
 from core.shop import ChangeRefused, Contact, Fulfilment, OrderStatus, ShipmentState, ShopPort
+from dialog.reasons import why_text
 from dialog.refusals import refusal_text
 from shop.importer import load_snapshot, parse_snapshot
 from shop.store import SqliteShop, import_snapshot
@@ -86,7 +87,7 @@ def test_missed_quantity_discount_is_owed_back_and_9zhe_comes_before_the_thresho
     assert (audit.paid_fen, audit.expected_fen, audit.owed_back_fen) == (32800, 29520, 3280)
     assert [(m.promotion_id, m.amount_fen) for m in audit.missed] == [("PR-2PCS90", 3280)]
     assert audit.applied == ()
-    why = {i.promotion_id: i.reason for i in audit.ineligible}
+    why = {i.promotion_id: why_text(i.reason) for i in audit.ineligible}
     assert why["PR-FULL300"] == "打完9折后是295.2元，差4.8元到300元门槛"
     assert "修身牛仔裤" in why["PR-BUNDLE-TJ"]
 
@@ -97,14 +98,14 @@ def test_livestream_price_is_excluded_from_the_threshold(shop: SqliteShop) -> No
     # 轻薄羽绒服 list 499, 直播专享价 429 in the 18th 20:00-23:59 window (paid 21:05:30): paid 429, correct
     assert (audit.paid_fen, audit.expected_fen, audit.owed_back_fen) == (42900, 42900, 0)
     assert [(a.source_id, a.amount_fen) for a in audit.applied] == [("PR-LIVE-P1003", 7000)]
-    assert {i.promotion_id: i.reason for i in audit.ineligible}["PR-FULL300"] == "直播专享价商品不参与满减"
+    assert {i.promotion_id: why_text(i.reason) for i in audit.ineligible}["PR-FULL300"] == "直播专享价商品不参与满减"
 
 
 def test_two_yuan_short_of_the_threshold_and_the_cheapest_add_on(shop: SqliteShop) -> None:
     audit = shop.audit_promotions("DD20261119009")
     assert audit is not None and audit.owed_back_fen == 0
     # 真丝围巾 259 + 袜子 39 = 298: 2 short of 满300减40
-    assert {i.promotion_id: i.reason for i in audit.ineligible}[
+    assert {i.promotion_id: why_text(i.reason) for i in audit.ineligible}[
         "PR-FULL300"
     ] == "参与满减的商品共298元，差2元到300元门槛"
     (best,) = shop.add_on_suggestions("DD20261119009", AS_OF)
