@@ -377,7 +377,7 @@ class ChangeRefused(IvrError):
     """``ShopPort.change_order`` said no: ``reason`` names why, ``facts`` hold the figures and names.
 
     Reasons: ``field`` (not changeable by phone), ``status`` (facts: status, field), ``address_unclear``,
-    ``address_same``, ``not_in_order``, ``which_item`` (items), ``already`` (product, value),
+    ``address_same``, ``not_in_order``, ``which_item`` (items), ``already`` (product, color, size),
     ``out_of_stock`` (product, color, size, restock: ISO date or ""), ``no_variant`` (product, field,
     kept, wanted, options), ``sold_out`` (product, color, size). The dialog words them.
     """

@@ -23,6 +23,8 @@ def refusal_text(err: IvrError, today: date) -> str:
     if err.reason == "status":
         what = render(_FIELD_KEYS.get(f["field"], "change.what.sku"))
         return render(f"change.status.{f['status']}", what=what)
+    if err.reason == "already":
+        return render("change.already", product=f["product"], value=f"{f['color']}{size_text(f['size'])}")
     if err.reason in ("out_of_stock", "sold_out"):
         item = f"{f['product']}{f['color']}{size_text(f['size'])}"
         if err.reason == "sold_out":

@@ -68,7 +68,7 @@ def _variant_change(
     )
     if target is None:
         raise _no_such_variant(product, field, value, item)
-    _check_target(product, item, target, value)
+    _check_target(product, item, target)
     old = item.color if field == "color" else item.size
     new = target.color if field == "color" else target.size
     return ChangePlan(field, old, new, pos, old_variant, target)
@@ -87,14 +87,14 @@ def _sku_change(order: Order, products: dict[str, Product], sku: str, item_sku: 
         raise ChangeRefused("which_item", items=tuple(it.product_name for _, it in lines))
     pos, item = lines[0]
     target = next(v for v in owner.variants if v.sku == sku)
-    _check_target(owner, item, target, f"{target.color}{target.size}码")
+    _check_target(owner, item, target)
     old_variant = next((v for v in owner.variants if v.sku == item.sku), None)
     return ChangePlan("sku", item.sku, target.sku, pos, old_variant, target)
 
 
-def _check_target(product: Product, item: OrderItem, target: Variant, said: str) -> None:
+def _check_target(product: Product, item: OrderItem, target: Variant) -> None:
     if target.sku == item.sku:
-        raise ChangeRefused("already", product=product.name, value=said)
+        raise ChangeRefused("already", product=product.name, color=target.color, size=target.size)
     if target.stock < item.qty:
         restock = target.restock_date.isoformat() if target.restock_date else ""
         raise ChangeRefused("out_of_stock", product=product.name, color=target.color, size=target.size, restock=restock)

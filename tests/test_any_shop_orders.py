@@ -159,4 +159,8 @@ def test_a_refused_change_is_facts_from_the_shop_and_words_from_the_dialog(name:
     with pytest.raises(ChangeRefused) as err:
         shop.change_order(open_order["id"], "color", "荧光绿", now(shop), item_sku=open_order["items"][0]["sku"])
     assert err.value.reason == "no_variant" and "没有荧光绿" in refusal_text(err.value, today)
+    item = shop.order(open_order["id"]).items[0]  # type: ignore[union-attr]
+    with pytest.raises(ChangeRefused) as err:
+        shop.change_order(open_order["id"], "color", item.color, now(shop), item_sku=item.sku)
+    assert err.value.reason == "already" and f"已经是{item.color}" in refusal_text(err.value, today)
     assert shop.change_log(open_order["id"]) == []
