@@ -4,6 +4,7 @@ Every problem is reported with the JSON path of the bad field, several at once, 
 ``orders[3].items[0].qty: expected a positive integer, got -1``. Unknown SKU, customer, promotion
 and coupon references, naive datetimes, unknown promotion kinds and a wrong format tag are
 errors. Unknown extra fields are ignored so a newer exporter does not break the hotline.
+The optional ``shop.order_number_pattern`` and ``shop.fulfilment`` are described in docs/SNAPSHOT.md.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from core.shop import (
     ShopInfo,
     Variant,
 )
-from shop.fulfilment import promise_gaps, read_fulfilment
+from shop.fulfilment import read_fulfilment
 from shop.order_numbers import check_pattern, learn_order_numbers
 from shop.phone import is_e164, phone_key
 from shop.validate import Errors, Node, shown
@@ -64,11 +65,6 @@ class Snapshot:
     def identity(self) -> str:
         """Which shop this is: its name and where it was read from (one database per identity)."""
         return f"{self.info.name}\n{self.source}"
-
-    @property
-    def warnings(self) -> tuple[str, ...]:
-        """The promises the hotline will not make because the snapshot does not state them."""
-        return promise_gaps(self.info.fulfilment)
 
 
 def content_hash(data: bytes) -> str:

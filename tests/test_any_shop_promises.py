@@ -8,8 +8,10 @@ prose or offers a person, and no figure appears that the shop's own text does no
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ from dialog.state import Context
 from shop.fulfilment import GAPS, promise_gaps
 from shop.importer import parse_snapshot
 from shop.store import SqliteShop
+from voice.cli import main
 
 _DIGITS = re.compile(r"\d+")
 
@@ -160,3 +163,17 @@ def test_every_promotion_reason_is_facts_worded_by_the_dialog(shop: SqliteShop, 
                 assert facts["short_fen"] == facts["threshold_fen"] - facts["base_fen"]  # type: ignore[operator]
                 assert yuan_text(int(facts["short_fen"])) in text  # type: ignore[call-overload]
             assert why.title == titles.get(why.promotion_id, why.title)
+
+
+def test_ivr_call_reports_the_promises_the_shop_does_not_state(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for var in [n for n in os.environ if n.startswith("IVR_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("IVR_DB_PATH", str(tmp_path / "shop.sqlite3"))
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(snapshot_data(name), ensure_ascii=False), encoding="utf-8")
+    assert main(["call", "--shop", str(path), "--say", "你好", "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["shop_warnings"]
+    stated = snapshot_data(name)["shop"].get("fulfilment", {})
+    assert {w.split(":")[0] for w in warnings} == {f"shop.fulfilment.{f}" for f in GAPS if f not in stated}
