@@ -8,6 +8,7 @@ with a reason and facts the dialog words. Each call opens its own connection, so
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -257,6 +258,13 @@ class SqliteShop:
                 conn.execute("ROLLBACK")
                 raise
         return record
+
+    def carriers(self) -> tuple[str, ...]:
+        """Every carrier the shop names: those of its stated terms, then those on its shipments."""
+        with self._db() as conn:
+            found = conn.execute("SELECT shipment FROM orders WHERE shipment IS NOT NULL").fetchall()
+        shipped = [str(json.loads(r["shipment"])["carrier"]) for r in found]
+        return tuple(dict.fromkeys([c.name for c in self.info().fulfilment.carriers] + shipped))
 
     def last_recorded_at(self) -> datetime | None:
         """The latest time the hotline wrote into this store (a contact or an order change)."""

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from voice.session import CallSession, TurnSpeech
 
 
-# what every shop's callers say, put before the shop's own words (products, carriers) in a whisper prompt
+# what every shop's callers say, put before the shop's own words (products, then carriers) in a whisper prompt
 SHOP_WORDS = ("满减", "优惠券", "直播价", "补差价", "退款", "退货", "换货", "发票", "快递", "订单号")
 
 
@@ -53,6 +53,7 @@ class Hotline:
     clock: Clock
     vocabulary: Vocabulary = field(default_factory=Vocabulary.empty)
     warnings: tuple[str, ...] = ()  # promises the hotline will not make: the shop does not state them
+    carriers: tuple[str, ...] = ()  # the carriers the shop names, for the speech engine's prompt
     agent_load: MutableMapping[str, int] = field(default_factory=dict)  # agent id -> calls held
     _engine: AsrEngine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,8 +64,8 @@ class Hotline:
             if self._engine is None:
                 from asr.engine import create_engine
 
-                carriers = tuple(c.name for c in self.shop.info().fulfilment.carriers)
-                words = (*SHOP_WORDS, *carriers, *self.vocabulary.lexicon()) if self.settings.whisper_prompt else ()
+                shop_words = (*SHOP_WORDS, *self.vocabulary.lexicon(), *self.carriers)
+                words = shop_words if self.settings.whisper_prompt else ()
                 self._engine = create_engine(self.settings, vocabulary=words)
             return self._engine
 
@@ -92,4 +93,5 @@ def open_hotline(settings: Settings, shop_file: Path | None = None) -> Hotline:
     vocabulary = Vocabulary.from_products(shop.products(), info.order_numbers)
     clock = shop_clock(info, shop.last_recorded_at())
     gaps = promise_gaps(info.fulfilment)
-    return Hotline(settings, shop, Understander(vocabulary), clock, vocabulary, warnings=gaps)
+    understander = Understander(vocabulary)
+    return Hotline(settings, shop, understander, clock, vocabulary, warnings=gaps, carriers=shop.carriers())
