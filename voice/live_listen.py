@@ -40,6 +40,7 @@ class Listener:
         self._utterances: list[Utterance] = []
         self._speech_end: float | None = None
         self._segment_s = 0.0
+        self._final_at = 0.0
         self._commit: asyncio.Task[None] | None = None
         self._digits = ""
         self._dtmf_timer: asyncio.Task[None] | None = None
@@ -103,6 +104,7 @@ class Listener:
         if self.call.barge.swallow(utterance.text):
             return
         self._utterances.append(utterance)
+        self._final_at = self.call.time.now()
         wait = self.call.config.turn_wait(self.call.session.expecting(), utterance.confidence)
         if wait == 0.0 or self._commit is None:
             self._schedule_commit(wait)
@@ -127,7 +129,7 @@ class Listener:
         if self._utterances:
             utterance = _joined(self._utterances)
             self._utterances = []
-            self.call.take_turn_heard(utterance, speech_end, now)
+            self.call.take_turn_heard(utterance, speech_end, min(self._final_at, now))
         elif self.call.barge.nothing_said():
             pass  # a candidate barge-in turned out to be noise: the reply goes on
         elif self._segment_s >= self.call.config.not_heard_s and self.call.playback is None:
