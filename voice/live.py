@@ -131,7 +131,7 @@ class LiveCall:
         if frame.sample_rate != self.rate:
             resampler = self._resamplers.setdefault(frame.sample_rate, Resampler(frame.sample_rate, self.rate))
             frame = AudioFrame(resampler.process(frame.pcm), self.rate)
-        self.listener.feed(frame)
+        self.listener.feed(AudioFrame(frame.pcm, self.rate))  # contiguous: the wire's own timestamps are not used
 
     def feed_dtmf(self, digit: str) -> None:
         """A keypad key; digits are collected until ``#`` (or a pause) and taken as a caller turn."""
@@ -342,12 +342,25 @@ class LiveCall:
         if self._observe is not None:
             self._observe(stages)
 
-    async def _hang_up(self) -> None:
+    async def close(self, reason: str) -> None:
+        """End the call from our side now (server shutdown): goodbye, hang up; ``run()`` records it."""
+        if self._stopped.is_set():
+            return
+        for task in list(self._tasks):
+            if task.get_name() in ("brain", "ack", "playback", "commit", "decide", "dtmf"):
+                task.cancel()
+        self.playback = None
+        if self.prompts.goodbye:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.say(self.prompts.goodbye), self.config.mark_timeout_s * 2)
+        await self._hang_up(reason)
+
+    async def _hang_up(self, reason: str = "the hotline ended the call") -> None:
         if not self._hung_up:
             self._hung_up = True
             with contextlib.suppress(Exception):
                 await self.wire.hangup()
-        self.stop("the hotline ended the call")
+        self.stop(reason)
 
     def restart_speech(self) -> AsyncSpeechPath:
         """A fresh speech path after the recogniser failed (the failed one is never reused)."""

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
+from core.errors import IvrError
 from voice.hotline import Hotline
 from voice.live import LiveCall, Wire
-from voice.live_metrics import observe_turn
+from voice.live_metrics import BARGE_INS, DROPPED_FRAMES, observe_turn
 from voice.live_play import CachedVoice, Timebase, prompt_sentences
 from voice.live_turns import LiveConfig, LivePrompts
 from voice.speech import SpeechPath
@@ -32,16 +33,19 @@ class LiveLine:
         self,
         hotline: Hotline,
         *,
-        asr_workers: int = 2,
-        work_workers: int = 4,
+        asr_pool: Executor | None = None,
+        work_pool: Executor | None = None,
+        max_calls: int = 100,
         config: LiveConfig | None = None,
         prompts: LivePrompts | None = None,
     ) -> None:
         self.hotline = hotline
         self.config = config or LiveConfig()
-        self.prompts = prompts or LivePrompts()
-        self.asr_pool = ThreadPoolExecutor(asr_workers, thread_name_prefix="live-asr")
-        self.work_pool = ThreadPoolExecutor(work_workers, thread_name_prefix="live-work")
+        self.prompts = prompts or LivePrompts(goodbye=_goodbye(hotline))
+        self.max_calls = max_calls
+        self._own_pools = asr_pool is None or work_pool is None
+        self.asr_pool = asr_pool or ThreadPoolExecutor(2, thread_name_prefix="live-asr")
+        self.work_pool = work_pool or ThreadPoolExecutor(4, thread_name_prefix="live-work")
         self.calls: dict[str, LiveCall] = {}
         self._voice: CachedVoice | None = None
         self._ready: asyncio.Lock | None = None
@@ -53,7 +57,7 @@ class LiveLine:
         from dialog.state import Context
 
         ctx = Context.create(self.hotline.shop, self.hotline.clock.now())
-        texts = [greeting(None, ctx), render("goodbye", shop=ctx.info.name), render("reprompt"), *self.prompts.all()]
+        texts = [greeting(None, ctx), render("reprompt"), *self.prompts.all()]
         return prompt_sentences(texts)
 
     def _prepare(self) -> CachedVoice:
@@ -62,12 +66,11 @@ class LiveLine:
         settings = self.hotline.settings
         synthesizer = Synthesizer(settings.tts_voice, settings.tts_rate)
         cache = PromptCache(synthesizer, self.fixed_prompts())
-        self.hotline.engine()  # load the recogniser now, not during the first caller's greeting
         log.info("live line ready: %d prompts rendered", len(cache))
         return CachedVoice(synthesizer, cache, self.work_pool)
 
     async def ready(self) -> CachedVoice:
-        """Render the fixed prompts and load the recogniser (once); later calls return at once."""
+        """Render the fixed prompts (once, at start-up); later calls return at once."""
         if self._ready is None:
             self._ready = asyncio.Lock()
         async with self._ready:
@@ -85,8 +88,15 @@ class LiveLine:
         rate: int = 8000,
         time: Timebase | None = None,
     ) -> LiveCall:
-        """A live call on ``wire`` (caller audio recognised at ``rate`` Hz: 8000 or 16000)."""
+        """A live call on ``wire`` (caller audio recognised at ``rate`` Hz: 8000 or 16000).
+
+        ``LineFullError`` when ``max_calls`` calls are live; the recogniser's own error
+        (``ModelMissingError``…) when no speech engine can serve.
+        """
+        if len(self.calls) >= self.max_calls:
+            raise LineFullError(f"the live line is holding {self.max_calls} calls; try again shortly")
         voice = await self.ready()
+        await asyncio.get_running_loop().run_in_executor(self.work_pool, self.hotline.engine)
         session = self.hotline.session(caller, call_id)
         call = LiveCall(
             session,
@@ -104,8 +114,10 @@ class LiveLine:
         return call
 
     def closed(self, call: LiveCall) -> None:
-        """``call`` has ended: forget it."""
+        """``call`` has ended: forget it and count what it dropped."""
         self.calls.pop(call.session.call_id, None)
+        BARGE_INS.inc(call.barge.count)
+        DROPPED_FRAMES.inc(call.listener.dropped_frames)
 
     def _speech(self, rate: int) -> AsyncSpeechPath:
         vad: dict[str, object] = {"hangover_ms": self.config.hangover_ms, "start_ms": self.config.vad_start_ms}
@@ -113,17 +125,33 @@ class LiveLine:
         path = SpeechPath(self.hotline.engine(), rate, settings.vad_aggressiveness, vad_options=vad)
         return AsyncSpeechPath(path, executor=self.asr_pool)
 
-    def shutdown(self) -> None:
-        """Stop every live call (server shutdown) and release the pools."""
-        for call in list(self.calls.values()):
-            call.stop("server shutting down")
-        self.asr_pool.shutdown(wait=False, cancel_futures=True)
-        self.work_pool.shutdown(wait=False, cancel_futures=True)
+    async def shutdown(self) -> None:
+        """Server shutdown: every live call hears goodbye and is hung up and recorded; pools released."""
+        calls = list(self.calls.values())
+        if calls:
+            await asyncio.wait([asyncio.ensure_future(c.close("server shutting down")) for c in calls], timeout=8.0)
+        if self._own_pools:
+            for pool in (self.asr_pool, self.work_pool):
+                pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _goodbye(hotline: Hotline) -> str:
+    from dialog.replies import render
+
+    return render("goodbye", shop=hotline.shop.info().name)
+
+
+class LineFullError(IvrError):
+    """Every live line is busy; a new call may succeed shortly."""
+
+    retryable = True
 
 
 def line_of(app: Any) -> LiveLine:
-    """The live line of a FastAPI app, made on first use from ``app.state.hotline``."""
+    """The live line of a FastAPI app, made on first use from ``app.state`` (its hotline and executors)."""
     line = getattr(app.state, "live_line", None)
     if line is None:
-        line = app.state.live_line = LiveLine(app.state.hotline)
+        state = app.state
+        asr, work = getattr(state, "asr_executor", None), getattr(state, "control_executor", None)
+        line = state.live_line = LiveLine(state.hotline, asr_pool=asr, work_pool=work)
     return line

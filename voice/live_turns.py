@@ -97,6 +97,7 @@ class LivePrompts:
 
     acknowledge: str = "好的，我帮您查一下。"  # an answer is taking a while
     not_heard: str = "抱歉，我没听清，请再说一遍。"  # speech that gave no text, or recognition failed
+    goodbye: str = ""  # the dialog's goodbye (dialog/data/replies.json), said when the server shuts down
 
     def all(self) -> tuple[str, ...]:
-        return (self.acknowledge, self.not_heard)
+        return tuple(t for t in (self.acknowledge, self.not_heard, self.goodbye) if t)
