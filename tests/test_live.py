@@ -235,3 +235,20 @@ def test_waits_follow_the_expectation() -> None:
     assert waits == sorted(waits) and waits[-1] < CONFIG.turn_wait(Expectation.DIGITS, 0.5)
     assert CONFIG.turn_wait(Expectation.FREE, 0.95) == 0.0
     assert CONFIG.turn_wait(Expectation.DIGITS, 0.95) == CONFIG.waits[Expectation.DIGITS]
+
+
+@live()
+async def test_short_speech_resumes_the_reply_but_a_real_final_still_interrupts(rig: Rig) -> None:
+    await _reply_playing(rig)
+    rig.speech.say(SpeechStarted(rig.time.now()))
+    for _ in range(4):
+        rig.call.feed_audio(LOUD)
+        await rig.time.advance(0.02)
+    paused_at = len(rig.wire.frames)
+    await rig.time.advance(CONFIG.decide_after_s + 0.05)
+    assert not rig.wire.cleared and len(rig.wire.frames) > paused_at  # quiet by then: the reply went on
+    rig.speech.say(SpeechEnded(0.0, 0.3, QUIET), Utterance("等一下", confidence=0.7))  # the final: not a backchannel
+    await rig.time.advance(0.04)
+    assert rig.wire.cleared and rig.call.barge.count == 1
+    await rig.time.advance(CONFIG.waits[Expectation.FREE] + 0.05)
+    await settle(lambda: rig.turns()[-1:] == ["等一下"])

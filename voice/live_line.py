@@ -123,7 +123,7 @@ class LiveLine:
         vad: dict[str, object] = {"hangover_ms": self.config.hangover_ms, "start_ms": self.config.vad_start_ms}
         settings = self.hotline.settings
         path = SpeechPath(self.hotline.engine(), rate, settings.vad_aggressiveness, vad_options=vad)
-        return AsyncSpeechPath(path, executor=self.asr_pool)
+        return AsyncSpeechPath(path, max_frames=250, executor=self.asr_pool)  # 5 s: whisper may be busy that long
 
     async def shutdown(self) -> None:
         """Server shutdown: every live call hears goodbye and is hung up and recorded; pools released."""

@@ -198,9 +198,15 @@ class Barge:
         self._decide = self.call.spawn(self._decide_after(self.call.config.decide_after_s), "decide")
 
     async def _decide_after(self, wait: float) -> None:
+        """Still speaking: a barge-in. Already quiet: resume now; the final may still confirm it later."""
         await self.call.time.sleep(wait)
-        if self.candidate_at is not None and self.call.listener.quiet_for() < self.call.config.quiet_s:
+        if self.candidate_at is None:
+            return
+        if self.call.listener.quiet_for() < self.call.config.quiet_s:
             await self.confirm()
+        else:
+            self._decide = None
+            self._resume()
 
     def partial(self, text: str) -> None:
         play = self._playing()

@@ -6,14 +6,20 @@ chosen by what the dialog expects (short after a yes/no question, long while the
 digits), or at once when the final is confident and no digits are expected. Speech that starts
 inside the wait continues the same turn.
 
-Barge-in: speech detected while a reply plays pauses the reply at once (nothing more is sent, so
-the caller hears it stop within the pacing lead); ``decide_after_s`` later, speech still going
-confirms it (``clear``, the reply is dropped). Speech that stopped by then is a candidate
-backchannel: its final decides — 嗯 / 对 / 好 / 哦 / 是 / 行 (or nothing) resume the reply where it
-paused, anything else confirms the barge-in. Echo of our own reply: speech detected within
-``echo_guard_s`` of a sentence's first frame is not taken as a barge-in (the far end's echo
-canceller has not converged yet), and a final whose characters are mostly those of the sentence
-being played is our own voice coming back, never a caller turn.
+Barge-in: speech detected while a reply plays (the VAD opens a segment after ``vad_start_ms`` of
+mostly voiced audio, ~0.1 s after the onset) pauses the reply at once: nothing more is sent and at
+most ``lead_s`` of audio is queued at the far end, so the caller hears it stop within ~0.15 s of
+speaking. ``decide_after_s`` later, speech still going confirms the barge-in: ``clear``, the rest
+of the reply is dropped and the session is told which sentences were cut off. Speech that has
+stopped by then (嗯, 对, 好 last about 0.2–0.35 s) resumes the reply where it paused, and its final
+still decides: a backchannel (嗯 / 对 / 好 / 哦 / 是 / 行) or nothing is not a turn; anything else
+confirms the barge-in late. So ``clear`` itself goes out ~0.5 s after the onset: deciding sooner
+would clear on every 嗯.
+
+Echo of our own reply: speech detected within ``echo_guard_s`` of a sentence's first frame is not
+taken as a barge-in (the far end's echo canceller has not converged yet), and a final whose
+characters are mostly those of the sentence being played is our own voice coming back, never a
+caller turn.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ class LiveConfig:
     vad_start_ms: int = 120  # speech this long (80 % voiced) opens a segment: barge-in reacts this fast
     dtmf_timeout_s: float = 4.0  # keys without a # are taken as the answer after this long
     echo_guard_s: float = 0.25
-    decide_after_s: float = 0.2  # barge-in confirmed when speech goes on this long after detection
+    decide_after_s: float = 0.4  # barge-in confirmed when speech goes on this long after detection
     quiet_s: float = 0.1  # no loud caller frame for this long: the caller has stopped
     loud_dbfs: float = -45.0  # a caller frame at least this loud counts as sound for the barge-in decision
     ack_after_s: float = 0.4  # no reply audio this long after the turn ended: play the acknowledgement
