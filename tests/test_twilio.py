@@ -304,3 +304,15 @@ def test_signed_post_helper_matches_the_server(vosk_server: tuple[str, FastAPI])
     base, _ = vosk_server
     assert signed_post(base, PUBLIC, AUTH, "/twilio/voice", _form()).status_code == 200
     assert signed_post(base, "https://elsewhere.example.com", AUTH, "/twilio/voice", _form()).status_code == 403
+
+
+def test_when_the_hotline_ends_a_call_twilio_is_asked_to_hang_up(tmp_path: Path) -> None:
+    from voice.twilio_routes import TwilioCalls, TwilioWire
+
+    _Recorder.seen = []
+    with recording_server() as base:
+        calls = TwilioCalls(twilio_settings(tmp_path), rest=TwilioRest(ACCOUNT, AUTH, http_client=_Loopback(base)))
+        wire = TwilioWire(None, "MZ1", "CA" + "d" * 32, calls)  # type: ignore[arg-type]
+        asyncio.run(wire.hangup())
+    assert [r["path"].rsplit("/", 1)[-1] for r in _Recorder.seen] == [f"CA{'d' * 32}.json"]
+    assert _Recorder.seen[0]["form"] == {"Status": ["completed"]}

@@ -1,7 +1,10 @@
 """The live front doors as one router for ``create_app``: Twilio (``/twilio/*``) and ``/metrics``.
 
 Its lifespan makes the app's ``LiveLine`` at start-up, renders the fixed prompts then, and at
-shutdown says goodbye on every live call, hangs it up and records it.
+shutdown says goodbye on every live call, hangs it up and records it. uvicorn closes WebSockets
+(1012) *before* the lifespan's shutdown runs, so a goodbye can only be heard if
+``LiveLine.shutdown`` runs first: it is also put on ``app.state.on_shutdown`` (the hooks the
+server runs on SIGTERM before stopping) when the app has that list.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ log = logging.getLogger(__name__)
 @contextlib.asynccontextmanager
 async def _lifespan(app: Any) -> AsyncIterator[None]:
     line = line_of(app)
+    hooks = getattr(app.state, "on_shutdown", None)
+    if isinstance(hooks, list):
+        hooks.append(line.shutdown)
     try:
         await line.ready()
     except Exception as err:  # no espeak-ng: the HTTP API still serves; live calls will fail to open
