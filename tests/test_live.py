@@ -16,7 +16,7 @@ from core.settings import Settings
 from core.types import AudioFrame, SpeechEnded, SpeechStarted, Utterance
 from voice.hotline import Hotline, open_hotline
 from voice.live import LiveCall
-from voice.live_turns import LiveConfig, is_backchannel, is_echo, unheard_tail
+from voice.live_turns import LiveConfig, LivePrompts, is_backchannel, is_echo, unheard_tail
 from voice.session import Expectation
 
 LOUD = AudioFrame((np.sin(np.arange(160) / 3) * 8000).astype("<i2").tobytes(), 8000)
@@ -36,7 +36,15 @@ class Rig:
         self.wire = ScriptedWire(self.time)
         self.speech = ScriptedSpeech()
         self.voice = FrameVoice()
-        self.call = LiveCall(hotline.session(caller), lambda: self.speech, self.voice, self.wire, time=self.time)  # type: ignore[arg-type,return-value]
+        prompts = LivePrompts(goodbye="感谢来电，再见。")
+        self.call = LiveCall(
+            hotline.session(caller),
+            lambda: self.speech,
+            self.voice,
+            self.wire,
+            time=self.time,
+            prompts=prompts,  # type: ignore[arg-type,return-value]
+        )
 
     async def play_out(self) -> None:
         """Advance until the current reply is sent, acknowledging every mark as the far end would."""
@@ -252,3 +260,19 @@ async def test_short_speech_resumes_the_reply_but_a_real_final_still_interrupts(
     assert rig.wire.cleared and rig.call.barge.count == 1
     await rig.time.advance(CONFIG.waits[Expectation.FREE] + 0.05)
     await settle(lambda: rig.turns()[-1:] == ["等一下"])
+
+
+@live()
+async def test_server_shutdown_says_goodbye_hangs_up_and_records(rig: Rig) -> None:
+    await rig.speak("你们有什么优惠活动", confidence=0.95)
+    await settle(lambda: rig.call.playback is not None and len(rig.wire.frames) > 0)
+    closing = asyncio.get_running_loop().create_task(rig.call.close("server shutting down"))
+    await settle(lambda: rig.voice.spoken[-1:] == ["感谢来电，再见。"])
+    while not closing.done():
+        await rig.time.advance(0.02)
+        for name in rig.wire.marks:
+            rig.call.mark_played(name)
+    assert rig.wire.hung_up
+    await settle(lambda: len(rig.wire.kinds("ended")) == 1)
+    ended = rig.wire.kinds("ended")
+    assert ended[0].data["reason"] == "server shutting down" and ended[0].data["outcome"] == "resolved"
