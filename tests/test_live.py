@@ -276,3 +276,13 @@ async def test_server_shutdown_says_goodbye_hangs_up_and_records(rig: Rig) -> No
     await settle(lambda: len(rig.wire.kinds("ended")) == 1)
     ended = rig.wire.kinds("ended")
     assert ended[0].data["reason"] == "server shutting down" and ended[0].data["outcome"] == "resolved"
+
+
+@live()
+async def test_a_key_pressed_during_a_reply_stops_it(rig: Rig) -> None:
+    await _reply_playing(rig)
+    rig.call.feed_dtmf("1")
+    await rig.time.advance(0.02)
+    assert rig.wire.cleared
+    rig.call.feed_dtmf("#")
+    await settle(lambda: rig.turns()[-1:] == ["1"])

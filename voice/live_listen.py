@@ -41,6 +41,7 @@ class Listener:
         self._speech_end: float | None = None
         self._segment_s = 0.0
         self._final_at = 0.0
+        self._swallowed = False
         self._commit: asyncio.Task[None] | None = None
         self._digits = ""
         self._dtmf_timer: asyncio.Task[None] | None = None
@@ -88,6 +89,7 @@ class Listener:
     def _on(self, event: object) -> None:
         if isinstance(event, SpeechStarted):
             self._cancel_commit()
+            self._swallowed = False
             self.call.barge.speech_started()
         elif isinstance(event, TranscriptEvent) and event.kind is TranscriptKind.PARTIAL and event.text:
             self.call.emit("partial", text=event.text)
@@ -102,6 +104,7 @@ class Listener:
     def _on_utterance(self, utterance: Utterance) -> None:
         self.call.emit("final", text=utterance.text, confidence=round(utterance.confidence, 3))
         if self.call.barge.swallow(utterance.text):
+            self._swallowed = True  # echo or a backchannel: no turn, and no "please repeat" either
             return
         self._utterances.append(utterance)
         self._final_at = self.call.time.now()
@@ -130,8 +133,8 @@ class Listener:
             utterance = _joined(self._utterances)
             self._utterances = []
             self.call.take_turn_heard(utterance, speech_end, min(self._final_at, now))
-        elif self.call.barge.nothing_said():
-            pass  # a candidate barge-in turned out to be noise: the reply goes on
+        elif self.call.barge.nothing_said() or self._swallowed:
+            pass  # noise, echo or a backchannel over a reply: the reply goes on
         elif self._segment_s >= self.call.config.not_heard_s and self.call.playback is None:
             self.call.take_turn_unheard(speech_end)
 
@@ -144,6 +147,8 @@ class Listener:
         if self._dtmf_timer is not None:
             self._dtmf_timer.cancel()
             self._dtmf_timer = None
+        if self.call.playback is not None:
+            self.call.spawn(self.call.barge.confirm(), "confirm")  # a key press stops the reply, like speech
         if digit == "#":
             self._keys_done()
             return
