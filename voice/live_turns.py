@@ -36,7 +36,7 @@ _FILLER_CHARS = frozenset("的啊呀嘛吧呢哈哼唔噢喔额呃")
 _NOT_TEXT = re.compile(r"[\s\W_]+", re.UNICODE)
 DTMF_KEYS = frozenset("0123456789*#")
 
-_WAITS = {Expectation.FREE: 0.5, Expectation.YES_NO: 0.15, Expectation.CHOICE: 0.35, Expectation.DIGITS: 1.6}
+_WAITS = {Expectation.FREE: 0.2, Expectation.YES_NO: 0.0, Expectation.CHOICE: 0.15, Expectation.DIGITS: 1.2}
 
 
 @dataclass(frozen=True, slots=True)
