@@ -110,7 +110,10 @@ class ScriptedSpeech:
         return self
 
     async def __anext__(self) -> object:
-        return await self._events.get()
+        event = await self._events.get()
+        if isinstance(event, Exception):
+            raise event
+        return event
 
     async def aclose(self) -> None:
         self.closed = True

@@ -286,3 +286,14 @@ async def test_a_key_pressed_during_a_reply_stops_it(rig: Rig) -> None:
     assert rig.wire.cleared
     rig.call.feed_dtmf("#")
     await settle(lambda: rig.turns()[-1:] == ["1"])
+
+
+@live()
+async def test_a_failed_recogniser_gets_a_spoken_fallback_and_a_fresh_path(rig: Rig) -> None:
+    rig.speech.say(RuntimeError("decoder crashed"))
+    await settle(lambda: len(rig.wire.kinds("reply")) == 2)
+    assert rig.wire.kinds("reply")[-1].data["text"] == rig.call.prompts.not_heard
+    assert "decoder crashed" in str(rig.wire.kinds("error")[0].data["message"])
+    await rig.play_out()
+    await rig.speak("你们有什么优惠活动", confidence=0.95)  # the call goes on with the new path
+    await settle(lambda: rig.turns() == ["你们有什么优惠活动"])

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
@@ -118,3 +119,10 @@ def test_a_twilio_call_with_real_speech(whisper_server: tuple[str, FastAPI]) -> 
             await _until(lambda: any(t > clear + 0.1 for t in peer.media))  # and the interruption is answered
 
     asyncio.run(main())
+    deadline = time.monotonic() + 20
+    while CALL_SID in line_of(app).calls:  # the server has yet to see the hang-up
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    metrics = httpx.get(base + "/metrics", timeout=10).text
+    assert 'ivr_turn_stage_seconds_count{stage="total"}' in metrics
+    assert "ivr_barge_ins_total 0.0" not in metrics  # the call's barge-in was counted when it ended
