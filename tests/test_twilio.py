@@ -72,6 +72,17 @@ def test_a_signed_call_is_connected_to_the_stream_with_a_token(client: TestClien
     assert grant.expires - time.time() == pytest.approx(tw.TOKEN_TTL_S, abs=5)
 
 
+def test_a_full_line_rejects_the_call_as_busy(client: TestClient) -> None:
+    from voice.live_line import line_of
+
+    line_of(client.app).max_calls = 0
+    form = _form()
+    signature = RequestValidator(AUTH).compute_signature(PUBLIC + "/twilio/voice", form)
+    twiml = ET.fromstring(_post(client, "/twilio/voice", form, signature).text)
+    reject = twiml.find("Reject")
+    assert reject is not None and reject.get("reason") == "busy" and twiml.find("Connect") is None
+
+
 @pytest.mark.parametrize("case", ["tampered", "missing", "wrong_url", "wrong_token"])
 def test_unsigned_or_tampered_webhooks_are_refused(client: TestClient, case: str) -> None:
     form = _form()

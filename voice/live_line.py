@@ -50,6 +50,11 @@ class LiveLine:
         self._voice: CachedVoice | None = None
         self._ready: asyncio.Lock | None = None
 
+    @property
+    def full(self) -> bool:
+        """No room for another live call."""
+        return len(self.calls) >= self.max_calls
+
     def fixed_prompts(self) -> list[str]:
         """Sentences known before any call: the unknown caller's greeting, goodbye, our own prompts."""
         from dialog.manager import greeting
@@ -93,7 +98,7 @@ class LiveLine:
         ``LineFullError`` when ``max_calls`` calls are live; the recogniser's own error
         (``ModelMissingError``…) when no speech engine can serve.
         """
-        if len(self.calls) >= self.max_calls:
+        if self.full:
             raise LineFullError(f"the live line is holding {self.max_calls} calls; try again shortly")
         voice = await self.ready()
         await asyncio.get_running_loop().run_in_executor(self.work_pool, self.hotline.engine)

@@ -116,6 +116,11 @@ async def voice_webhook(request: Request) -> Response:
     if not call_sid:
         raise HTTPException(400, "expected CallSid in the form")
     assert calls.settings.twilio_auth_token is not None and calls.settings.public_url is not None
+    if line_of(request.app).full:
+        busy = VoiceResponse()
+        busy.reject(reason="busy")
+        log.warning("twilio call rejected: the line is full", extra={"call_sid": call_sid})
+        return Response(str(busy), media_type="application/xml")
     now = time.time()
     calls.forget_expired(now)
     token = tw.issue_token(calls.settings.twilio_auth_token, call_sid, caller, now)
