@@ -295,7 +295,6 @@ class LiveCall:
         playback = Playback(
             self.wire, self.time, f"r{self._replies}", self.config.frame_s, self.config.lead_s,
             on_first_frame=(lambda at: self._first_audio(turn, at)) if turn else None,
-            on_sentence=self.barge.sentence_started,
         )  # fmt: skip
         self.playback = playback
         self.barge.reset()

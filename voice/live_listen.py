@@ -182,9 +182,6 @@ class Barge:
         """A new reply starts."""
         self.candidate_at, self.cleared = None, False
 
-    def sentence_started(self, play: SentencePlay) -> None:
-        pass
-
     def _playing(self) -> SentencePlay | None:
         playback = self.call.playback
         return playback.current if playback is not None and not self.cleared else None

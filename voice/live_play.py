@@ -106,7 +106,6 @@ class Playback:
     frame_s: float = 0.02
     lead_s: float = 0.04
     on_first_frame: Callable[[float], None] | None = None
-    on_sentence: Callable[[SentencePlay], None] | None = None
     sentences: list[SentencePlay] = field(default_factory=list)
     _resume: asyncio.Event = field(default_factory=asyncio.Event)
     _origin: float | None = None  # when frame 0 of the reply is due
@@ -140,8 +139,6 @@ class Playback:
         async for sentence in audio:
             play = SentencePlay(sentence.text, f"{self.reply_id}.{len(self.sentences)}", len(sentence.frames))
             self.sentences.append(play)
-            if self.on_sentence is not None:
-                self.on_sentence(play)
             for ulaw in sentence.frames:
                 await self._send(play, ulaw)
             await self.wire.mark(play.mark)
