@@ -38,14 +38,14 @@ log = logging.getLogger(__name__)
 _R = TypeVar("_R")
 
 LIVE_EVENT_KINDS = (
-    "state",  # {"state": "listening" | "thinking" | "speaking" | "ended"}
+    "state",  # {"state": "listening" | "thinking" | "speaking"}
     "partial",  # {"text"}: the caller's words so far (vosk; whisper has no partials)
     "final",  # {"text", "confidence"}: a recognised segment
     "turn",  # {"text", "intents": [{"name", "confidence", "slots"}], "emotion": {"label", "score"}}
     "reply",  # {"text", "sentences"}
     "heard",  # {"text", "complete"}: a reply sentence reached the caller whole, or was cut off
-    "barge_in",  # {"confirmed": bool}: caller speech paused the reply; confirmed = the reply was dropped
-    "latency",  # {"asr_ms", "wait_ms", "understand_ms", "dialog_ms", "reply_ms", "total_ms"}
+    "barge_in",  # {"confirmed": bool, "resumed": bool}: speech paused the reply; dropped it; or it went on
+    "latency",  # {"asr_ms", "wait_ms", "understand_ms", "dialog_ms", "reply_ms", "total_ms", "first_audio_ms"}
     "ended",  # {"outcome": ..., "reason"}
     "error",  # {"message"}
 )

@@ -196,7 +196,7 @@ class Barge:
         assert self.call.playback is not None
         self.call.playback.pause()
         self.candidate_at = now
-        self.call.emit("barge_in", confirmed=False)
+        self.call.emit("barge_in", confirmed=False, resumed=False)
         self._decide = self.call.spawn(self._decide_after(self.call.config.decide_after_s), "decide")
 
     async def _decide_after(self, wait: float) -> None:
@@ -242,6 +242,7 @@ class Barge:
             self._decide.cancel()
         if self.call.playback is not None:
             self.call.playback.resume()
+            self.call.emit("barge_in", confirmed=False, resumed=True)
 
     async def confirm(self) -> None:
         """It is a barge-in: stop the reply on the far end (``clear``) and drop the rest of it."""
@@ -251,7 +252,7 @@ class Barge:
         self.candidate_at = None
         self.count += 1
         self.call.cut_off()
-        self.call.emit("barge_in", confirmed=True)
+        self.call.emit("barge_in", confirmed=True, resumed=False)
         await self.call.wire.clear()
 
 
