@@ -253,6 +253,10 @@ class LiveCall:
             log.warning("turn failed: %s", err)
             self.emit("error", message=str(err))
             return None
+        except Exception:  # a bug must not leave the caller on a dead line: they hear the fallback
+            log.exception("turn failed")
+            self.emit("error", message="internal error")
+            return None
 
     async def _acknowledge_later(self, turn: _Turn) -> None:
         await self.time.sleep(self.config.ack_after_s)

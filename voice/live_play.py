@@ -10,6 +10,7 @@ resumed (a backchannel) and cancelled (a barge-in); it records what was sent of 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from typing import Protocol
 
 from core.types import AudioFrame
 from voice.codec import ulaw_to_pcm16
-from voice.tts import PromptCache, SentenceAudio, Synthesizer, split_sentences
+from voice.tts import PromptCache, SentenceAudio, SynthesisError, Synthesizer, split_sentences
 
+log = logging.getLogger(__name__)
 REPLY_RATE = 8000
 
 
@@ -72,7 +74,13 @@ class CachedVoice:
 
     def _audio(self, text: str) -> SentenceAudio:
         frames = self.cache.get(text)
-        return SentenceAudio(text, frames) if frames is not None else self.synthesizer.sentence_audio(text)
+        if frames is not None:
+            return SentenceAudio(text, frames)
+        try:
+            return self.synthesizer.sentence_audio(text)
+        except SynthesisError as err:  # one sentence unsaid rather than the whole reply lost
+            log.error("speech synthesis failed: %s", err)
+            return SentenceAudio(text, ())
 
 
 def prompt_sentences(texts: Iterable[str]) -> list[str]:
