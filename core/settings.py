@@ -42,7 +42,8 @@ class Settings:
     port: int = 8080
     public_url: str | None = None  # how Twilio reaches us, e.g. https://ivr.example.com
     twilio_account_sid: str | None = None  # TWILIO_ACCOUNT_SID: to hang calls up through Twilio's REST API
-    twilio_auth_token: str | None = field(default=None, repr=False)  # TWILIO_AUTH_TOKEN: checks signatures, signs stream tokens
+    # TWILIO_AUTH_TOKEN: checks webhook signatures and signs stream tokens (kept out of repr)
+    twilio_auth_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
 
     @classmethod

@@ -59,6 +59,22 @@ def _post(client: TestClient, path: str, form: dict[str, str], signature: str | 
     return client.post(path, data=form, headers=headers)
 
 
+def test_twilio_settings_use_twilio_names_and_are_validated() -> None:
+    env = {"TWILIO_AUTH_TOKEN": AUTH, "TWILIO_ACCOUNT_SID": ACCOUNT, "IVR_PUBLIC_URL": PUBLIC}
+    settings = Settings.from_env(env)
+    assert (settings.twilio_auth_token, settings.twilio_account_sid, settings.public_url) == (AUTH, ACCOUNT, PUBLIC)
+    assert AUTH not in repr(settings)
+    bad = {
+        "IVR_PUBLIC_URL": ("ivr.example.com", "IVR_PUBLIC_URL"),
+        "TWILIO_ACCOUNT_SID": ("SK123", "TWILIO_ACCOUNT_SID"),
+        "TWILIO_AUTH_TOKEN": ("short", "TWILIO_AUTH_TOKEN"),
+        "IVR_TWILIO_AUTH_TOKEN": (AUTH, "IVR_TWILIO_AUTH_TOKEN is not a known setting"),
+    }
+    for var, (value, message) in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            Settings.from_env({var: value})
+
+
 def test_a_signed_call_is_connected_to_the_stream_with_a_token(client: TestClient) -> None:
     form = _form()
     signature = RequestValidator(AUTH).compute_signature(PUBLIC + "/twilio/voice", form)
