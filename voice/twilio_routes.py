@@ -181,7 +181,9 @@ class TwilioWire:
         await self._send(tw.mark_message(self.stream_sid, name))
 
     async def event(self, event: LiveEvent) -> None:
-        """Twilio has no screen."""
+        """Twilio has no screen: per-turn latency goes to the log, the rest is dropped."""
+        if event.kind == "latency":
+            log.info("turn latency", extra={"call_sid": self.call_sid, **event.data})
 
     async def hangup(self) -> None:
         try:
