@@ -5,14 +5,17 @@ A bad value fails fast with a message naming the variable and what it expects.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from core.errors import ConfigError
 
 ASR_ENGINES = ("auto", "vosk", "whisper")
 _TRUE = ("1", "true", "yes", "on")
+# Settings read under the name their vendor documents rather than IVR_<FIELD>
+_VENDOR_NAMES = {"twilio_account_sid": "TWILIO_ACCOUNT_SID", "twilio_auth_token": "TWILIO_AUTH_TOKEN"}
 _FALSE = ("0", "false", "no", "off", "")
 
 
@@ -38,13 +41,15 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str | None = None  # how Twilio reaches us, e.g. https://ivr.example.com
-    twilio_auth_token: str | None = None
+    twilio_account_sid: str | None = None  # TWILIO_ACCOUNT_SID: to hang calls up through Twilio's REST API
+    # TWILIO_AUTH_TOKEN: checks webhook signatures and signs stream tokens (kept out of repr)
+    twilio_auth_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Build settings from ``IVR_<FIELD>`` variables; unknown ``IVR_`` names are an error."""
-        known = {f"IVR_{f.name.upper()}": f for f in fields(cls)}
+        """Build settings from ``IVR_<FIELD>`` variables (and ``TWILIO_*``); unknown ``IVR_`` names are an error."""
+        known = {_VENDOR_NAMES.get(f.name, f"IVR_{f.name.upper()}"): f for f in fields(cls)}
         unknown = sorted(k for k in environ if k.startswith("IVR_") and k not in known)
         if unknown:
             raise ConfigError(f"{unknown[0]} is not a known setting; known: {', '.join(sorted(known))}")
@@ -67,6 +72,12 @@ class Settings:
             raise ConfigError(f"IVR_WHISPER_THREADS must be 1..64, got {self.whisper_threads}")
         if self.model_mirror is not None and not self.model_mirror.startswith(("http://", "https://", "file://")):
             raise ConfigError(f"IVR_MODEL_MIRROR must be an http(s):// or file:// URL, got {self.model_mirror!r}")
+        if self.public_url is not None and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", self.public_url):
+            raise ConfigError(f"IVR_PUBLIC_URL must be an http(s):// URL without query, got {self.public_url!r}")
+        if self.twilio_account_sid is not None and not re.fullmatch(r"AC[0-9a-fA-F]{32}", self.twilio_account_sid):
+            raise ConfigError("TWILIO_ACCOUNT_SID must be AC followed by 32 hex digits (see the Twilio console)")
+        if self.twilio_auth_token is not None and not re.fullmatch(r"[0-9a-zA-Z]{16,64}", self.twilio_auth_token):
+            raise ConfigError("TWILIO_AUTH_TOKEN must be the account's auth token: 16..64 letters and digits")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"IVR_REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
 

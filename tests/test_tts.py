@@ -14,6 +14,7 @@ from core.errors import ConfigError
 from core.types import AudioFrame
 from voice import cli
 from voice.codec import ulaw_to_pcm16
+from voice.live_play import CachedVoice
 from voice.tts import (
     FRAME_BYTES,
     PromptCache,
@@ -127,11 +128,12 @@ def test_telephone_frames_are_lazy_too() -> None:
     assert len(counting.texts) == 1
 
 
-def test_async_variant_synthesises_off_the_loop_one_sentence_ahead() -> None:
+def test_live_voice_synthesises_off_the_loop_one_sentence_ahead() -> None:
     counting = CountingSynthesizer()
+    voice = CachedVoice(counting, PromptCache(counting, []))
 
     async def first_then_stop() -> tuple[SentenceAudio, int, int]:
-        async with aclosing(counting.aiter_sentences_frames(REPLY)) as sentences:
+        async with aclosing(voice.sentences(split_sentences(REPLY))) as sentences:
             async for sentence in sentences:
                 return sentence, len(counting.texts), threading.get_ident()
         raise AssertionError("no sentence")
@@ -142,13 +144,16 @@ def test_async_variant_synthesises_off_the_loop_one_sentence_ahead() -> None:
     assert loop_thread not in counting.threads
 
 
-def test_async_variant_yields_every_sentence_in_order() -> None:
+def test_live_voice_yields_every_sentence_in_order_and_cached_ones_for_free() -> None:
     counting = CountingSynthesizer()
+    voice = CachedVoice(counting, PromptCache(counting, ["预计明天送达。"]))
+    assert counting.texts == ["预计明天送达。"]
 
     async def collect() -> list[str]:
-        return [s.text async for s in counting.aiter_sentences_frames(REPLY)]
+        return [s.text async for s in voice.sentences(split_sentences(REPLY))]
 
     assert asyncio.run(collect()) == split_sentences(REPLY)
+    assert counting.texts.count("预计明天送达。") == 1  # served from the cache, not synthesised again
     assert len(counting.texts) == 4
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import AudioFormatError, IvrError, ProtocolError
 from voice.hotline import Hotline
+from voice.live_routes import live_router
 from voice.report import outcome_json, turn_json, understanding_json
 from voice.session import CallSession
 
@@ -124,6 +125,7 @@ def create_app(hotline: Hotline, max_calls: int = 500) -> FastAPI:
             outcome = await asyncio.to_thread(live.session.end)
         return outcome_json(outcome)
 
+    app.include_router(live_router())
     return app
 
 

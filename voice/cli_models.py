@@ -19,8 +19,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing.set_defaults(func=list_models)
     fetch = commands.add_parser("download", help="download and install a catalogue model")
     fetch.add_argument("name", choices=list(models.CATALOGUE), help="catalogue name")
-    fetch.add_argument("--mirror", metavar="URL",
-        help="fetch from URL/NAME/FILE (default: IVR_MODEL_MIRROR, else the model's home site)")
+    fetch.add_argument(
+        "--mirror",
+        metavar="URL",
+        help="fetch from URL/NAME/FILE (default: IVR_MODEL_MIRROR, else the model's home site)",
+    )
     fetch.add_argument("--force", action="store_true", help="download again even if it is installed")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     fetch.set_defaults(func=download)

@@ -30,8 +30,9 @@ def register(sub: Any) -> None:
 
 def handler(args: argparse.Namespace, settings: Settings) -> int:
     if (args.text is None) == (not args.stdin):
-        raise ConfigError("ivr understand expects either a TEXT argument or --stdin, got " +
-                          ("both" if args.stdin else "neither"))
+        raise ConfigError(
+            "ivr understand expects either a TEXT argument or --stdin, got " + ("both" if args.stdin else "neither")
+        )
     hotline = open_hotline(settings)
     lines: Iterable[str] = _utf8_lines() if args.stdin else [args.text]
     for line in lines:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -31,10 +32,19 @@ from core.types import (
     Utterance,
 )
 from dialog import manager
-from dialog.state import CallState, Context
+from dialog.state import CallState, ChooseOrder, ConfirmChange, Context, NeedOrderId, OfferTransfer
 from routing.agents import Assignment, choose_agent
 
 OUTCOMES = ("resolved", "transferred", "callback", "abandoned")
+
+
+class Expectation(StrEnum):
+    """What the dialog waits for next; a live call picks its end-of-turn wait from it."""
+
+    FREE = "free"  # anything: a new question
+    YES_NO = "yes_no"  # a confirmation or an offer: 是 / 不用 comes fast
+    CHOICE = "choice"  # which of a few orders
+    DIGITS = "digits"  # an order number, dictated or keyed in: callers pause between groups
 
 
 class Understander(Protocol):
@@ -124,6 +134,7 @@ class CallSession:
         self._started = clock.monotonic()
         self._state: CallState | None = None
         self._outcome: CallOutcome | None = None
+        self.heard: list[tuple[str, bool]] = []  # reply sentences played, and whether the caller heard them whole
 
     @property
     def state(self) -> CallState:
@@ -139,6 +150,21 @@ class CallSession:
     def ended(self) -> bool:
         return self._outcome is not None or (self._state is not None and self._state.ended)
 
+    def expecting(self) -> Expectation:
+        """What the pending question (if any) expects the caller to say next."""
+        pending = self._state.pending if self._state is not None else None
+        if isinstance(pending, ConfirmChange | OfferTransfer):
+            return Expectation.YES_NO
+        if isinstance(pending, NeedOrderId):
+            return Expectation.DIGITS
+        if isinstance(pending, ChooseOrder):
+            return Expectation.CHOICE
+        return Expectation.FREE
+
+    def note_heard(self, sentence: str, complete: bool) -> None:
+        """A sentence of a reply reached the caller (``complete``) or was cut off by barge-in."""
+        self.heard.append((sentence, complete))
+
     def _ctx(self) -> Context:
         return Context.create(self.shop, self.clock.now(), self.clock.monotonic() - self._started)
 
@@ -152,6 +178,10 @@ class CallSession:
     def hear_text(self, text: str) -> TurnResult:
         """A caller turn already in text (the CLI's --say, a chat channel, a test)."""
         return self._turn(Utterance(text.strip()), 0.0, self._timer())
+
+    def hear(self, utterance: Utterance, asr_ms: float = 0.0) -> TurnResult:
+        """A caller turn already recognised (a live call's speech path), with its prosody."""
+        return self._turn(utterance, asr_ms, self._timer())
 
     def hear_audio(self, frame: AudioFrame) -> TurnResult:
         """A caller turn as audio: VAD → ASR → prosody → understanding → dialog."""

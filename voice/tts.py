@@ -19,12 +19,10 @@ times and digit strings are spelled out in Chinese characters first.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncGenerator, Iterable, Iterator
-from concurrent.futures import Executor
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -40,11 +38,6 @@ MIN_WPM, MAX_WPM = 80, 450  # espeak-ng's -s range
 _VOICE_ALIASES = {"cmn": "cmn-latn-pinyin", "zh": "cmn-latn-pinyin", "zh-cmn": "cmn-latn-pinyin"}
 _VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*")
 _TIMEOUT_S = 30.0
-
-GREETING = "您好，欢迎致电，请问有什么可以帮您？"
-PLEASE_WAIT = "请稍等。"
-TRANSFERRING = "正在为您转接人工客服，请稍候。"
-DEFAULT_PROMPTS = (GREETING, PLEASE_WAIT, TRANSFERRING)
 
 
 class SynthesisError(IvrError):
@@ -101,28 +94,6 @@ class Synthesizer:
         for sentence in split_sentences(text):
             yield self.sentence_audio(sentence)
 
-    async def aiter_sentences_frames(
-        self, text: str, executor: Executor | None = None
-    ) -> AsyncGenerator[SentenceAudio, None]:
-        """Like ``iter_sentences_frames``, synthesising in ``executor`` one sentence ahead of the consumer.
-
-        Close it when stopping early (``contextlib.aclosing``) so the look-ahead is cancelled.
-        """
-        sentences = split_sentences(text)
-        loop = asyncio.get_running_loop()
-        ahead: list[asyncio.Future[SentenceAudio]] = []
-        try:
-            for index, sentence in enumerate(sentences):
-                if not ahead:
-                    ahead.append(loop.run_in_executor(executor, self.sentence_audio, sentence))
-                current = ahead.pop(0)
-                if index + 1 < len(sentences):
-                    ahead.append(loop.run_in_executor(executor, self.sentence_audio, sentences[index + 1]))
-                yield await current
-        finally:
-            for future in ahead:
-                future.cancel()  # a synthesis already running finishes in its thread; its result is dropped
-
     def sentence_audio(self, sentence: str) -> SentenceAudio:
         """Synthesise one sentence into telephone frames (blocking)."""
         frame = self.synthesize(sentence)
@@ -133,7 +104,7 @@ class Synthesizer:
 class PromptCache:
     """Fixed prompts rendered once (at start-up) and served from memory by their text."""
 
-    def __init__(self, synthesizer: Synthesizer, prompts: Iterable[str] = DEFAULT_PROMPTS) -> None:
+    def __init__(self, synthesizer: Synthesizer, prompts: Iterable[str]) -> None:
         self._frames = {text: tuple(synthesizer.telephone_frames(text)) for text in dict.fromkeys(prompts)}
 
     def get(self, text: str) -> tuple[bytes, ...] | None:

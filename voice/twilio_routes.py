@@ -1,0 +1,302 @@
+"""The Twilio front door: the voice webhook, the status callback and the Media Streams WebSocket.
+
+``POST /twilio/voice`` (signed by Twilio) answers with TwiML that connects the call's audio to
+``wss://<IVR_PUBLIC_URL host>/twilio/stream`` with a short-lived signed token as a
+``<Parameter>``. ``/twilio/stream`` checks the token, opens a ``LiveCall`` on the shared
+``LiveLine`` and adapts the WebSocket to its ``Wire``; the JSON itself is read and written by
+``voice.twilio_wire`` only. ``POST /twilio/status`` (signed) records Twilio's status callbacks
+with the call. A call the hotline ends is hung up through Twilio's REST API.
+
+Signatures: ``X-Twilio-Signature`` is checked with the twilio library's ``RequestValidator``
+over ``IVR_PUBLIC_URL`` + the path (what Twilio requested) and the form fields. Without
+``TWILIO_AUTH_TOKEN`` or ``IVR_PUBLIC_URL`` the webhooks answer 503 and accept nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from core.errors import IvrError
+from core.settings import Settings
+from core.types import AudioFrame
+from voice import twilio_wire as tw
+from voice.live import LiveCall, LiveEvent
+from voice.live_line import line_of
+from voice.live_metrics import LIVE_CALLS
+from voice.twilio_rest import TwilioRest
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/twilio")
+
+MAX_FORM_BYTES = 64 * 1024
+POLICY, BAD_DATA, UNSUPPORTED, TOO_BIG, TRY_LATER = 1008, 1007, 1003, 1009, 1013
+_STATUS_KEEP = 50  # status callbacks kept per call
+_STATUS_FIELDS = ("CallStatus", "Timestamp", "CallDuration", "SequenceNumber")
+
+
+@dataclass
+class TwilioCalls:
+    """What the Twilio front door remembers: calls answered, their status callbacks, the REST client."""
+
+    settings: Settings
+    answered: dict[str, float] = field(default_factory=dict)  # call SID -> when its stream token expires
+    statuses: dict[str, deque[dict[str, str]]] = field(default_factory=dict)
+    live: dict[str, LiveCall] = field(default_factory=dict)
+    rest: TwilioRest | None = None
+
+    def rest_client(self) -> TwilioRest:
+        if self.rest is None:
+            self.rest = TwilioRest(self.settings.twilio_account_sid, self.settings.twilio_auth_token)
+        return self.rest
+
+    def forget_expired(self, now: float) -> None:
+        for sid in [sid for sid, expires in self.answered.items() if expires < now]:
+            del self.answered[sid]
+
+
+def calls_of(app: Any) -> TwilioCalls:
+    """The Twilio state of a FastAPI app (made on first use)."""
+    calls = getattr(app.state, "twilio_calls", None)
+    if calls is None:
+        calls = app.state.twilio_calls = TwilioCalls(app.state.hotline.settings)
+    return calls
+
+
+def mask(phone: str) -> str:
+    """A phone number fit for a log line: 138****8001."""
+    digits = phone.lstrip("+")
+    return digits[:3] + "****" + digits[-4:] if len(digits) >= 8 else "****"
+
+
+# -- webhooks -------------------------------------------------------------------------------------
+
+
+async def _signed_form(request: Request, path: str) -> dict[str, str]:
+    """The form Twilio posted, after its ``X-Twilio-Signature`` checked out; else an HTTP error."""
+    settings = calls_of(request.app).settings
+    if not settings.twilio_auth_token or not settings.public_url:
+        raise HTTPException(503, "Twilio is not configured: set TWILIO_AUTH_TOKEN and IVR_PUBLIC_URL")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise HTTPException(413, f"form over {MAX_FORM_BYTES} bytes")
+    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    url = settings.public_url.rstrip("/") + path + (f"?{request.url.query}" if request.url.query else "")
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not RequestValidator(settings.twilio_auth_token).validate(url, form, signature):
+        raise HTTPException(403, "X-Twilio-Signature does not match this request")
+    return form
+
+
+def stream_url(public_url: str) -> str:
+    """``wss://host/.../twilio/stream`` for ``https://host/...`` (``ws://`` for plain http)."""
+    scheme, rest = public_url.rstrip("/").split("://", 1)
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/twilio/stream"
+
+
+@router.post("/voice")
+async def voice_webhook(request: Request) -> Response:
+    """A call came in: connect its audio to our Media Streams WebSocket."""
+    form = await _signed_form(request, "/twilio/voice")
+    calls = calls_of(request.app)
+    call_sid, caller = form.get("CallSid", ""), form.get("From", "")
+    if not call_sid:
+        raise HTTPException(400, "expected CallSid in the form")
+    assert calls.settings.twilio_auth_token is not None and calls.settings.public_url is not None
+    if line_of(request.app).full:
+        busy = VoiceResponse()
+        busy.reject(reason="busy")
+        log.warning("twilio call rejected: the line is full", extra={"call_sid": call_sid})
+        return Response(str(busy), media_type="application/xml")
+    now = time.time()
+    calls.forget_expired(now)
+    token = tw.issue_token(calls.settings.twilio_auth_token, call_sid, caller, now)
+    calls.answered[call_sid] = now + tw.TOKEN_TTL_S
+    response, connect = VoiceResponse(), Connect()
+    stream = connect.stream(url=stream_url(calls.settings.public_url))
+    stream.parameter(name="token", value=token)
+    response.append(connect)
+    log.info("twilio call answered", extra={"call_sid": call_sid, "caller": mask(caller)})
+    return Response(str(response), media_type="application/xml")
+
+
+@router.post("/status")
+async def status_callback(request: Request) -> JSONResponse:
+    """Twilio's call status callback, recorded with the call (and a completed call is stopped)."""
+    form = await _signed_form(request, "/twilio/status")
+    calls = calls_of(request.app)
+    call_sid, status = form.get("CallSid", ""), form.get("CallStatus", "")
+    entry: dict[str, str] = {k: form[k] for k in _STATUS_FIELDS if k in form}
+    calls.statuses.setdefault(call_sid, deque(maxlen=_STATUS_KEEP)).append(entry)
+    live = calls.live.get(call_sid)
+    if live is not None and status in ("completed", "busy", "failed", "no-answer", "canceled"):
+        live.stop(f"twilio status {status}")
+    log.info("twilio status", extra={"call_sid": call_sid, "status": status})
+    return JSONResponse({"recorded": True})
+
+
+# -- the media stream -----------------------------------------------------------------------------
+
+
+class TwilioWire:
+    """``Wire`` over a Media Streams WebSocket (sends are serialised; a dead socket stops the call)."""
+
+    def __init__(self, ws: WebSocket, stream_sid: str, call_sid: str, calls: TwilioCalls) -> None:
+        self.ws, self.stream_sid, self.call_sid, self.calls = ws, stream_sid, call_sid, calls
+        self.call: LiveCall | None = None
+        self._lock = asyncio.Lock()
+        self._gone = False
+
+    async def _send(self, text: str) -> None:
+        if self._gone:
+            return
+        try:
+            async with self._lock:
+                await self.ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._gone = True
+            if self.call is not None:
+                self.call.stop("the media stream closed")
+
+    async def send_audio(self, frame: AudioFrame) -> None:
+        await self._send(tw.media_message(self.stream_sid, frame))
+
+    async def clear(self) -> None:
+        await self._send(tw.clear_message(self.stream_sid))
+
+    async def mark(self, name: str) -> None:
+        await self._send(tw.mark_message(self.stream_sid, name))
+
+    async def event(self, event: LiveEvent) -> None:
+        """Twilio has no screen: per-turn latency goes to the log, the rest is dropped."""
+        if event.kind == "latency":
+            log.info("turn latency", extra={"call_sid": self.call_sid, **event.data})
+
+    async def hangup(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.calls.rest_client().hang_up, self.call_sid)
+        except Exception as err:  # the caller still gets the stream closed below
+            log.warning("twilio hang-up failed: %s", err, extra={"call_sid": self.call_sid})
+
+
+@router.websocket("/stream")
+async def media_stream(ws: WebSocket) -> None:
+    await ws.accept()
+    calls = calls_of(ws.app)
+    try:
+        start = await _await_start(ws, calls)
+    except tw.WireError as err:
+        await _close(ws, POLICY, str(err))
+        return
+    except WebSocketDisconnect:
+        return
+    if start is None:
+        return
+    await _serve(ws, calls, start)
+
+
+async def _await_start(ws: WebSocket, calls: TwilioCalls) -> tuple[tw.Start, tw.StreamGrant] | None:
+    """``connected`` (optional) then ``start`` with a valid token for a call we answered."""
+    while True:
+        message = await _receive(ws)
+        if message is None:
+            return None
+        event = tw.parse(message)
+        if isinstance(event, tw.Connected):
+            continue
+        if not isinstance(event, tw.Start):
+            raise tw.WireError(f"expected start, got {type(event).__name__.lower()} before it")
+        token, auth = event.parameters.get("token", ""), calls.settings.twilio_auth_token
+        if not auth:
+            raise tw.WireError("expected Twilio to be configured (TWILIO_AUTH_TOKEN), got no token to check with")
+        grant = tw.check_token(auth, token)
+        if grant.call_sid != event.call_sid or calls.answered.pop(grant.call_sid, None) is None:
+            raise tw.WireError(f"expected a stream for a call this hotline answered, got call {event.call_sid[:40]!r}")
+        return event, grant
+
+
+async def _receive(ws: WebSocket) -> str | None:
+    """The next text message; ``None`` (socket closed with a code) for binary or oversized ones."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        await _close(ws, UNSUPPORTED, "expected text messages, got binary")
+        return None
+    if len(text) > tw.MAX_MESSAGE_CHARS:
+        await _close(ws, TOO_BIG, f"expected messages of at most {tw.MAX_MESSAGE_CHARS} characters")
+        return None
+    return str(text)
+
+
+async def _serve(ws: WebSocket, calls: TwilioCalls, started: tuple[tw.Start, tw.StreamGrant]) -> None:
+    start, grant = started
+    wire = TwilioWire(ws, start.stream_sid, start.call_sid, calls)
+    line = line_of(ws.app)
+    try:
+        call = await line.open(wire, caller=grant.caller or None, call_id=start.call_sid)
+    except IvrError as err:  # the line is full, or no recogniser can serve
+        log.warning("twilio call refused: %s", err, extra={"call_sid": start.call_sid})
+        await _close(ws, TRY_LATER, str(err))
+        return
+    wire.call = call
+    calls.live[start.call_sid] = call
+    LIVE_CALLS.labels("twilio").inc()
+    running = asyncio.get_running_loop().create_task(call.run(), name=f"call-{start.call_sid[-6:]}")
+    reader = asyncio.get_running_loop().create_task(_read(ws, call), name="twilio-reader")
+    try:
+        await asyncio.wait({running, reader}, return_when=asyncio.FIRST_COMPLETED)
+        call.stop("caller hung up" if reader.done() else "the hotline ended the call")
+        outcome = await running
+        log.info("twilio call ended", extra={"call_sid": start.call_sid, "outcome": outcome.type})
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        calls.live.pop(start.call_sid, None)
+        line.closed(call)
+        await _close(ws, 1000, "call ended")
+
+
+async def _read(ws: WebSocket, call: LiveCall) -> None:
+    """Inbound messages to the call until ``stop``, a disconnect or a malformed message."""
+    try:
+        while True:
+            text = await _receive(ws)
+            if text is None:
+                return
+            event = tw.parse(text)
+            if isinstance(event, tw.Media):
+                call.feed_audio(event.frame)
+            elif isinstance(event, tw.Dtmf):
+                call.feed_dtmf(event.digit)
+            elif isinstance(event, tw.Mark):
+                call.mark_played(event.name)
+            elif isinstance(event, tw.Stop):
+                return
+            elif isinstance(event, tw.Start):
+                raise tw.WireError("expected media, dtmf, mark or stop, got a second start")
+    except tw.WireError as err:
+        log.warning("twilio stream closed: %s", err)
+        await _close(ws, BAD_DATA, str(err))
+    except WebSocketDisconnect:
+        return
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await ws.close(code, reason[:120])
