@@ -44,7 +44,7 @@ from dialog.replies import (
     size_text,
     variant_text,
 )
-from dialog.state import ConfirmChange, Context, OfferTransfer, Part
+from dialog.state import CollectAddress, ConfirmChange, Context, OfferTransfer, Part
 
 Answer = Callable[[Intent, Order | None, Understanding, Context], Part]
 
@@ -305,11 +305,16 @@ def refund_status(intent: Intent, order: Order | None, u: Understanding, ctx: Co
     return Part(text, order.id, offer=offer, kb_ids=kb, skill=Skill.AFTERSALE)
 
 
+def kb_answer(intent: Intent, u: Understanding, ctx: Context) -> Part:
+    """A question no answer function covers (运费谁出, 价保…): the shop's own policy sentence, else a human."""
+    return _kb_part("", TOPIC.get(intent.name, Skill.GENERAL), ctx, None, u.normalized or u.text)
+
+
 def _kb_part(query: str, skill: Skill, ctx: Context, order_id: str | None = None, said: str = "") -> Part:
     """The policy sentence that answers the caller's words (``said``) on this topic (``query``)."""
     hits = ctx.shop.search_policies(f"{said} {query}".strip(), k=1)
     if not hits:
-        return Part(render("kb.none"), order_id, skill=skill)
+        return Part(render("kb.none"), order_id, offer=OfferTransfer(skill, "知识库没有答案"), skill=skill)
     return Part(render("kb.answer", answer=hits[0].answer), order_id, kb_ids=(hits[0].policy_id,), skill=skill)
 
 
@@ -375,6 +380,10 @@ def order_modify(intent: Intent, order: Order | None, u: Understanding, ctx: Con
         return change
     if change is not None:
         return Part("", order.id, offer=change, kb_ids=kb, skill=Skill.GENERAL)
+    if "地址" in (u.normalized or u.text):  # 「我想改个收货地址」: ask for it, then read it back
+        return Part(
+            render("modify.address_open", order=ref), order.id, CollectAddress(order.id), kb, skill=Skill.GENERAL
+        )
     return Part(render("modify.open", order=ref), order.id, kb_ids=kb, skill=Skill.GENERAL)
 
 
@@ -437,10 +446,10 @@ def change_words(pending: ConfirmChange, ctx: Context) -> tuple[str, str]:
 
 
 def change_question(pending: ConfirmChange, ctx: Context) -> str:
-    order = ctx.shop.order(pending.order_id)
-    ref = _ref(order, ctx) if order else pending.order_id
+    if [f for f, _ in pending.changes] == ["address"]:
+        return render("modify.confirm_address", new=pending.changes[0][1])
     what, new = change_words(pending, ctx)
-    return render("modify.confirm", order=ref, what=what, new=new)
+    return render("modify.confirm", what=what, new=new)
 
 
 ANSWERS: Mapping[str, Answer] = MappingProxyType(
