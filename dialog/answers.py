@@ -34,6 +34,7 @@ from dialog.catalogue import (
     promotion_inquiry,
     stock_text,
 )
+from dialog.deals import coupon_answer, named_products, together
 from dialog.replies import (
     date_text,
     duration_text,
@@ -452,6 +453,29 @@ def change_question(pending: ConfirmChange, ctx: Context) -> str:
     return render("modify.confirm", what=what, new=new)
 
 
+def bundle_or_together(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
+    """Two products named: their computed price together; else the bundle deal itself."""
+    products = named_products(u, ctx)
+    if len(products) >= 2:
+        return together(products, ctx)
+    return promotion_bundle(intent, order, u, ctx)
+
+
+def inquiry(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
+    """A coupon named → can it be used; two products → their price together; else what is on."""
+    if intent.slots.get("coupon") or "券" in (u.normalized or u.text):
+        return coupon_answer(intent, order, u, ctx)
+    products = named_products(u, ctx)
+    if len(products) >= 2:
+        return together(products, ctx)
+    return promotion_inquiry(intent, order, u, ctx)
+
+
+def service_hours(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
+    start, end = ctx.info.agent_hours
+    return Part(render("service.hours", start=start, end=end), skill=Skill.GENERAL)
+
+
 ANSWERS: Mapping[str, Answer] = MappingProxyType(
     {
         "logistics.track": logistics_track,
@@ -460,9 +484,10 @@ ANSWERS: Mapping[str, Answer] = MappingProxyType(
         "logistics.expedite": logistics_expedite,
         "inventory.stock": inventory_stock,
         "product.info": product_info,
-        "promotion.inquiry": promotion_inquiry,
+        "promotion.inquiry": inquiry,
         "promotion.not_applied": promotion_not_applied,
-        "promotion.bundle": promotion_bundle,
+        "promotion.bundle": bundle_or_together,
+        "service.hours": service_hours,
         "order.modify": order_modify,
         "order.cancel": order_cancel,
         "order.status": order_status,

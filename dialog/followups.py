@@ -11,12 +11,14 @@ import re
 from dataclasses import replace
 
 from core.types import Intent, Understanding
+from dialog.deals import named_products
 from dialog.state import CallState, Context
 
 PRODUCT_INTENTS = frozenset({"inventory.stock", "product.info", "promotion.inquiry", "promotion.bundle"})
 _VARIANT_SLOTS = ("color", "size")
 _LEAD = re.compile(r"^(?:嗯|哦|好|那|就是|是|新的?|收货|的)*(?:地址|改成|改为|改到|换成|送到|寄到|发到|是)*[:：，,\s]*")
 _TAIL = "。！？，,.!? 吧呢啊哈呀"
+_HOURS = re.compile(r"(几点|什么时候|时间|几时).{0,4}(上班|下班|营业|在线|有人)|(上班|下班|营业|服务)时间")
 _PLACE = re.compile(r"[省市区县镇乡村路街道巷弄号楼栋室幢苑园]")
 MIN_ADDRESS = 6
 
@@ -34,6 +36,28 @@ def carry(intents: tuple[Intent, ...], state: CallState, u: Understanding, ctx: 
             intent = Intent(intent.name, intent.confidence, {**intent.slots, "product": state.product})
         out.append(intent)
     return tuple(out)
+
+
+def reread(u: Understanding) -> Understanding:
+    """「你们人工客服几点上班」 asks when humans are there; it is not a request for one now."""
+    if not _HOURS.search(u.normalized or u.text):
+        return u
+    intents = tuple(Intent("service.hours", i.confidence, i.slots) if i.name == "human_agent" else i for i in u.intents)
+    return replace(u, intents=intents)
+
+
+def complained_about(state: CallState, u: Understanding, ctx: Context) -> CallState:
+    """A complaint about a product: the caller's orders holding it go to the agent with the call."""
+    if state.customer is None:
+        return state
+    named = {i.slots["product"] for i in u.intents if "product" in i.slots}
+    named |= {p.id for p in named_products(u, ctx)}
+    if state.product and not named:
+        named = {state.product}
+    for order in ctx.shop.orders_for_customer(state.customer.id):
+        if any(item.product_id in named for item in order.items):
+            state = state.touch(order.id)
+    return state
 
 
 def remember(state: CallState, intent: Intent) -> CallState:

@@ -60,7 +60,9 @@ ORDER_INTENTS = frozenset(
         "order.modify", "order.cancel", "order.status", "aftersale.refund_status",
     }
 )  # fmt: skip
-ORDER_OPTIONAL = frozenset({"aftersale.return", "aftersale.exchange", "aftersale.damage", "invoice"})
+ORDER_OPTIONAL = frozenset(
+    {"aftersale.return", "aftersale.exchange", "aftersale.damage", "invoice", "promotion.inquiry"}
+)
 _UNSHIPPED = (OrderStatus.UNPAID, OrderStatus.PAID)
 ADD_ON_ASKS = frozenset({"promotion.bundle", "promotion.inquiry"})  # 凑单 may be classified as either
 CONTROL = frozenset({"greeting", "goodbye", "affirm", "deny", "human_agent", "complaint", "other"})
@@ -96,6 +98,7 @@ def handle(state: CallState, u: Understanding, ctx: Context) -> tuple[CallState,
         raise ProtocolError("expected a live call, got a caller turn after the call ended")
     if isinstance(state.pending, Applying):
         raise ProtocolError("expected changed() for the ChangeOrder in flight, got a caller turn")
+    u = followups.reread(u)
     state = replace(state.say("caller", u.text, ctx.elapsed), turns=(*state.turns, Turn(u.text, u.intents, u.emotion)))
     pending, state = state.pending, replace(state, pending=None)
     intents = followups.carry(_needs(u, pending), state, u, ctx)
@@ -127,6 +130,8 @@ def _respond(
     state, answered, ask = _answer(state, intents, u, ctx)
     parts += answered
     code = code or (policy.OFFER if offered else policy.rule(state, u))
+    if code == policy.COMPLAINT:
+        state = followups.complained_about(state, u, ctx)
     if code is not None:
         topics = tuple(TOPIC[i.name] for i in intents if i.name in TOPIC)
         return _handover(state, policy.decide(code, state, topics, offered), parts, u, ctx)
