@@ -199,12 +199,12 @@ def _settle(
 ) -> Settled | None:
     """Resolve what the bot asked last turn; None when the turn neither answers it nor asks anything."""
     rest = tuple(i for i in intents if i.name not in ("affirm", "deny"))
+    if isinstance(pending, _CLOSED) and _answer_is(intents, "deny") and not rest:
+        return state, [Part(render("pending.dropped"))], (), None, None  # 「算了不用了」
     if isinstance(pending, Verify):
         return _verified(pending, state, u, rest, ctx)
     if isinstance(pending, CollectAddress) and not rest:
         return _address_given(pending, state, u, ctx)
-    if isinstance(pending, _CLOSED) and _answer_is(intents, "deny") and not rest:
-        return state, [Part(render("pending.dropped"))], (), None, None  # 「算了不用了」
     if isinstance(pending, OfferDetails) and _answer_is(intents, "affirm"):
         return state, [Part(pending.text, kb_ids=pending.kb_ids)], rest, None, None
     if isinstance(pending, ConfirmChange | OfferTransfer) and _answer_is(intents, "deny"):
