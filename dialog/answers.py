@@ -13,9 +13,7 @@ from types import MappingProxyType
 
 from core.money import yuan_text
 from core.shop import (
-    AddOnSuggestion,
     ExpediteOption,
-    IneligiblePromotion,
     LogisticsStatus,
     Order,
     OrderItem,
@@ -30,11 +28,9 @@ from dialog.catalogue import (
     out_text,
     product_info,
     product_of,
-    promotion_bundle,
-    promotion_inquiry,
     stock_text,
 )
-from dialog.deals import coupon_answer, named_products, together
+from dialog.deals import bundle_or_together, inquiry, promotion_not_applied, service_hours
 from dialog.replies import (
     date_text,
     duration_text,
@@ -45,7 +41,7 @@ from dialog.replies import (
     size_text,
     variant_text,
 )
-from dialog.state import CollectAddress, ConfirmChange, Context, OfferTransfer, Part
+from dialog.state import CollectAddress, CollectVariant, ConfirmChange, Context, OfferTransfer, Part
 
 Answer = Callable[[Intent, Order | None, Understanding, Context], Part]
 
@@ -176,69 +172,6 @@ def logistics_carrier(intent: Intent, order: Order | None, u: Understanding, ctx
     policy = hits[0].answer if hits else ""
     text = render("logistics.not_shipped_carrier", order=_ref(order, ctx), policy=policy)
     return Part(text, order.id, kb_ids=tuple(h.policy_id for h in hits), skill=Skill.LOGISTICS)
-
-
-# --- promotions --------------------------------------------------------------------------------
-
-
-def promotion_not_applied(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    """Money owed back (补差) first; else why a promotion did not apply and the cheapest 凑单."""
-    assert order is not None
-    audit = ctx.shop.audit_promotions(order.id)
-    if audit is None:
-        return Part(render("order.not_found", order_id=order.id))
-    ref = _ref(order, ctx)
-    if audit.owed_back_fen > 0:
-        amount = yuan_text(audit.owed_back_fen)
-        titles = join_list(m.title for m in audit.missed)
-        text = render("promo.owed", order=ref, titles=titles, amount=amount) + render("promo.owed_how", amount=amount)
-        note = f"{order.id}应享{titles}未减，已登记补差{amount}"
-        return Part(text, order.id, kb_ids=_kb_ids(ctx, "优惠补差"), note=note, skill=Skill.PROMOTION)
-    add_ons = ctx.shop.add_on_suggestions(order.id, ctx.now) if order.status in _OPEN else ()
-    add_on = add_ons[0] if add_ons else None
-    why = _main_ineligible(audit.ineligible, add_on, ctx)
-    if why is not None:
-        text = render("promo.ineligible", order=ref, title=why.title, reason=_sentence(why.reason))
-    elif add_on is not None:
-        text = render("promo.short", order=ref, paid=yuan_text(audit.paid_fen), title=add_on.promotion_title,
-                      short=yuan_text(add_on.short_by_fen))  # fmt: skip
-    else:
-        text = render("promo.ok", order=ref, paid=yuan_text(audit.paid_fen))
-    if add_on is not None:
-        text += _add_on_text(add_on)
-    elif audit.applied and why is not None:
-        saved = yuan_text(sum(line.amount_fen for line in audit.applied))
-        text += render("promo.applied", titles=join_list(line.title for line in audit.applied), amount=saved)
-    return Part(text, order.id, skill=Skill.PROMOTION)
-
-
-_KIND_ORDER = ("threshold_discount", "quantity_percent", "bundle", "channel_price")
-
-
-def _main_ineligible(
-    ineligible: Sequence[IneligiblePromotion], add_on: AddOnSuggestion | None, ctx: Context
-) -> IneligiblePromotion | None:
-    """The exclusion a caller asking about 满减 means: the add-on's promotion, else by kind."""
-    if not ineligible:
-        return None
-    if add_on is not None:
-        for item in ineligible:
-            if item.promotion_id == add_on.promotion_id:
-                return item
-    kinds = {p.id: p.kind for p in ctx.shop.promotions()}
-    rank = {k: i for i, k in enumerate(_KIND_ORDER)}
-    return min(ineligible, key=lambda i: rank.get(kinds.get(i.promotion_id, ""), len(rank)))
-
-
-def _add_on_text(s: AddOnSuggestion) -> str:
-    if s.net_extra_fen < 0:
-        net = f"反而少花{yuan_text(-s.net_extra_fen)}"
-    elif s.net_extra_fen == 0:
-        net = "一分钱不多花"
-    else:
-        net = f"只多花{yuan_text(s.net_extra_fen)}"
-    price, saving = yuan_text(s.price_fen), yuan_text(s.saving_fen)
-    return render("promo.add_on", product=s.product_name, price=price, saving=saving, net=net)
 
 
 def _kb_ids(ctx: Context, query: str) -> tuple[str, ...]:
@@ -381,11 +314,18 @@ def order_modify(intent: Intent, order: Order | None, u: Understanding, ctx: Con
         return change
     if change is not None:
         return Part("", order.id, offer=change, kb_ids=kb, skill=Skill.GENERAL)
-    if "地址" in (u.normalized or u.text):  # 「我想改个收货地址」: ask for it, then read it back
-        return Part(
-            render("modify.address_open", order=ref), order.id, CollectAddress(order.id), kb, skill=Skill.GENERAL
-        )
+    said = u.normalized or u.text
+    if "地址" in said:  # 「我想改个收货地址」: ask for it, then read it back
+        text = render("modify.address_open", order=ref)
+        return Part(text, order.id, CollectAddress(order.id), kb, skill=Skill.GENERAL)
+    field = next((f for f, words in _VARIANT_WORDS.items() if any(w in said for w in words)), None)
+    if field is not None:  # 「我想换个颜色」: which one?
+        text = render("modify.variant_open", order=ref)
+        return Part(text, order.id, CollectVariant(order.id, field), kb, skill=Skill.GENERAL)
     return Part(render("modify.open", order=ref), order.id, kb_ids=kb, skill=Skill.GENERAL)
+
+
+_VARIANT_WORDS = {"color": ("颜色", "色"), "size": ("尺码", "码", "大小", "号")}
 
 
 def requested_change(intent: Intent, order: Order, u: Understanding, ctx: Context) -> ConfirmChange | Part | None:
@@ -442,7 +382,7 @@ def change_words(pending: ConfirmChange, ctx: Context) -> tuple[str, str]:
     what = "和".join(labels[f] for f, _ in pending.changes)
     new = "、".join(size_text(v) or v if f == "size" else v for f, v in pending.changes)
     product = ctx.shop.product(pending.product_id) if pending.product_id else None
-    owner = f"{short_name(ctx.shop, product.id, product.name)}的" if product else ""
+    owner = render("ref.item_of", product=short_name(ctx.shop, product.id, product.name)) if product else ""
     return owner + what, new
 
 
@@ -451,29 +391,6 @@ def change_question(pending: ConfirmChange, ctx: Context) -> str:
         return render("modify.confirm_address", new=pending.changes[0][1])
     what, new = change_words(pending, ctx)
     return render("modify.confirm", what=what, new=new)
-
-
-def bundle_or_together(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    """Two products named: their computed price together; else the bundle deal itself."""
-    products = named_products(u, ctx)
-    if len(products) >= 2:
-        return together(products, ctx)
-    return promotion_bundle(intent, order, u, ctx)
-
-
-def inquiry(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    """A coupon named → can it be used; two products → their price together; else what is on."""
-    if intent.slots.get("coupon") or "券" in (u.normalized or u.text):
-        return coupon_answer(intent, order, u, ctx)
-    products = named_products(u, ctx)
-    if len(products) >= 2:
-        return together(products, ctx)
-    return promotion_inquiry(intent, order, u, ctx)
-
-
-def service_hours(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    start, end = ctx.info.agent_hours
-    return Part(render("service.hours", start=start, end=end), skill=Skill.GENERAL)
 
 
 ANSWERS: Mapping[str, Answer] = MappingProxyType(

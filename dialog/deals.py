@@ -1,4 +1,5 @@
-"""Computed deals: what products bought together cost, what to add to reach a 满减, which coupon fits.
+"""Computed deals: why an order's promotion did not apply (补差, 凑单), what products bought together
+cost, what to add to reach a 满减, which coupon fits.
 
 Every figure is the shop's promotion engine's (``ShopPort.quote``), never worked out here: the
 price before and after, the add-on that reaches a threshold (the cheapest product whose addition
@@ -11,14 +12,100 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.money import yuan_text
-from core.shop import Coupon, Order, OrderStatus, Product, Quote
+from core.shop import AddOnSuggestion, Coupon, IneligiblePromotion, Order, OrderStatus, Product, Quote
 from core.types import Intent, Skill, Understanding
+from dialog.catalogue import promotion_bundle, promotion_inquiry
 from dialog.replies import join_list, order_ref, render, short_name
 from dialog.state import Context, Part
 from dialog.vocabulary import Vocabulary, spoken_form
 
+_UNSHIPPED = (OrderStatus.UNPAID, OrderStatus.PAID)
 REGULAR = "regular"  # priced as a plain purchase: no channel-only price, no channel-only coupon
 _ANY_CHANNEL = ("any", "", "all")
+
+
+def promotion_not_applied(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
+    """Money owed back (补差) first; else why a promotion did not apply and the cheapest 凑单."""
+    assert order is not None
+    audit = ctx.shop.audit_promotions(order.id)
+    if audit is None:
+        return Part(render("order.not_found", order_id=order.id))
+    ref = order_ref(ctx.shop, order, ctx.today, ctx.tz)
+    if audit.owed_back_fen > 0:
+        amount = yuan_text(audit.owed_back_fen)
+        titles = join_list(m.title for m in audit.missed)
+        text = render("promo.owed", order=ref, titles=titles, amount=amount) + render("promo.owed_how", amount=amount)
+        note = f"{order.id}应享{titles}未减，已登记补差{amount}"
+        kb = tuple(h.policy_id for h in ctx.shop.search_policies("优惠补差", k=1))
+        return Part(text, order.id, kb_ids=kb, note=note, skill=Skill.PROMOTION)
+    add_ons = ctx.shop.add_on_suggestions(order.id, ctx.now) if order.status in _UNSHIPPED else ()
+    add_on = add_ons[0] if add_ons else None
+    why = _main_ineligible(audit.ineligible, add_on, ctx)
+    if why is not None:
+        text = render("promo.ineligible", order=ref, title=why.title, reason=why.reason.strip().rstrip("。."))
+    elif add_on is not None:
+        text = render("promo.short", order=ref, paid=yuan_text(audit.paid_fen), title=add_on.promotion_title,
+                      short=yuan_text(add_on.short_by_fen))  # fmt: skip
+    else:
+        text = render("promo.ok", order=ref, paid=yuan_text(audit.paid_fen))
+    if add_on is not None:
+        text += _add_on_text(add_on)
+    elif audit.applied and why is not None:
+        saved = yuan_text(sum(line.amount_fen for line in audit.applied))
+        text += render("promo.applied", titles=join_list(line.title for line in audit.applied), amount=saved)
+    return Part(text, order.id, skill=Skill.PROMOTION)
+
+
+_KIND_ORDER = ("threshold_discount", "quantity_percent", "bundle", "channel_price")
+
+
+def _main_ineligible(
+    ineligible: Sequence[IneligiblePromotion], add_on: AddOnSuggestion | None, ctx: Context
+) -> IneligiblePromotion | None:
+    """The exclusion a caller asking about 满减 means: the add-on's promotion, else by kind."""
+    if not ineligible:
+        return None
+    if add_on is not None:
+        for item in ineligible:
+            if item.promotion_id == add_on.promotion_id:
+                return item
+    kinds = {p.id: p.kind for p in ctx.shop.promotions()}
+    rank = {k: i for i, k in enumerate(_KIND_ORDER)}
+    return min(ineligible, key=lambda i: rank.get(kinds.get(i.promotion_id, ""), len(rank)))
+
+
+def _add_on_text(s: AddOnSuggestion) -> str:
+    if s.net_extra_fen < 0:
+        net = render("net.less", amount=yuan_text(-s.net_extra_fen))
+    elif s.net_extra_fen == 0:
+        net = render("net.same")
+    else:
+        net = render("net.more", amount=yuan_text(s.net_extra_fen))
+    price, saving = yuan_text(s.price_fen), yuan_text(s.saving_fen)
+    return render("promo.add_on", product=s.product_name, price=price, saving=saving, net=net)
+
+
+def bundle_or_together(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
+    """Two products named: their computed price together; else the bundle deal itself."""
+    products = named_products(u, ctx)
+    if len(products) >= 2:
+        return together(products, ctx)
+    return promotion_bundle(intent, order, u, ctx)
+
+
+def inquiry(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
+    """A coupon named → can it be used; two products → their price together; else what is on."""
+    if intent.slots.get("coupon") or "券" in (u.normalized or u.text):
+        return coupon_answer(intent, order, u, ctx)
+    products = named_products(u, ctx)
+    if len(products) >= 2:
+        return together(products, ctx)
+    return promotion_inquiry(intent, order, u, ctx)
+
+
+def service_hours(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
+    start, end = ctx.info.agent_hours
+    return Part(render("service.hours", start=start, end=end), skill=Skill.GENERAL)
 
 
 def named_products(u: Understanding, ctx: Context) -> list[Product]:

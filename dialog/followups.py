@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from core.shop import OrderStatus
 from core.types import Intent, Understanding
 from dialog.deals import named_products
 from dialog.state import CallState, Context
 
+_ADD_ON_ASKS = frozenset({"promotion.bundle", "promotion.inquiry"})  # 凑单 may be classified as either
+_UNSHIPPED = (OrderStatus.UNPAID, OrderStatus.PAID)
 PRODUCT_INTENTS = frozenset({"inventory.stock", "product.info", "promotion.inquiry", "promotion.bundle"})
 _VARIANT_SLOTS = ("color", "size")
 _LEAD = re.compile(r"^(?:嗯|哦|好|那|就是|是|新的?|收货|的)*(?:地址|改成|改为|改到|换成|送到|寄到|发到|是)*[:：，,\s]*")
@@ -73,3 +76,16 @@ def address_from(u: Understanding) -> str | None:
     if len(text) < MIN_ADDRESS or not _PLACE.search(text):
         return None
     return text
+
+
+def retarget(intent: Intent, state: CallState, ctx: Context) -> Intent:
+    """「怎么凑单」 from a caller with an unshipped order is about that order's unmet threshold."""
+    if intent.name not in _ADD_ON_ASKS or intent.slots.get("promotion") != "凑单" or state.customer is None:
+        return intent
+    open_orders = [o for o in ctx.shop.orders_for_customer(state.customer.id) if o.status in _UNSHIPPED]
+    if not open_orders:
+        return intent
+    slots = dict(intent.slots)
+    if len(open_orders) == 1 and "order_id" not in slots:
+        slots["order_id"] = open_orders[0].id  # only an unshipped order can still be topped up
+    return Intent("promotion.not_applied", intent.confidence, slots)

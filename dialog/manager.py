@@ -7,8 +7,8 @@ transfers (``dialog.policy``) when a human should take over. All shop access goe
 ``ctx.shop`` and only reads: a confirmed change is returned as a ``ChangeOrder`` action, which the
 session carries out through ``ShopPort.change_order`` and reports back with
 ``changed(state, records, error, ctx)``. An order is told about or changed only for its owner or a
-caller who passed verification (``dialog.access``). ``contact(state, ctx)`` is the record of the
-call for ``ShopPort.record_contact``.
+caller who passed verification (``dialog.access``). ``policy.contact(state, ctx)`` is the record of
+the call for ``ShopPort.record_contact``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from core.errors import ProtocolError
-from core.shop import ChangeRecord, Contact, Customer, Order, OrderStatus
+from core.shop import ChangeRecord, Customer, Order
 from core.types import (
     Ask,
     ChangeOrder,
@@ -34,13 +34,14 @@ from core.types import (
 from dialog import access, followups, policy
 from dialog.answers import ANSWERS, TOPIC, change_words, kb_answer
 from dialog.orders import Ambiguous, Missing, choice_phrases, pick_order, resolve_choice
-from dialog.replies import DESKS, caller_name, join_list, render
+from dialog.replies import DESKS, caller_name, render
 from dialog.speak import compose, empathy, first_question, join_parts, question_text
 from dialog.state import (
     Applying,
     CallState,
     ChooseOrder,
     CollectAddress,
+    CollectVariant,
     ConfirmChange,
     Context,
     NeedOrderId,
@@ -63,8 +64,6 @@ ORDER_INTENTS = frozenset(
 ORDER_OPTIONAL = frozenset(
     {"aftersale.return", "aftersale.exchange", "aftersale.damage", "invoice", "promotion.inquiry"}
 )
-_UNSHIPPED = (OrderStatus.UNPAID, OrderStatus.PAID)
-ADD_ON_ASKS = frozenset({"promotion.bundle", "promotion.inquiry"})  # 凑单 may be classified as either
 CONTROL = frozenset({"greeting", "goodbye", "affirm", "deny", "human_agent", "complaint", "other"})
 MIN_CONFIDENCE = 0.3  # the main need of a turn
 MIN_SECONDARY = 0.7  # every further need: below this the classifier is mostly echoing the main one
@@ -191,7 +190,7 @@ def _not_understood(state: CallState, u: Understanding, ctx: Context) -> tuple[C
 # --- pending questions -------------------------------------------------------------------------
 
 Settled = tuple[CallState, list[Part], tuple[Intent, ...], Skill | None, str | None]
-_CLOSED = ChooseOrder | NeedOrderId | CollectAddress | Verify | OfferDetails
+_CLOSED = ChooseOrder | NeedOrderId | CollectAddress | CollectVariant | Verify | OfferDetails
 
 
 def _settle(
@@ -203,8 +202,10 @@ def _settle(
         return state, [Part(render("pending.dropped"))], (), None, None  # 「算了不用了」
     if isinstance(pending, Verify):
         return _verified(pending, state, u, rest, ctx)
-    if isinstance(pending, CollectAddress) and not rest:
+    if isinstance(pending, CollectAddress) and followups.address_from(u) is not None:
         return _address_given(pending, state, u, ctx)
+    if isinstance(pending, CollectVariant):
+        return _variant_given(pending, state, u, rest, ctx)
     if isinstance(pending, OfferDetails) and _answer_is(intents, "affirm"):
         return state, [Part(pending.text, kb_ids=pending.kb_ids)], rest, None, None
     if isinstance(pending, ConfirmChange | OfferTransfer) and _answer_is(intents, "deny"):
@@ -271,6 +272,19 @@ def _address_given(pending: CollectAddress, state: CallState, u: Understanding, 
     return state, [Part("", pending.order_id, offer=confirm)], (), None, None
 
 
+def _variant_given(
+    pending: CollectVariant, state: CallState, u: Understanding, rest: tuple[Intent, ...], ctx: Context
+) -> Settled | None:
+    """「黑色的」 after 「想换成什么颜色？」: the change, checked against the catalogue and confirmed."""
+    slots = {k: v for i in u.intents for k, v in i.slots.items() if k in ("color", "size", "product")}
+    order = ctx.shop.order(pending.order_id)
+    if order is None or not ({"color", "size"} & set(slots)):
+        return (state, [], rest, None, None) if rest else None
+    wanted = Intent("order.modify", 0.9, {**slots, "order_id": order.id})
+    state, parts = _answer_with(state, (wanted,), order, u, ctx)
+    return state, parts, (), None, None
+
+
 def _confirmed(
     state: CallState, pending: ConfirmChange, intents: tuple[Intent, ...], u: Understanding, ctx: Context
 ) -> tuple[CallState, Actions]:
@@ -318,7 +332,7 @@ def _answer(
     unclear: list[Intent] = []
     ask: Pending | None = None
     for asked in intents:
-        intent = _retarget(asked, state, ctx)
+        intent = followups.retarget(asked, state, ctx)
         if intent.name in CONTROL:
             continue
         if intent.name not in ANSWERS:
@@ -347,19 +361,6 @@ def _verify_ask(ask: Pending | None, order: Order, intent: Intent) -> Pending:
     if isinstance(ask, Verify) and ask.order_id == order.id:
         return replace(ask, intents=(*ask.intents, intent))
     return Verify(order.id, (intent,))
-
-
-def _retarget(intent: Intent, state: CallState, ctx: Context) -> Intent:
-    """「怎么凑单」 from a caller with an unshipped order is about that order's unmet threshold."""
-    if intent.name not in ADD_ON_ASKS or intent.slots.get("promotion") != "凑单" or state.customer is None:
-        return intent
-    open_orders = [o for o in ctx.shop.orders_for_customer(state.customer.id) if o.status in _UNSHIPPED]
-    if not open_orders:
-        return intent
-    slots = dict(intent.slots)
-    if len(open_orders) == 1 and "order_id" not in slots:
-        slots["order_id"] = open_orders[0].id  # only an unshipped order can still be topped up
-    return Intent("promotion.not_applied", intent.confidence, slots)
 
 
 def _unclear(
@@ -481,20 +482,3 @@ def no_agent(state: CallState, transfer: Transfer, ctx: Context) -> tuple[CallSt
     lines = state.transcript[:-1] if state.transcript and state.transcript[-1].speaker == "bot" else state.transcript
     state = replace(state, transcript=lines, transfer=None, callback=req)
     return state.say("bot", busy, ctx.elapsed), (Say(busy),)
-
-
-def contact(state: CallState, ctx: Context) -> Contact | None:
-    """What this call was about, for the customer's history (None for an unknown caller)."""
-    if state.customer is None:
-        return None
-    asked = list(dict.fromkeys(policy.INTENT_WORDS[i.name] for i in state.intents if i.name in policy.INTENT_WORDS))
-    parts = ["来电" + join_list(asked) if asked else "来电未说明诉求"]
-    parts += list(state.notes)
-    if state.transfer is not None:
-        parts.append(f"已转{DESKS[state.transfer.skill.value]}")
-    elif state.callback is not None:
-        parts.append(f"已登记{DESKS[state.callback.skill.value]}回电")
-    complaint = any(i.name == "complaint" for i in state.intents) or (
-        state.transfer is not None and state.transfer.skill is Skill.COMPLAINT
-    )
-    return Contact(ctx.now, "phone", "，".join(parts), complaint)

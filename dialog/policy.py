@@ -33,10 +33,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import time
 
-from core.shop import Customer
+from core.shop import Contact, Customer
 from core.types import EmotionLabel, Handoff, Skill, TransferRequest, Understanding
 from dialog.emotion import escalating, trend
-from dialog.replies import DESKS, render
+from dialog.replies import DESKS, join_list, render
 from dialog.state import CallState, Context
 
 VIP_LEVELS = ("gold", "platinum")
@@ -227,3 +227,20 @@ def _kb_suggestions(state: CallState, ctx: Context) -> tuple[str, ...]:
     if last:
         ids += [h.policy_id for h in ctx.shop.search_policies(last, k=2)]
     return tuple(dict.fromkeys(ids))[:4]
+
+
+def contact(state: CallState, ctx: Context) -> Contact | None:
+    """What this call was about, for the customer's history (None for an unknown caller)."""
+    if state.customer is None:
+        return None
+    asked = list(dict.fromkeys(INTENT_WORDS[i.name] for i in state.intents if i.name in INTENT_WORDS))
+    parts = ["来电" + join_list(asked) if asked else "来电未说明诉求"]
+    parts += list(state.notes)
+    if state.transfer is not None:
+        parts.append(f"已转{DESKS[state.transfer.skill.value]}")
+    elif state.callback is not None:
+        parts.append(f"已登记{DESKS[state.callback.skill.value]}回电")
+    complaint = any(i.name == "complaint" for i in state.intents) or (
+        state.transfer is not None and state.transfer.skill is Skill.COMPLAINT
+    )
+    return Contact(ctx.now, "phone", "，".join(parts), complaint)

@@ -24,6 +24,8 @@ TEMPLATES_PATH = Path(__file__).parent / "data" / "replies.json"
 _F = frozenset
 FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
+        "ref.order": _F({"when", "what"}),
+        "ref.item_of": _F({"product"}),
         "greet.known": _F({"name", "shop", "history"}),
         "greet.unknown": _F({"shop"}),
         "greet.history": _F({"summary"}),
@@ -33,6 +35,9 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "reprompt": _F(),
         "reprompt.short": _F(),
         "ask.address": _F(),
+        "ask.color": _F(),
+        "ask.size": _F(),
+        "modify.variant_open": _F({"order"}),
         "repeat": _F({"first"}),
         "pending.dropped": _F(),
         "offer.details": _F(),
@@ -88,6 +93,9 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "promo.short": _F({"order", "paid", "title", "short"}),
         "promo.add_on": _F({"product", "price", "saving", "net"}),
         "promo.ok": _F({"order", "paid"}),
+        "net.less": _F({"amount"}),
+        "net.same": _F(),
+        "net.more": _F({"amount"}),
         "promo.applied": _F({"titles", "amount"}),
         "modify.open": _F({"order"}),
         "modify.shipped": _F({"order"}),
@@ -254,4 +262,4 @@ def order_ref(shop: ShopPort, order: Order, today: date, tz: tzinfo) -> str:
         if name not in names:
             names.append(name)
     what = join_list(names[:2]) + ("等" if len(names) > 2 else "")
-    return f"{date_text(order.created_at.astimezone(tz).date(), today)}买{what}的那单"
+    return render("ref.order", when=date_text(order.created_at.astimezone(tz).date(), today), what=what)

@@ -19,6 +19,7 @@ from dialog.replies import DESKS, order_ref, render
 from dialog.state import (
     ChooseOrder,
     CollectAddress,
+    CollectVariant,
     ConfirmChange,
     Context,
     NeedOrderId,
@@ -97,7 +98,16 @@ def join_parts(parts: list[Part], ctx: Context) -> str:
     return text
 
 
-_QUESTION_ORDER = (Verify, ConfirmChange, CollectAddress, NeedOrderId, ChooseOrder, OfferTransfer, OfferDetails)
+_QUESTION_ORDER = (
+    Verify,
+    ConfirmChange,
+    CollectAddress,
+    CollectVariant,
+    NeedOrderId,
+    ChooseOrder,
+    OfferTransfer,
+    OfferDetails,
+)
 
 
 def first_question(parts: list[Part]) -> Pending | None:
@@ -120,6 +130,8 @@ def question_text(pending: Pending, ctx: Context) -> str:
         return render("verify.ask")
     if isinstance(pending, CollectAddress):
         return render("ask.address")
+    if isinstance(pending, CollectVariant):
+        return render("ask.color" if pending.field == "color" else "ask.size")
     if isinstance(pending, OfferDetails):
         return render("offer.details")
     if isinstance(pending, OfferTransfer):

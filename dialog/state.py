@@ -96,6 +96,14 @@ class CollectAddress:
 
 
 @dataclass(frozen=True, slots=True)
+class CollectVariant:
+    """Asked which colour or size (``field``) an item of ``order_id`` should become."""
+
+    order_id: str
+    field: str  # color | size
+
+
+@dataclass(frozen=True, slots=True)
 class OfferDetails:
     """Offered the details of a policy (「要我把退款规则也说一下吗？」); an affirm reads ``text``."""
 
@@ -113,7 +121,17 @@ class Applying:
     u: Understanding
 
 
-Pending = ConfirmChange | ChooseOrder | NeedOrderId | OfferTransfer | Verify | CollectAddress | OfferDetails | Applying
+Pending = (
+    ConfirmChange
+    | ChooseOrder
+    | NeedOrderId
+    | OfferTransfer
+    | Verify
+    | CollectAddress
+    | CollectVariant
+    | OfferDetails
+    | Applying
+)
 
 
 @dataclass(frozen=True, slots=True)

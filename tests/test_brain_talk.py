@@ -234,3 +234,28 @@ def test_when_do_agents_start_is_answered_from_the_shops_hours(name: str, tmp_pa
     result = Call(shop, None).say(U("你们人工客服几点上班", ("human_agent", {})))
     assert start in result.reply and end in result.reply
     assert not any(isinstance(a, Transfer) for a in result.actions) and not result.ended
+
+
+@pytest.mark.parametrize("name", SHOPS)
+def test_a_colour_is_asked_for_confirmed_and_changed(name: str, tmp_path: Path) -> None:
+    shop = shop_for(name, tmp_path)
+    choices = [
+        (order, item, v)
+        for order in all_orders(shop, name)
+        if order.status is OrderStatus.PAID
+        for item in order.items
+        for v in shop.product(item.product_id).variants  # type: ignore[union-attr]
+        if v.size == item.size and v.color != item.color and v.stock >= item.qty
+    ]
+    order, item, variant = choices[0]
+    owner = shop.customer(order.customer_id)
+    assert owner is not None
+    call = Call(shop, owner.phone)
+    asked = call.say(U("我想换个颜色", ("order.modify", {"order_id": order.id, "product": item.product_id})))
+    assert "什么颜色" in asked.reply
+    confirm = call.say(U(f"{variant.color}的", ("other", {"color": variant.color, "product": item.product_id})))
+    assert f"改成{variant.color}吗" in confirm.reply and shop.change_log(order.id) == []
+    call.say(U("可以", ("affirm", {})))
+    changed = shop.order(order.id)
+    assert changed is not None and variant.sku in {i.sku for i in changed.items}
+    assert [c.requested_by for c in shop.change_log(order.id)] == ["owner-caller-id"]

@@ -17,7 +17,7 @@ from paths import REFERENCE_SHOP
 from core.errors import ProtocolError
 from core.shop import ShopPort
 from core.types import Ask, ChangeOrder, Emotion, EmotionLabel, Intent, Say, Skill, Transfer, Understanding
-from dialog import manager
+from dialog import manager, policy
 from dialog.state import CallState, ChooseOrder, ConfirmChange, Context
 from shop.importer import Snapshot, load_snapshot
 from shop.store import SqliteShop, import_snapshot
@@ -255,7 +255,7 @@ def test_goodbye_hangs_up_and_the_contact_is_recorded(shop: SqliteShop) -> None:
     # DD20261105008: 79元 refund 退款审核中, expected 2026-11-21 (明天); warehouse received 11-18
     assert "79元" in said[1].text and "退款审核中" in said[1].text and "明天" in said[1].text
     assert state.ended and said[-1].text.endswith("再见。")
-    contact = manager.contact(state, ctx(shop))
+    contact = policy.contact(state, ctx(shop))
     assert contact is not None and "查退款" in contact.summary and not contact.complaint
 
 

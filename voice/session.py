@@ -36,7 +36,7 @@ from core.types import (
     Understanding,
     Utterance,
 )
-from dialog import manager
+from dialog import manager, policy
 from dialog.state import CallState, Context
 from routing.agents import Assignment, choose_agent
 
@@ -242,7 +242,7 @@ class CallSession:
         state = self.state
         ctx = self._ctx()
         if state.turns:
-            record = manager.contact(state, ctx)
+            record = policy.contact(state, ctx)
             if record is not None and state.customer is not None:
                 self.shop.record_contact(state.customer.id, record)
         self._outcome = self._outcome_of(state)
