@@ -49,7 +49,6 @@ def verify(order: Order, u: Understanding, ctx: Context) -> str | None:
     return None
 
 
-def looks_like_an_answer(u: Understanding) -> bool:
-    """Digits or a short phrase: an attempt at the verification question, not a new request."""
-    text = (u.normalized or u.text).strip()
-    return bool(_DIGITS.search(text)) or len(text) <= 8
+def looks_like_an_answer(u: Understanding, asks_something: bool) -> bool:
+    """Digits, or words that ask for nothing: an attempt at the verification question."""
+    return bool(_DIGITS.search(u.normalized or u.text)) or not asks_something

@@ -254,7 +254,7 @@ def _verified(pending: Verify, state: CallState, u: Understanding, rest: tuple[I
         state = replace(state, verified=(*state.verified, (order.customer_id, how)), verify_failures=0)
         state, parts = _answer_with(state, pending.intents, order, u, ctx)
         return state, [Part(render("verify.ok")), *parts], (), None, None
-    if rest and not access.looks_like_an_answer(u):
+    if not access.looks_like_an_answer(u, bool(rest)):
         return state, [], rest, None, None  # a new request instead of an answer: the order stays closed
     state = replace(state, verify_failures=state.verify_failures + 1)
     if state.verify_failures >= access.MAX_FAILURES:

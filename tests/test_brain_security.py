@@ -127,3 +127,14 @@ def test_with_every_agent_busy_no_transfer_is_claimed(name: str, tmp_path: Path)
     assert not any(isinstance(a, Transfer) for a in result.actions)
     outcome = call.session.end()
     assert outcome.type == "callback" and outcome.agent is None
+
+
+@pytest.mark.parametrize("name", SHOPS)
+def test_a_new_question_instead_of_the_answer_is_no_failed_try(name: str, tmp_path: Path) -> None:
+    shop = shop_for(name, tmp_path)
+    order = open_order(shop, name)
+    call = Call(shop, None)
+    call.say(ask_about(order.id))
+    other = call.say(U("现在有什么活动", ("promotion.inquiry", {})))
+    assert "对不上" not in other.reply and call.session.state.verify_failures == 0
+    assert not any(secret in other.reply for secret in secrets(shop, order))
