@@ -9,6 +9,7 @@ validated once; a template with an unknown key or field fails with ``ConfigError
 from __future__ import annotations
 
 import json
+import re
 import string
 from collections.abc import Iterable, Mapping
 from datetime import date, tzinfo
@@ -231,10 +232,16 @@ def duration_text(hours: float) -> str:
     return f"{whole}个" + ("多" if hours - whole >= 0.25 else "") + "小时"
 
 
+_WEARABLE_SIZE = re.compile(r"(?:X{0,3}S|X{0,3}L|M|\d{2,3}(?:\.5)?)", re.IGNORECASE)
+_NO_SIZE = ("", "均码", "标准", "通用", "默认")
+
+
 def size_text(size: str) -> str:
-    if size in ("", "均码") or size.lower().endswith("ml"):
+    """「M码」, 「42码」 for clothes and shoes; a size that is a spec (0-6月, 180x200cm) as it is; none
+    for one-size goods (均码, 标准, 500ml)."""
+    if size in _NO_SIZE or size.lower().endswith("ml"):
         return ""
-    return f"{size}码"
+    return size + "码" if _WEARABLE_SIZE.fullmatch(size) else size
 
 
 def variant_text(v: Variant) -> str:
