@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.money import yuan_text
-from core.shop import AddOnSuggestion, Coupon, IneligiblePromotion, Order, OrderStatus, Product, Quote
+from core.shop import (
+    AddOnSuggestion,
+    Coupon,
+    IneligiblePromotion,
+    Order,
+    OrderStatus,
+    Product,
+    PromotionAudit,
+    Quote,
+)
 from core.types import Intent, Skill, Understanding
 from dialog.catalogue import promotion_bundle, promotion_inquiry
 from dialog.replies import join_list, order_ref, render, short_name
@@ -25,21 +34,25 @@ _ANY_CHANNEL = ("any", "", "all")
 
 
 def promotion_not_applied(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    """Money owed back (补差) first; else why a promotion did not apply and the cheapest 凑单."""
+    """Money owed back (补差) first; else why a promotion did not apply and the cheapest 凑单. A caller
+    asking how to top up (「再买个袜子能凑满减吗」) hears the add-on first."""
     assert order is not None
     audit = ctx.shop.audit_promotions(order.id)
     if audit is None:
         return Part(render("order.not_found", order_id=order.id))
     ref = order_ref(ctx.shop, order, ctx.today, ctx.tz)
-    if audit.owed_back_fen > 0:
-        amount = yuan_text(audit.owed_back_fen)
-        titles = join_list(m.title for m in audit.missed)
-        text = render("promo.owed", order=ref, titles=titles, amount=amount) + render("promo.owed_how", amount=amount)
-        note = f"{order.id}应享{titles}未减，已登记补差{amount}"
-        kb = tuple(h.policy_id for h in ctx.shop.search_policies("优惠补差", k=1))
-        return Part(text, order.id, kb_ids=kb, note=note, skill=Skill.PROMOTION)
     add_ons = ctx.shop.add_on_suggestions(order.id, ctx.now) if order.status in _UNSHIPPED else ()
-    add_on = add_ons[0] if add_ons else None
+    add_on = _preferred(add_ons, intent.slots.get("product"), ctx)
+    owed = _owed(order, audit, ref, ctx) if audit.owed_back_fen > 0 else None
+    topping_up = add_on is not None and intent.slots.get("promotion") == "凑单"
+    if owed is not None and not topping_up:
+        return owed
+    if add_on is not None and topping_up:
+        short = yuan_text(add_on.short_by_fen)
+        text = render("promo.top_up", order=ref, title=add_on.promotion_title, short=short) + _add_on_text(add_on)
+        if owed is not None:
+            return Part(text + owed.text, order.id, kb_ids=owed.kb_ids, note=owed.note, skill=Skill.PROMOTION)
+        return Part(text, order.id, skill=Skill.PROMOTION)
     why = _main_ineligible(audit.ineligible, add_on, ctx)
     if why is not None:
         text = render("promo.ineligible", order=ref, title=why.title, reason=why.reason.strip().rstrip("。."))
@@ -54,6 +67,23 @@ def promotion_not_applied(intent: Intent, order: Order | None, u: Understanding,
         saved = yuan_text(sum(line.amount_fen for line in audit.applied))
         text += render("promo.applied", titles=join_list(line.title for line in audit.applied), amount=saved)
     return Part(text, order.id, skill=Skill.PROMOTION)
+
+
+def _owed(order: Order, audit: PromotionAudit, ref: str, ctx: Context) -> Part:
+    amount = yuan_text(audit.owed_back_fen)
+    titles = join_list(m.title for m in audit.missed)
+    text = render("promo.owed", order=ref, titles=titles, amount=amount) + render("promo.owed_how", amount=amount)
+    note = f"{order.id}应享{titles}未减，已登记补差{amount}"
+    kb = tuple(h.policy_id for h in ctx.shop.search_policies("优惠补差", k=1))
+    return Part(text, order.id, kb_ids=kb, note=note, skill=Skill.PROMOTION)
+
+
+def _preferred(add_ons: Sequence[AddOnSuggestion], product_id: str | None, ctx: Context) -> AddOnSuggestion | None:
+    """The add-on the caller named (「再买个袜子」) when it reaches a threshold, else the cheapest."""
+    product = ctx.shop.product(product_id) if product_id else None
+    named = [s for s in add_ons if product is not None and s.product_name == product.name]
+    ranked = named or list(add_ons)
+    return ranked[0] if ranked else None
 
 
 _KIND_ORDER = ("threshold_discount", "quantity_percent", "bundle", "channel_price")

@@ -78,14 +78,15 @@ def address_from(u: Understanding) -> str | None:
     return text
 
 
-def retarget(intent: Intent, state: CallState, ctx: Context) -> Intent:
-    """「怎么凑单」 from a caller with an unshipped order is about that order's unmet threshold."""
-    if intent.name not in _ADD_ON_ASKS or intent.slots.get("promotion") != "凑单" or state.customer is None:
+def retarget(intent: Intent, state: CallState, u: Understanding, ctx: Context) -> Intent:
+    """「怎么凑单」, 「再买个袜子能凑满减吗」 from a caller with an unshipped order: that order's unmet threshold."""
+    topping_up = intent.slots.get("promotion") == "凑单" or "凑" in (u.normalized or u.text)
+    if intent.name not in _ADD_ON_ASKS or not topping_up or state.customer is None:
         return intent
     open_orders = [o for o in ctx.shop.orders_for_customer(state.customer.id) if o.status in _UNSHIPPED]
     if not open_orders:
         return intent
-    slots = dict(intent.slots)
+    slots = {**intent.slots, "promotion": "凑单"}
     if len(open_orders) == 1 and "order_id" not in slots:
         slots["order_id"] = open_orders[0].id  # only an unshipped order can still be topped up
     return Intent("promotion.not_applied", intent.confidence, slots)

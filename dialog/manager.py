@@ -332,7 +332,7 @@ def _answer(
     unclear: list[Intent] = []
     ask: Pending | None = None
     for asked in intents:
-        intent = followups.retarget(asked, state, ctx)
+        intent = followups.retarget(asked, state, u, ctx)
         if intent.name in CONTROL:
             continue
         if intent.name not in ANSWERS:

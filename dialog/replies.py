@@ -94,6 +94,7 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "promo.short": _F({"order", "paid", "title", "short"}),
         "promo.add_on": _F({"product", "price", "saving", "net"}),
         "promo.ok": _F({"order", "paid"}),
+        "promo.top_up": _F({"order", "title", "short"}),
         "net.less": _F({"amount"}),
         "net.same": _F(),
         "net.more": _F({"amount"}),

@@ -15,7 +15,7 @@ from shops import SHOPS, snapshot_data
 from core.money import yuan_text
 from core.shop import OrderStatus
 from dialog.deals import REGULAR
-from dialog.replies import short_name
+from dialog.replies import short_name, size_text
 from voice.cli import main
 
 
@@ -101,3 +101,38 @@ def test_a_complaint_about_a_product_transfers_with_the_order_that_holds_it(
     outcome = call["outcome"]
     assert outcome["type"] in ("transferred", "callback") and outcome["skill"] == "complaint"
     assert order.id in " ".join(outcome["summary"])  # the agent is told which order
+
+
+@pytest.mark.parametrize("name", SHOPS)
+def test_follow_ups_keep_the_product_and_the_order_in_the_callers_words(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shop = shop_for(name, tmp_path)
+    product = next(p for p in shop.products() if len({v.color for v in p.variants}) > 1)
+    variant = next(v for v in product.variants if v.color != product.variants[0].color)
+    owner = next(c for c in customers(shop, name) if len(shop.orders_for_customer(c.id)) == 1)
+    spoken = short_name(shop, product.id, product.name)
+    said = (f"{spoken}有货吗", f"{variant.color}{size_text(variant.size)}呢", "我的订单怎么样了", "能不能快点")
+    call = ivr_call(capsys, shop_file(name, tmp_path), owner.phone, *said)
+    _, follow, found, rush = (t["reply"] for t in call["turns"])
+    assert spoken in follow and variant.color in follow and "哪一款" not in follow
+    assert ("有货" in follow.split("。")[0]) is (variant.stock > 0)
+    assert "订单号" not in rush and "哪" not in rush.split("。")[-1]  # acted on the order found, no question
+
+
+@pytest.mark.parametrize("name", SHOPS)
+def test_topping_up_names_the_callers_order_and_the_figure(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shop = shop_for(name, tmp_path)
+    now = shop.info().as_of
+    assert now is not None
+    for customer in customers(shop, name):
+        unshipped = [o for o in shop.orders_for_customer(customer.id) if o.status is OrderStatus.PAID]
+        add_ons = shop.add_on_suggestions(unshipped[0].id, now) if len(unshipped) == 1 else []
+        if add_ons:
+            break
+    add_on = add_ons[0]
+    said = f"那我再买个{add_on.product_name}能凑满减吗"
+    reply = ivr_call(capsys, shop_file(name, tmp_path), customer.phone, said)["turns"][0]["reply"]
+    assert yuan_text(add_on.short_by_fen) in reply and yuan_text(add_on.price_fen) in reply
