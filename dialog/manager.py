@@ -198,8 +198,9 @@ def _settle(
 ) -> Settled | None:
     """Resolve what the bot asked last turn; None when the turn neither answers it nor asks anything."""
     rest = tuple(i for i in intents if i.name not in ("affirm", "deny"))
-    if isinstance(pending, _CLOSED) and _answer_is(intents, "deny") and not rest:
-        return state, [Part(render("pending.dropped"))], (), None, None  # 「算了不用了」
+    if isinstance(pending, _CLOSED) and _answer_is(intents, "deny") and not rest:  # 「算了不用了」
+        key = "anything_else" if isinstance(pending, OfferDetails) else "pending.dropped"
+        return state, [Part(render(key))], (), None, None
     if isinstance(pending, Verify):
         return _verified(pending, state, u, rest, ctx)
     if isinstance(pending, CollectAddress) and followups.address_from(u) is not None:

@@ -259,3 +259,29 @@ def test_a_colour_is_asked_for_confirmed_and_changed(name: str, tmp_path: Path) 
     changed = shop.order(order.id)
     assert changed is not None and variant.sku in {i.sku for i in changed.items}
     assert [c.requested_by for c in shop.change_log(order.id)] == ["owner-caller-id"]
+
+
+@pytest.mark.parametrize("name", SHOPS)
+@pytest.mark.parametrize("answer", ["要", "不用了"])
+def test_what_does_not_fit_is_offered_and_told_only_when_wanted(name: str, answer: str, tmp_path: Path) -> None:
+    shop = shop_for(name, tmp_path)
+    order = open_order(shop, name)
+    owner = shop.customer(order.customer_id)
+    assert owner is not None
+    three = U(
+        "为什么没满减，还能不能改，最快什么时候到",
+        ("promotion.not_applied", {"order_id": order.id}),
+        ("order.modify", {"order_id": order.id}),
+        ("logistics.expedite", {"order_id": order.id, "urgency": "high"}),
+    )
+    call = Call(shop, owner.phone)
+    first = call.say(three)
+    fits_a_phone(first.reply)
+    held = call.session.state.pending
+    assert isinstance(held, OfferDetails) and held.text not in first.reply
+    reply = call.say(U(answer, ("affirm" if answer == "要" else "deny", {}))).reply
+    if answer == "要":
+        assert sentences(held.text)[0] in reply
+    else:
+        assert sentences(held.text)[0] not in reply and "还有什么" in reply
+    fits_a_phone(reply)
