@@ -19,7 +19,7 @@ _ADD_ON_ASKS = frozenset({"promotion.bundle", "promotion.inquiry"})  # 凑单 ma
 _UNSHIPPED = (OrderStatus.UNPAID, OrderStatus.PAID)
 PRODUCT_INTENTS = frozenset({"inventory.stock", "product.info", "promotion.inquiry", "promotion.bundle"})
 _VARIANT_SLOTS = ("color", "size")
-_LEAD = re.compile(r"^(?:嗯|哦|好|那|就是|是|新的?|收货|的)*(?:地址|改成|改为|改到|换成|送到|寄到|发到|是)*[:：，,\s]*")
+_LEAD = re.compile(r"^.{0,8}?(?:地址是|地址改成|地址改为|地址|改成|改为|改到|换成|送到|寄到|发到|就是|是)[:：，,\s]*")
 _TAIL = "。！？，,.!? 吧呢啊哈呀"
 _HOURS = re.compile(r"(几点|什么时候|时间|几时).{0,4}(上班|下班|营业|在线|有人)|(上班|下班|营业|服务)时间")
 _PLACE = re.compile(r"[省市区县镇乡村路街道巷弄号楼栋室幢苑园]")
@@ -70,7 +70,7 @@ def remember(state: CallState, intent: Intent) -> CallState:
 
 def address_from(u: Understanding) -> str | None:
     """「就是北京市朝阳区建国路88号」 → 「北京市朝阳区建国路88号」; None when it does not sound like one."""
-    text = _LEAD.sub("", u.text.strip()).rstrip(_TAIL)
+    text = _LEAD.sub("", u.text.strip(), count=1).strip().rstrip(_TAIL)
     for tail in ("可以吗", "行吗", "好吗", "谢谢"):
         text = text.removesuffix(tail).rstrip(_TAIL)
     if len(text) < MIN_ADDRESS or not _PLACE.search(text):
