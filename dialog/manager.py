@@ -216,12 +216,12 @@ def _settle(
         return state, [], rest, pending.skill, None
     if isinstance(pending, ChooseOrder | NeedOrderId):
         order = _chosen(pending, u, ctx)
-        if isinstance(order, Order) and access.access(state, order) is None:
-            return state, [Part("", offer=Verify(order.id, pending.intents))], rest, None, None
         if isinstance(order, Order):
             # 「围巾那单」 answers the question; what the classifier half-reads into it is an echo
             echo = {p.name for p in pending.intents} | {"order.status"}
             rest = tuple(i for i in rest if i.name not in echo and i.confidence >= MIN_SECONDARY)
+            if access.access(state, order) is None:
+                return state, [Part("", offer=Verify(order.id, pending.intents))], rest, None, None
             state, parts = _answer_with(state, pending.intents, order, u, ctx)
             return state, parts, rest, None, None
         if isinstance(order, Missing):
@@ -400,17 +400,16 @@ def _reply(
     names = {i.name for i in u.intents}
     pending = ask or first_question(parts)
     body = join_parts(parts, ctx)
-    if pending is not None or body:
-        body = empathy(u) + body
+    lead = empathy(u) if pending is not None or body else ""
     if pending is None and "goodbye" in names:
-        text = _fit(state, body, render("goodbye", shop=ctx.info.name))
+        text = compose(body, render("goodbye", shop=ctx.info.name), _said(state), lead).text
         return replace(state.say("bot", text, ctx.elapsed), ended=True), (Hangup(text),)
     if pending is None and not body:
         body = render("greeting") if names == {"greeting"} else render("anything_else")
     question = question_text(pending, ctx) if pending is not None else ""
-    spoken = compose(body, question, _said(state))
+    spoken = compose(body, question, _said(state), lead)
     if spoken.held_back and pending is None:  # details only when asked
-        spoken = compose(body, render("offer.details"), _said(state))
+        spoken = compose(body, render("offer.details"), _said(state), lead)
         pending = OfferDetails(spoken.held_back)
     state = replace(state, pending=pending).say("bot", spoken.text, ctx.elapsed)
     if pending is not None:
@@ -422,9 +421,9 @@ def _said(state: CallState) -> tuple[str, ...]:
     return tuple(line.text for line in state.transcript if line.speaker == "bot")
 
 
-def _fit(state: CallState, body: str, closing: str) -> str:
-    """``body`` cut to the phone's length, then ``closing`` (a goodbye, a transfer)."""
-    return compose(body, closing, _said(state)).text
+def _fit(body: str, closing: str) -> str:
+    """``body`` cut to the phone's length, then ``closing`` (a re-asked question, a transfer)."""
+    return compose(body, closing).text
 
 
 def expect_for(pending: Pending, ctx: Context) -> tuple[str, ...]:
@@ -442,7 +441,7 @@ def _failed(state: CallState, u: Understanding, ctx: Context) -> tuple[CallState
         decision = policy.decide(policy.FAILED, state, ())
         return _handover(state, decision, [], u, ctx)
     if state.pending is not None:
-        text = _fit(state, render("reprompt.short"), question_text(state.pending, ctx))
+        text = _fit(render("reprompt.short"), question_text(state.pending, ctx))
         return state.say("bot", text, ctx.elapsed), (Ask(text, expect_for(state.pending, ctx)),)
     text = render("reprompt")
     return state.say("bot", text, ctx.elapsed), (Ask(text),)
@@ -462,12 +461,12 @@ def _handover(
     state = replace(state, pending=None)
     callback = policy.callback_text(ctx, decision.skill)
     if not policy.in_agent_hours(ctx):
-        text = _fit(state, facts, render("callback.closed") + callback)
+        text = _fit(facts, render("callback.closed") + callback)
         state = state.say("bot", text, ctx.elapsed)
         return replace(state, callback=policy.request(decision, state, ctx)), (Say(text),)
     key = "failed.transfer" if decision.code == policy.FAILED else "transfer"
-    text = _fit(state, facts, render(key, desk=DESKS[decision.skill.value]))
-    busy = _fit(state, facts, render("callback.busy") + policy.callback_text(ctx, decision.skill, busy=True))
+    text = _fit(facts, render(key, desk=DESKS[decision.skill.value]))
+    busy = _fit(facts, render("callback.busy") + policy.callback_text(ctx, decision.skill, busy=True))
     state = state.say("bot", text, ctx.elapsed)
     req = policy.request(decision, state, ctx)
     return replace(state, transfer=req, ended=True), (Transfer(text, req, busy),)

@@ -56,23 +56,37 @@ def _split_first(first: str) -> list[str]:
     return [first[:cut] + "。", first[cut + 1 :]]
 
 
-def compose(body: str, question: str, said: tuple[str, ...] = ()) -> Spoken:
-    """The reply to speak (body sentences that fit, then the question) and the details held back."""
+def compose(body: str, question: str, said: tuple[str, ...] = (), lead: str = "") -> Spoken:
+    """The reply to speak (``lead``, the body sentences that fit, then the question) and the details
+    held back. A body already said in the last replies (the caller asked again in other words) is
+    shortened to its first sentence, marked as unchanged."""
     parts = list(dict.fromkeys(sentences(body)))
     if question:
         parts = [s for s in parts if s != question]
-    if parts:
-        parts = _split_first(parts[0]) + parts[1:]
+    if parts and _already_said(parts, said):
+        parts = sentences(render("repeat", first=_split_first(parts[0])[0]))
+    if parts or lead:
+        parts = _split_first(lead + (parts[0] if parts else "")) + parts[1:]
     budget = REPLY_MAX - len(question)
     kept: list[str] = []
     for i, s in enumerate(parts):
         if i and len("".join(kept)) + len(s) > budget:
             return Spoken("".join(kept) + question, "".join(parts[i:]))
         kept.append(s)
-    text = "".join(kept) + question
-    if text in said and kept:
-        text = render("repeat", first=kept[0]) + question
-    return Spoken(text)
+    return Spoken("".join(kept) + question)
+
+
+_PUNCTUATION = re.compile(r"[。！？!?，,；;、：:\s]")
+RECENT = 3  # replies looked back at for a repeat
+
+
+def _plain(text: str) -> str:
+    return _PUNCTUATION.sub("", text)
+
+
+def _already_said(parts: list[str], said: tuple[str, ...]) -> bool:
+    recent = _plain("".join(said[-RECENT:]))
+    return bool(recent) and all(_plain(s) in recent for s in parts)
 
 
 def empathy(u: Understanding) -> str:
