@@ -13,6 +13,8 @@ from shops import SHOPS
 
 from core.types import ChangeOrder, Transfer, Understanding
 from dialog.access import BY_NAME, BY_PHONE, OWNER
+from dialog.nlu import Understander
+from dialog.vocabulary import Vocabulary
 from shop.store import SqliteShop
 
 NEW_ADDRESS = "浙江省宁波市鄞州区天童南路100号"
@@ -138,3 +140,24 @@ def test_a_new_question_instead_of_the_answer_is_no_failed_try(name: str, tmp_pa
     other = call.say(U("现在有什么活动", ("promotion.inquiry", {})))
     assert "对不上" not in other.reply and call.session.state.verify_failures == 0
     assert not any(secret in other.reply for secret in secrets(shop, order))
+
+
+DIGITS = "零幺二三四五六七八九"
+
+
+@pytest.mark.parametrize("name", SHOPS)
+@pytest.mark.parametrize("how", ["spoken", "keypad"])
+def test_the_last_four_digits_unlock_when_spoken_or_keyed(name: str, how: str, tmp_path: Path) -> None:
+    shop = shop_for(name, tmp_path)
+    order = open_order(shop, name)
+    owner = shop.customer(order.customer_id)
+    assert owner is not None
+    digits = last_four(owner.phone)
+    said = "尾号" + "".join(DIGITS[int(d)] for d in digits) if how == "spoken" else digits  # DTMF comes as text
+    call = Call(shop, None)
+    call.say(ask_about(order.id))
+    real = Understander(Vocabulary.from_products(shop.products()))
+    now = shop.info().as_of
+    assert now is not None
+    unlocked = call.say(real.understand(said, now))
+    assert "核对好了" in unlocked.reply and any(secret in unlocked.reply for secret in secrets(shop, order))
