@@ -244,6 +244,12 @@ def kb_answer(intent: Intent, u: Understanding, ctx: Context) -> Part:
     return _kb_part("", TOPIC.get(intent.name, Skill.GENERAL), ctx, None, u.normalized or u.text)
 
 
+def _own_words(u: Understanding) -> str:
+    """The caller's words to search the policies with: not when the turn asks several things (the
+    words of one need would pull in another need's policy)."""
+    return u.normalized if len(u.intents) <= 1 else ""
+
+
 def _kb_part(query: str, skill: Skill, ctx: Context, order_id: str | None = None, said: str = "") -> Part:
     """The policy sentence that answers the caller's words (``said``) on this topic (``query``)."""
     hits = ctx.shop.search_policies(f"{said} {query}".strip(), k=1)
@@ -259,7 +265,7 @@ def _signed_on(order: Order, ctx: Context) -> date | None:
 
 
 def aftersale_return(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    part = _kb_part("退货", Skill.AFTERSALE, ctx, order.id if order else None, u.normalized)
+    part = _kb_part("退货", Skill.AFTERSALE, ctx, order.id if order else None, _own_words(u))
     signed = _signed_on(order, ctx) if order else None
     if order is None or signed is None:
         return part
@@ -275,7 +281,7 @@ def aftersale_return(intent: Intent, order: Order | None, u: Understanding, ctx:
 def aftersale_exchange(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
     if order is not None and order.status in _OPEN:
         return order_modify(intent, order, u, ctx)  # not shipped yet: the order itself can still change
-    part = _kb_part("换货", Skill.AFTERSALE, ctx, order.id if order else None, u.normalized)
+    part = _kb_part("换货", Skill.AFTERSALE, ctx, order.id if order else None, _own_words(u))
     product = product_of(intent, order, ctx)
     color, size = intent.slots.get("color"), intent.slots.get("size")
     if product is None or not (color or size):
@@ -290,13 +296,13 @@ def aftersale_exchange(intent: Intent, order: Order | None, u: Understanding, ct
 def aftersale_damage(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
     if order is not None and order.status is OrderStatus.SHIPPED:
         return logistics_track(intent, order, u, ctx)  # not delivered yet: where the parcel is answers it
-    part = _kb_part("破损 拍照反馈", Skill.AFTERSALE, ctx, order.id if order else None, u.normalized)
+    part = _kb_part("破损 拍照反馈", Skill.AFTERSALE, ctx, order.id if order else None, _own_words(u))
     reason = f"{order.id}商品破损" if order else "商品破损"
     return Part(part.text, part.order_id, OfferTransfer(Skill.AFTERSALE, reason), part.kb_ids, reason, Skill.AFTERSALE)
 
 
 def invoice(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    return _kb_part("发票 申请", Skill.GENERAL, ctx, order.id if order else None, u.normalized)
+    return _kb_part("发票 申请", Skill.GENERAL, ctx, order.id if order else None, _own_words(u))
 
 
 def order_modify(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:

@@ -35,7 +35,7 @@ from dialog import access, followups, policy
 from dialog.answers import ANSWERS, TOPIC, change_words, kb_answer
 from dialog.orders import Ambiguous, Missing, choice_phrases, pick_order, resolve_choice
 from dialog.replies import DESKS, caller_name, render
-from dialog.speak import compose, empathy, first_question, join_parts, question_text
+from dialog.speak import compose, empathy, first_question, join_parts, offer_for, question_text
 from dialog.state import (
     Applying,
     CallState,
@@ -410,7 +410,9 @@ def _reply(
     spoken = compose(body, question, _said(state), lead)
     if spoken.held_back and pending is None:  # details only when asked
         spoken = compose(body, render("offer.details"), _said(state), lead)
-        pending = OfferDetails(spoken.held_back)
+        offer = offer_for(spoken.held_back, parts, ctx)
+        spoken = compose(body, offer, _said(state), lead)
+        pending = OfferDetails(spoken.held_back, question=offer)
     state = replace(state, pending=pending).say("bot", spoken.text, ctx.elapsed)
     if pending is not None:
         return state, (Ask(spoken.text, expect_for(pending, ctx)),)

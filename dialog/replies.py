@@ -42,6 +42,7 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "repeat": _F({"first"}),
         "pending.dropped": _F(),
         "offer.details": _F(),
+        "offer.policy": _F({"title"}),
         "verify.ask": _F(),
         "verify.ok": _F(),
         "verify.wrong": _F(),

@@ -147,9 +147,20 @@ def question_text(pending: Pending, ctx: Context) -> str:
     if isinstance(pending, CollectVariant):
         return render("ask.color" if pending.field == "color" else "ask.size")
     if isinstance(pending, OfferDetails):
-        return render("offer.details")
+        return pending.question or render("offer.details")
     if isinstance(pending, OfferTransfer):
         if pending.skill is Skill.LOGISTICS:
             return render("offer.logistics")
         return render("offer.transfer", desk=DESKS[pending.skill.value])
     raise ValueError(f"expected a question to ask, got {type(pending).__name__}")
+
+
+def offer_for(held_back: str, parts: list[Part], ctx: Context) -> str:
+    """「要我把退款规则也说一下吗？」 when what is held back is a shop policy, else a plain offer."""
+    first = sentences(held_back)[0] if held_back else ""
+    titles = {p.id: p.title for p in ctx.shop.policies()}
+    for part in parts:
+        policy_only = part.kb_ids and not part.note  # a rule read out, not money or a promise
+        if first and first in part.text and policy_only and part.kb_ids[0] in titles:
+            return render("offer.policy", title=titles[part.kb_ids[0]])
+    return render("offer.details")

@@ -109,6 +109,7 @@ class OfferDetails:
 
     text: str
     kb_ids: tuple[str, ...] = ()
+    question: str = ""  # how it was offered, to ask again the same way
 
 
 @dataclass(frozen=True, slots=True)

@@ -285,3 +285,20 @@ def test_what_does_not_fit_is_offered_and_told_only_when_wanted(name: str, answe
     else:
         assert sentences(held.text)[0] not in reply and "还有什么" in reply
     fits_a_phone(reply)
+
+
+@pytest.mark.parametrize("name", SHOPS)
+def test_a_policy_that_does_not_fit_is_offered_by_its_name(name: str, tmp_path: Path) -> None:
+    shop = shop_for(name, tmp_path)
+    order = next(o for o in all_orders(shop, name) if o.status is OrderStatus.DELIVERED)
+    owner = shop.customer(order.customer_id)
+    assert owner is not None
+    invoice = shop.search_policies("发票 申请", k=1)[0]
+    title = next(p.title for p in shop.policies() if p.id == invoice.policy_id)
+    call = Call(shop, owner.phone)
+    two = U("这单我想退货，发票怎么开", ("aftersale.return", {"order_id": order.id}), ("invoice", {}))
+    first = call.say(two).reply
+    assert first.endswith(f"要我把{title}的规定也说一下吗？") and invoice.answer not in first
+    fits_a_phone(first)
+    told = call.say(U("要", ("affirm", {}))).reply
+    assert sentences(invoice.answer)[0] in told
