@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
-from core.errors import ProtocolError
+from core.errors import IvrError, ProtocolError
 from core.shop import ChangeRecord, Customer, Order
 from core.types import (
     Ask,
@@ -303,7 +303,7 @@ def _confirmed(
 
 
 def changed(
-    state: CallState, records: Sequence[ChangeRecord], error: str | None, ctx: Context
+    state: CallState, records: Sequence[ChangeRecord], error: IvrError | None, ctx: Context
 ) -> tuple[CallState, Actions]:
     """How the session's ``ChangeOrder`` went: tell the caller, then answer the rest of their turn."""
     applying = state.pending
@@ -312,7 +312,7 @@ def changed(
     change = applying.change
     state = replace(state, pending=None, changes=state.changes + tuple(records))
     if error is not None:
-        part = Part(render("modify.failed", why=error), change.order_id)
+        part = Part(render("modify.failed", why=str(error)), change.order_id)  # the shop's refusal
     else:
         what, new = change_words(change, ctx)
         note = f"{change.order_id}已把{what}改成{new}"

@@ -201,16 +201,17 @@ class CallSession:
                 state, actions = manager.no_agent(state, transfer, ctx)
         return state, (*done, *actions)
 
-    def _change(self, action: ChangeOrder, ctx: Context) -> tuple[list[ChangeRecord], str | None]:
+    def _change(self, action: ChangeOrder, ctx: Context) -> tuple[list[ChangeRecord], IvrError | None]:
+        """Make each step; stop at the first the shop refuses (its error goes back to the dialog)."""
         records: list[ChangeRecord] = []
         try:
             for field_name, value in action.steps:
-                at = ctx.now
-                records.append(
-                    self.shop.change_order(action.order_id, field_name, value, at, requested_by=action.requested_by)
+                record = self.shop.change_order(
+                    action.order_id, field_name, value, ctx.now, requested_by=action.requested_by
                 )
+                records.append(record)
         except IvrError as err:
-            return records, str(err)
+            return records, err
         return records, None
 
     def _reserve(self, request: TransferRequest, state: CallState) -> Assignment | None:
