@@ -11,9 +11,12 @@ import pytest
 from brain import Call, U, customers, last_four, open_order, secrets, shop_for
 from shops import SHOPS
 
+from core.errors import NotFoundError, ProtocolError
 from core.types import ChangeOrder, Transfer, Understanding
+from dialog import manager
 from dialog.access import BY_NAME, BY_PHONE, OWNER
 from dialog.nlu import Understander
+from dialog.state import Context
 from dialog.vocabulary import Vocabulary
 from shop.store import SqliteShop
 
@@ -161,3 +164,22 @@ def test_the_last_four_digits_unlock_when_spoken_or_keyed(name: str, how: str, t
     assert now is not None
     unlocked = call.say(real.understand(said, now))
     assert "核对好了" in unlocked.reply and any(secret in unlocked.reply for secret in secrets(shop, order))
+
+
+@pytest.mark.parametrize("name", SHOPS)
+def test_the_dialog_only_returns_the_change_and_never_writes(name: str, tmp_path: Path) -> None:
+    shop = shop_for(name, tmp_path)
+    order = open_order(shop, name)
+    owner = shop.customer(order.customer_id)
+    now = shop.info().as_of
+    assert owner is not None and now is not None
+    ctx = Context.create(shop, now)
+    state, _ = manager.start(owner.phone, ctx)
+    state, _ = manager.handle(state, change_address(order.id), ctx)
+    state, actions = manager.handle(state, U("对", ("affirm", {})), ctx)
+    assert actions == (ChangeOrder(order.id, (("address", NEW_ADDRESS),), OWNER),)
+    assert shop.order(order.id).address == order.address and shop.change_log(order.id) == []
+    with pytest.raises(ProtocolError, match="changed"):  # nothing else until the session reports back
+        manager.handle(state, U("喂", ("greeting", {})), ctx)
+    state, said = manager.changed(state, [], NotFoundError(f"没有找到订单{order.id}"), ctx)
+    assert "没改成" in said[0].text and state.pending is None and state.changes == ()
