@@ -371,6 +371,7 @@ class ChangeRecord:
     old: str
     new: str
     at: datetime
+    requested_by: str = ""  # who asked and how they were identified (dialog.access codes)
 
 
 class ChangeRefused(IvrError):
@@ -429,8 +430,12 @@ class ShopPort(Protocol):
 
     def search_policies(self, query: str, k: int = 3) -> Sequence[KbHit]: ...
 
-    def change_order(self, order_id: str, field: str, new_value: str, at: datetime) -> ChangeRecord:
-        """Change address/colour/size of an order that has not shipped; raises ChangeRefused if not allowed."""
+    def change_order(
+        self, order_id: str, field: str, new_value: str, at: datetime, *, requested_by: str = ""
+    ) -> ChangeRecord:
+        """Change address/colour/size of an order that has not shipped; raises ChangeRefused if not allowed.
+
+        ``requested_by`` (who asked, how identified) is kept in the change log with the change."""
         ...
 
     def record_contact(self, customer_id: str, contact: Contact) -> None: ...

@@ -200,10 +200,12 @@ class Ask:
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """Speak ``text`` then hand the call to a human with ``request``."""
+    """Speak ``text`` then hand the call to a human with ``request``; when no agent can take it,
+    speak ``busy_text`` instead (an apology and a callback, never a claimed transfer)."""
 
     text: str
     request: TransferRequest
+    busy_text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,4 +213,19 @@ class Hangup:
     text: str = ""
 
 
-DialogAction = Say | Ask | Transfer | Hangup
+@dataclass(frozen=True, slots=True)
+class ChangeOrder:
+    """Change an order the caller confirmed; the session carries it out and tells the dialog how it went.
+
+    ``steps`` are ``(field, new value)`` applied in order (field: address | color | size | sku);
+    ``requested_by`` says who asked and how they were identified (owner by caller ID, verified by
+    the phone's last four digits or the recipient's name), for the shop's change log.
+    """
+
+    order_id: str
+    steps: tuple[tuple[str, str], ...]
+    requested_by: str
+    text: str = ""  # nothing is spoken for the action itself
+
+
+DialogAction = Say | Ask | Transfer | Hangup | ChangeOrder

@@ -7,14 +7,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from types import MappingProxyType
 
 from core.money import yuan_text
 from core.shop import (
-    AddOnSuggestion,
-    IneligiblePromotion,
     Order,
     OrderItem,
     OrderStatus,
@@ -27,17 +25,15 @@ from dialog.catalogue import (
     out_text,
     product_info,
     product_of,
-    promotion_bundle,
-    promotion_inquiry,
     stock_text,
 )
+from dialog.deals import bundle_or_together, inquiry, promotion_not_applied, service_hours
 from dialog.logistics import (
     logistics_carrier,
     logistics_expedite,
     logistics_ship_time,
     logistics_track,
 )
-from dialog.reasons import why_text
 from dialog.replies import (
     date_text,
     join_list,
@@ -47,7 +43,7 @@ from dialog.replies import (
     size_text,
     variant_text,
 )
-from dialog.state import ConfirmChange, Context, OfferTransfer, Part
+from dialog.state import CollectAddress, CollectVariant, ConfirmChange, Context, OfferTransfer, Part
 
 Answer = Callable[[Intent, Order | None, Understanding, Context], Part]
 
@@ -89,74 +85,6 @@ def _ref(order: Order, ctx: Context) -> str:
     return order_ref(ctx.shop, order, ctx.today, ctx.tz)
 
 
-# --- promotions --------------------------------------------------------------------------------
-
-
-def promotion_not_applied(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    """Money owed back (补差) first; else why a promotion did not apply and the cheapest 凑单."""
-    assert order is not None
-    audit = ctx.shop.audit_promotions(order.id)
-    if audit is None:
-        return Part(render("order.not_found", order_id=order.id))
-    ref = _ref(order, ctx)
-    if audit.owed_back_fen > 0:
-        amount = yuan_text(audit.owed_back_fen)
-        titles = join_list(m.title for m in audit.missed)
-        text = render("promo.owed", order=ref, titles=titles, amount=amount) + _owed_how(amount, ctx)
-        note = f"{order.id}应享{titles}未减，已登记补差{amount}"
-        return Part(text, order.id, kb_ids=_kb_ids(ctx, "优惠补差"), note=note, skill=Skill.PROMOTION)
-    add_ons = ctx.shop.add_on_suggestions(order.id, ctx.now) if order.status in _OPEN else ()
-    add_on = add_ons[0] if add_ons else None
-    why = _main_ineligible(audit.ineligible, add_on, ctx)
-    if why is not None:
-        text = render("promo.ineligible", order=ref, title=why.title, reason=why_text(why.reason))
-    elif add_on is not None:
-        text = render("promo.short", order=ref, paid=yuan_text(audit.paid_fen), title=add_on.promotion_title,
-                      short=yuan_text(add_on.short_by_fen))  # fmt: skip
-    else:
-        text = render("promo.ok", order=ref, paid=yuan_text(audit.paid_fen))
-    if add_on is not None:
-        text += _add_on_text(add_on)
-    elif audit.applied and why is not None:
-        saved = yuan_text(sum(line.amount_fen for line in audit.applied))
-        text += render("promo.applied", titles=join_list(line.title for line in audit.applied), amount=saved)
-    return Part(text, order.id, skill=Skill.PROMOTION)
-
-
-def _owed_how(amount: str, ctx: Context) -> str:
-    days = ctx.info.fulfilment.refund_days  # the shop's stated time to pay back, else no number of days
-    if days is None:
-        return render("promo.owed_how_unstated", amount=amount)
-    return render("promo.owed_how", amount=amount, days=days)
-
-
-_KIND_ORDER = ("threshold_discount", "quantity_percent", "bundle", "channel_price")
-
-
-def _main_ineligible(
-    ineligible: Sequence[IneligiblePromotion], add_on: AddOnSuggestion | None, ctx: Context
-) -> IneligiblePromotion | None:
-    """The exclusion a caller asking about 满减 means: the add-on's promotion, else by kind."""
-    if not ineligible:
-        return None
-    if add_on is not None:
-        for item in ineligible:
-            if item.promotion_id == add_on.promotion_id:
-                return item
-    kinds = {p.id: p.kind for p in ctx.shop.promotions()}
-    rank = {k: i for i, k in enumerate(_KIND_ORDER)}
-    return min(ineligible, key=lambda i: rank.get(kinds.get(i.promotion_id, ""), len(rank)))
-
-
-def _add_on_text(s: AddOnSuggestion) -> str:
-    if s.net_extra_fen < 0:
-        net = f"反而少花{yuan_text(-s.net_extra_fen)}"
-    elif s.net_extra_fen == 0:
-        net = "一分钱不多花"
-    else:
-        net = f"只多花{yuan_text(s.net_extra_fen)}"
-    price, saving = yuan_text(s.price_fen), yuan_text(s.saving_fen)
-    return render("promo.add_on", product=s.product_name, price=price, saving=saving, net=net)
 
 
 def _kb_ids(ctx: Context, query: str) -> tuple[str, ...]:
@@ -222,11 +150,22 @@ def refund_status(intent: Intent, order: Order | None, u: Understanding, ctx: Co
     return Part(text, order.id, offer=offer, kb_ids=kb, skill=Skill.AFTERSALE)
 
 
+def kb_answer(intent: Intent, u: Understanding, ctx: Context) -> Part:
+    """A question no answer function covers (运费谁出, 价保…): the shop's own policy sentence, else a human."""
+    return _kb_part("", TOPIC.get(intent.name, Skill.GENERAL), ctx, None, u.normalized or u.text)
+
+
+def _own_words(u: Understanding) -> str:
+    """The caller's words to search the policies with: not when the turn asks several things (the
+    words of one need would pull in another need's policy)."""
+    return u.normalized if len(u.intents) <= 1 else ""
+
+
 def _kb_part(query: str, skill: Skill, ctx: Context, order_id: str | None = None, said: str = "") -> Part:
     """The policy sentence that answers the caller's words (``said``) on this topic (``query``)."""
     hits = ctx.shop.search_policies(f"{said} {query}".strip(), k=1)
     if not hits:
-        return Part(render("kb.none"), order_id, skill=skill)
+        return Part(render("kb.none"), order_id, offer=OfferTransfer(skill, "知识库没有答案"), skill=skill)
     return Part(render("kb.answer", answer=hits[0].answer), order_id, kb_ids=(hits[0].policy_id,), skill=skill)
 
 
@@ -237,7 +176,7 @@ def _signed_on(order: Order, ctx: Context) -> date | None:
 
 
 def aftersale_return(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    part = _kb_part("退货", Skill.AFTERSALE, ctx, order.id if order else None, u.normalized)
+    part = _kb_part("退货", Skill.AFTERSALE, ctx, order.id if order else None, _own_words(u))
     signed = _signed_on(order, ctx) if order else None
     days = ctx.info.fulfilment.return_days  # a window the shop does not state is read from its policy text only
     if order is None or signed is None or days is None:
@@ -254,7 +193,7 @@ def aftersale_return(intent: Intent, order: Order | None, u: Understanding, ctx:
 def aftersale_exchange(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
     if order is not None and order.status in _OPEN:
         return order_modify(intent, order, u, ctx)  # not shipped yet: the order itself can still change
-    part = _kb_part("换货", Skill.AFTERSALE, ctx, order.id if order else None, u.normalized)
+    part = _kb_part("换货", Skill.AFTERSALE, ctx, order.id if order else None, _own_words(u))
     product = product_of(intent, order, ctx)
     color, size = intent.slots.get("color"), intent.slots.get("size")
     if product is None or not (color or size):
@@ -269,13 +208,13 @@ def aftersale_exchange(intent: Intent, order: Order | None, u: Understanding, ct
 def aftersale_damage(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
     if order is not None and order.status is OrderStatus.SHIPPED:
         return logistics_track(intent, order, u, ctx)  # not delivered yet: where the parcel is answers it
-    part = _kb_part("破损 拍照反馈", Skill.AFTERSALE, ctx, order.id if order else None, u.normalized)
+    part = _kb_part("破损 拍照反馈", Skill.AFTERSALE, ctx, order.id if order else None, _own_words(u))
     reason = f"{order.id}商品破损" if order else "商品破损"
     return Part(part.text, part.order_id, OfferTransfer(Skill.AFTERSALE, reason), part.kb_ids, reason, Skill.AFTERSALE)
 
 
 def invoice(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
-    return _kb_part("发票 申请", Skill.GENERAL, ctx, order.id if order else None, u.normalized)
+    return _kb_part("发票 申请", Skill.GENERAL, ctx, order.id if order else None, _own_words(u))
 
 
 def order_modify(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
@@ -293,7 +232,18 @@ def order_modify(intent: Intent, order: Order | None, u: Understanding, ctx: Con
         return change
     if change is not None:
         return Part("", order.id, offer=change, kb_ids=kb, skill=Skill.GENERAL)
+    said = u.normalized or u.text
+    if "地址" in said:  # 「我想改个收货地址」: ask for it, then read it back
+        text = render("modify.address_open", order=ref)
+        return Part(text, order.id, CollectAddress(order.id), kb, skill=Skill.GENERAL)
+    field = next((f for f, words in _VARIANT_WORDS.items() if any(w in said for w in words)), None)
+    if field is not None:  # 「我想换个颜色」: which one?
+        text = render("modify.variant_open", order=ref)
+        return Part(text, order.id, CollectVariant(order.id, field), kb, skill=Skill.GENERAL)
     return Part(render("modify.open", order=ref), order.id, kb_ids=kb, skill=Skill.GENERAL)
+
+
+_VARIANT_WORDS = {"color": ("颜色", "色"), "size": ("尺码", "码", "大小", "号")}
 
 
 def requested_change(intent: Intent, order: Order, u: Understanding, ctx: Context) -> ConfirmChange | Part | None:
@@ -350,15 +300,15 @@ def change_words(pending: ConfirmChange, ctx: Context) -> tuple[str, str]:
     what = "和".join(labels[f] for f, _ in pending.changes)
     new = "、".join(size_text(v) or v if f == "size" else v for f, v in pending.changes)
     product = ctx.shop.product(pending.product_id) if pending.product_id else None
-    owner = f"{short_name(ctx.shop, product.id, product.name)}的" if product else ""
+    owner = render("ref.item_of", product=short_name(ctx.shop, product.id, product.name)) if product else ""
     return owner + what, new
 
 
 def change_question(pending: ConfirmChange, ctx: Context) -> str:
-    order = ctx.shop.order(pending.order_id)
-    ref = _ref(order, ctx) if order else pending.order_id
+    if [f for f, _ in pending.changes] == ["address"]:
+        return render("modify.confirm_address", new=pending.changes[0][1])
     what, new = change_words(pending, ctx)
-    return render("modify.confirm", order=ref, what=what, new=new)
+    return render("modify.confirm", what=what, new=new)
 
 
 ANSWERS: Mapping[str, Answer] = MappingProxyType(
@@ -369,9 +319,10 @@ ANSWERS: Mapping[str, Answer] = MappingProxyType(
         "logistics.expedite": logistics_expedite,
         "inventory.stock": inventory_stock,
         "product.info": product_info,
-        "promotion.inquiry": promotion_inquiry,
+        "promotion.inquiry": inquiry,
         "promotion.not_applied": promotion_not_applied,
-        "promotion.bundle": promotion_bundle,
+        "promotion.bundle": bundle_or_together,
+        "service.hours": service_hours,
         "order.modify": order_modify,
         "order.cancel": order_cancel,
         "order.status": order_status,

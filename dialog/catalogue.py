@@ -10,6 +10,8 @@ from core.types import Intent, Skill, Understanding
 from dialog.replies import date_text, join_list, render, short_name, variant_text
 from dialog.state import Context, Part
 
+MAX_LISTED = 2  # promotions read out in one breath; the rest are 「等」
+
 # --- catalogue ---------------------------------------------------------------------------------
 
 
@@ -95,7 +97,8 @@ def promotion_inquiry(intent: Intent, order: Order | None, u: Understanding, ctx
     if not active and not coupons:
         return Part(render("promo.none"), skill=Skill.PROMOTION)
     what = short_name(ctx.shop, product.id, product.name) if product else "店里"
-    text = render("promo.active", what=what, titles=join_list(p.title for p in active)) if active else ""
+    titles = join_list(p.title for p in active[:MAX_LISTED]) + ("等" if len(active) > MAX_LISTED else "")
+    text = render("promo.active", what=what, titles=titles) if active else ""
     if coupons:
         text += render("promo.coupons", titles=join_list(c.title for c in coupons))
     return Part(text, skill=Skill.PROMOTION)

@@ -4,35 +4,54 @@
 ``handle(state, understanding, ctx) -> (state, actions)`` answers every need of one turn in one
 reply, asks which order when that is genuinely unclear, confirms before changing an order, and
 transfers (``dialog.policy``) when a human should take over. All shop access goes through
-``ctx.shop``; the only writes are ``change_order`` after a confirmation. ``contact(state, ctx)``
-is the record of the call for ``ShopPort.record_contact``.
+``ctx.shop`` and only reads: a confirmed change is returned as a ``ChangeOrder`` action, which the
+session carries out through ``ShopPort.change_order`` and reports back with
+``changed(state, records, error, ctx)``. An order is told about or changed only for its owner or a
+caller who passed verification (``dialog.access``). ``policy.contact(state, ctx)`` is the record of
+the call for ``ShopPort.record_contact``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
 from core.errors import IvrError, ProtocolError
-from core.shop import Contact, Customer, Order, OrderStatus
-from core.types import Ask, DialogAction, EmotionLabel, Hangup, Intent, Say, Skill, Transfer, Understanding
-from dialog import policy
-from dialog.answers import ANSWERS, TOPIC, change_question, change_words
-from dialog.orders import Ambiguous, Missing, choice_phrases, choices_text, pick_order, resolve_choice
+from core.shop import ChangeRecord, Customer, Order
+from core.types import (
+    Ask,
+    ChangeOrder,
+    DialogAction,
+    Hangup,
+    Intent,
+    Say,
+    Skill,
+    Transfer,
+    Understanding,
+)
+from dialog import access, followups, policy
+from dialog.answers import ANSWERS, TOPIC, change_words, kb_answer
+from dialog.orders import Ambiguous, Missing, choice_phrases, pick_order, resolve_choice
 from dialog.refusals import refusal_text
-from dialog.replies import DESKS, caller_name, join_list, order_ref, render
-from dialog.slots import order_number_hint
+from dialog.replies import DESKS, caller_name, render
+from dialog.speak import compose, empathy, first_question, join_parts, offer_for, question_text
 from dialog.state import (
+    Applying,
     CallState,
     ChooseOrder,
+    CollectAddress,
+    CollectVariant,
     ConfirmChange,
     Context,
     NeedOrderId,
+    OfferDetails,
     OfferTransfer,
     Part,
     Pending,
     Turn,
+    Verify,
 )
 
 Actions = tuple[DialogAction, ...]
@@ -43,9 +62,9 @@ ORDER_INTENTS = frozenset(
         "order.modify", "order.cancel", "order.status", "aftersale.refund_status",
     }
 )  # fmt: skip
-ORDER_OPTIONAL = frozenset({"aftersale.return", "aftersale.exchange", "aftersale.damage", "invoice"})
-_UNSHIPPED = (OrderStatus.UNPAID, OrderStatus.PAID)
-ADD_ON_ASKS = frozenset({"promotion.bundle", "promotion.inquiry"})  # 凑单 may be classified as either
+ORDER_OPTIONAL = frozenset(
+    {"aftersale.return", "aftersale.exchange", "aftersale.damage", "invoice", "promotion.inquiry"}
+)
 CONTROL = frozenset({"greeting", "goodbye", "affirm", "deny", "human_agent", "complaint", "other"})
 MIN_CONFIDENCE = 0.3  # the main need of a turn
 MIN_SECONDARY = 0.7  # every further need: below this the classifier is mostly echoing the main one
@@ -77,26 +96,52 @@ def handle(state: CallState, u: Understanding, ctx: Context) -> tuple[CallState,
     """One caller turn in, the new state and what to say or do out."""
     if state.ended:
         raise ProtocolError("expected a live call, got a caller turn after the call ended")
+    if isinstance(state.pending, Applying):
+        raise ProtocolError("expected changed() for the ChangeOrder in flight, got a caller turn")
+    u = followups.reread(u)
     state = replace(state.say("caller", u.text, ctx.elapsed), turns=(*state.turns, Turn(u.text, u.intents, u.emotion)))
     pending, state = state.pending, replace(state, pending=None)
-    intents = _needs(u, pending)
+    intents = followups.carry(_needs(u, pending), state, u, ctx)
+    if isinstance(pending, ConfirmChange) and _answer_is(intents, "affirm"):
+        return _confirmed(state, pending, intents, u, ctx)
     parts: list[Part] = []
     offered: Skill | None = None
+    code: str | None = None
     if pending is not None:
         settled = _settle(pending, state, u, intents, ctx)
         if settled is None:
             return _not_understood(replace(state, pending=pending), u, ctx)
-        state, parts, intents, offered = settled
+        state, parts, intents, offered, code = settled
     elif not intents:
         return _not_understood(state, u, ctx)
     state = replace(state, failed=0)
+    return _respond(state, parts, intents, u, ctx, offered, code)
+
+
+def _respond(
+    state: CallState,
+    parts: list[Part],
+    intents: tuple[Intent, ...],
+    u: Understanding,
+    ctx: Context,
+    offered: Skill | None = None,
+    code: str | None = None,
+) -> tuple[CallState, Actions]:
     state, answered, ask = _answer(state, intents, u, ctx)
     parts += answered
-    code = policy.OFFER if offered else policy.rule(state, u)
+    code = code or (policy.OFFER if offered else policy.rule(state, u))
+    if code == policy.COMPLAINT:
+        state = followups.complained_about(state, u, ctx)
     if code is not None:
         topics = tuple(TOPIC[i.name] for i in intents if i.name in TOPIC)
         return _handover(state, policy.decide(code, state, topics, offered), parts, u, ctx)
     return _reply(state, parts, ask, u, ctx)
+
+
+def _answer_is(intents: tuple[Intent, ...], name: str) -> bool:
+    names = {i.name for i in intents}
+    other = "deny" if name == "affirm" else "affirm"
+    return name in names and other not in names
 
 
 def _needs(u: Understanding, pending: Pending | None) -> tuple[Intent, ...]:
@@ -112,7 +157,8 @@ def _needs(u: Understanding, pending: Pending | None) -> tuple[Intent, ...]:
             kept.append(intent)
     names = {i.name for i in kept}
     text = (u.normalized or u.text).strip()
-    if isinstance(pending, ConfirmChange | OfferTransfer) and not names & {"affirm", "deny"} and len(text) <= 6:
+    yes_no = ConfirmChange | OfferTransfer | OfferDetails
+    if isinstance(pending, yes_no) and not names & {"affirm", "deny"} and len(text) <= 6:
         answer = _yes_no(text)
         if answer is not None:
             return (Intent(answer, 0.9),)
@@ -144,32 +190,45 @@ def _not_understood(state: CallState, u: Understanding, ctx: Context) -> tuple[C
 
 # --- pending questions -------------------------------------------------------------------------
 
-Settled = tuple[CallState, list[Part], tuple[Intent, ...], Skill | None]
+Settled = tuple[CallState, list[Part], tuple[Intent, ...], Skill | None, str | None]
+_CLOSED = ChooseOrder | NeedOrderId | CollectAddress | CollectVariant | Verify | OfferDetails
 
 
 def _settle(
     pending: Pending, state: CallState, u: Understanding, intents: tuple[Intent, ...], ctx: Context
 ) -> Settled | None:
     """Resolve what the bot asked last turn; None when the turn neither answers it nor asks anything."""
-    names = {i.name for i in intents}
     rest = tuple(i for i in intents if i.name not in ("affirm", "deny"))
-    if isinstance(pending, ConfirmChange | OfferTransfer) and names & {"affirm", "deny"}:
-        yes = "affirm" in names and "deny" not in names
-        if isinstance(pending, OfferTransfer):
-            return state, [] if yes else [Part(render("anything_else"))], rest, pending.skill if yes else None
-        state, part = _apply_change(pending, state, ctx) if yes else (state, Part(render("modify.kept")))
-        return state, [part], rest, None
+    if isinstance(pending, _CLOSED) and _answer_is(intents, "deny") and not rest:  # 「算了不用了」
+        key = "anything_else" if isinstance(pending, OfferDetails) else "pending.dropped"
+        return state, [Part(render(key))], (), None, None
+    if isinstance(pending, Verify):
+        return _verified(pending, state, u, rest, ctx)
+    if isinstance(pending, CollectAddress) and followups.address_from(u) is not None:
+        return _address_given(pending, state, u, ctx)
+    if isinstance(pending, CollectVariant):
+        return _variant_given(pending, state, u, rest, ctx)
+    if isinstance(pending, OfferDetails) and _answer_is(intents, "affirm"):
+        return state, [Part(pending.text, kb_ids=pending.kb_ids)], rest, None, None
+    if isinstance(pending, ConfirmChange | OfferTransfer) and _answer_is(intents, "deny"):
+        key = "modify.kept" if isinstance(pending, ConfirmChange) else "anything_else"
+        return state, [Part(render(key))], rest, None, None
+    if isinstance(pending, OfferTransfer) and _answer_is(intents, "affirm"):
+        return state, [], rest, pending.skill, None
     if isinstance(pending, ChooseOrder | NeedOrderId):
         order = _chosen(pending, u, ctx)
         if isinstance(order, Order):
-            state, parts = _answer_with(state, pending.intents, order, u, ctx)
             # 「围巾那单」 answers the question; what the classifier half-reads into it is an echo
             echo = {p.name for p in pending.intents} | {"order.status"}
             rest = tuple(i for i in rest if i.name not in echo and i.confidence >= MIN_SECONDARY)
-            return state, parts, rest, None
+            if access.access(state, order) is None:
+                return state, [Part("", offer=Verify(order.id, pending.intents))], rest, None, None
+            state, parts = _answer_with(state, pending.intents, order, u, ctx)
+            return state, parts, rest, None, None
         if isinstance(order, Missing):
-            return state, [Part(render("order.not_found", order_id=order.order_id), offer=pending)], rest, None
-    return (state, [], rest, None) if rest else None
+            part = Part(render("order.not_found", order_id=order.order_id), offer=pending)
+            return state, [part], rest, None, None
+    return (state, [], rest, None, None) if rest else None
 
 
 def _chosen(pending: ChooseOrder | NeedOrderId, u: Understanding, ctx: Context) -> Order | Missing | None:
@@ -189,18 +248,78 @@ def _order_id(u: Understanding) -> str | None:
     return slot or (found.group().upper() if found else None)
 
 
-def _apply_change(pending: ConfirmChange, state: CallState, ctx: Context) -> tuple[CallState, Part]:
-    what, new = change_words(pending, ctx)
-    steps = [("sku", pending.sku)] if pending.sku else list(pending.changes)
-    records = []
-    try:
-        for field, value in steps:
-            records.append(ctx.shop.change_order(pending.order_id, field, value, ctx.now))
-    except IvrError as err:
-        return state, Part(render("modify.failed", why=refusal_text(err, ctx.today)), pending.order_id)
-    note = f"{pending.order_id}已把{what}改成{new}"
-    state = replace(state, changes=state.changes + tuple(records))
-    return state, Part(render("modify.done", what=what, new=new), pending.order_id, note=note, skill=Skill.GENERAL)
+def _verified(pending: Verify, state: CallState, u: Understanding, rest: tuple[Intent, ...], ctx: Context) -> Settled:
+    """The answer to the verification question: right → answer what was asked; wrong → again, then a human."""
+    order = ctx.shop.order(pending.order_id)
+    how = access.verify(order, u, ctx) if order is not None else None
+    if order is not None and how is not None:
+        state = replace(state, verified=(*state.verified, (order.customer_id, how)), verify_failures=0)
+        state, parts = _answer_with(state, pending.intents, order, u, ctx)
+        return state, [Part(render("verify.ok")), *parts], (), None, None
+    if not access.looks_like_an_answer(u, bool(rest)):
+        return state, [], rest, None, None  # a new request instead of an answer: the order stays closed
+    state = replace(state, verify_failures=state.verify_failures + 1)
+    if state.verify_failures >= access.MAX_FAILURES:
+        state = replace(state, notes=(*state.notes, f"{pending.order_id}身份核验未通过，未透露订单信息"))
+        return state, [Part(render("verify.failed"))], (), None, policy.VERIFY_FAILED
+    return state, [Part(render("verify.wrong"), offer=pending)], (), None, None
+
+
+def _address_given(pending: CollectAddress, state: CallState, u: Understanding, ctx: Context) -> Settled | None:
+    """The words after 「新地址是哪里？」 are the address: read it back for confirmation."""
+    address = followups.address_from(u)
+    if address is None:
+        return None
+    confirm = ConfirmChange(pending.order_id, (("address", address),))
+    return state, [Part("", pending.order_id, offer=confirm)], (), None, None
+
+
+def _variant_given(
+    pending: CollectVariant, state: CallState, u: Understanding, rest: tuple[Intent, ...], ctx: Context
+) -> Settled | None:
+    """「黑色的」 after 「想换成什么颜色？」: the change, checked against the catalogue and confirmed."""
+    slots = {k: v for i in u.intents for k, v in i.slots.items() if k in ("color", "size", "product")}
+    order = ctx.shop.order(pending.order_id)
+    if order is None or not ({"color", "size"} & set(slots)):
+        return (state, [], rest, None, None) if rest else None
+    wanted = Intent("order.modify", 0.9, {**slots, "order_id": order.id})
+    state, parts = _answer_with(state, (wanted,), order, u, ctx)
+    return state, parts, (), None, None
+
+
+def _confirmed(
+    state: CallState, pending: ConfirmChange, intents: tuple[Intent, ...], u: Understanding, ctx: Context
+) -> tuple[CallState, Actions]:
+    """「对」 to 「确认把…改成…吗？」: hand the change to the session (``changed`` tells the caller)."""
+    order = ctx.shop.order(pending.order_id)
+    who = access.access(state, order) if order is not None else None
+    if order is None or who is None:  # never reached through the dialog: a change is only offered to the entitled
+        note = f"{pending.order_id}修改请求未核验身份，已拒绝"
+        state = replace(state, notes=(*state.notes, note), failed=0)
+        return _reply(state, [Part(render("verify.needed_to_change"))], None, u, ctx)
+    steps = (("sku", pending.sku),) if pending.sku else pending.changes
+    rest = tuple(i for i in intents if i.name not in ("affirm", "deny"))
+    state = replace(state, pending=Applying(pending, rest, u), failed=0)
+    return state, (ChangeOrder(pending.order_id, steps, who),)
+
+
+def changed(
+    state: CallState, records: Sequence[ChangeRecord], error: IvrError | None, ctx: Context
+) -> tuple[CallState, Actions]:
+    """How the session's ``ChangeOrder`` went: tell the caller, then answer the rest of their turn."""
+    applying = state.pending
+    if not isinstance(applying, Applying):
+        raise ProtocolError(f"expected a ChangeOrder in flight, got {type(applying).__name__}")
+    change = applying.change
+    state = replace(state, pending=None, changes=state.changes + tuple(records))
+    if error is not None:
+        part = Part(render("modify.failed", why=refusal_text(error, ctx.today)), change.order_id)
+    else:
+        what, new = change_words(change, ctx)
+        note = f"{change.order_id}已把{what}改成{new}"
+        part = Part(render("modify.done", what=what, new=new), change.order_id, note=note, skill=Skill.GENERAL)
+    state = state.absorb(part)
+    return _respond(state, [part], applying.rest, applying.u, ctx)
 
 
 # --- answering ---------------------------------------------------------------------------------
@@ -209,17 +328,24 @@ def _apply_change(pending: ConfirmChange, state: CallState, ctx: Context) -> tup
 def _answer(
     state: CallState, intents: tuple[Intent, ...], u: Understanding, ctx: Context
 ) -> tuple[CallState, list[Part], Pending | None]:
-    """Answer each intent; intents whose order is unclear are collected into one question."""
+    """Answer each intent; intents whose order is unclear (or not yet the caller's to hear) are
+    collected into one question."""
     parts: list[Part] = []
     unclear: list[Intent] = []
     ask: Pending | None = None
     for asked in intents:
-        intent = _retarget(asked, state, ctx)
-        if intent.name in CONTROL or intent.name not in ANSWERS:
+        intent = followups.retarget(asked, state, u, ctx)
+        if intent.name in CONTROL:
+            continue
+        if intent.name not in ANSWERS:
+            parts.append(kb_answer(intent, u, ctx))  # a question the shop's policies answer
             continue
         order: Order | None = None
         if intent.name in ORDER_INTENTS | ORDER_OPTIONAL:
             picked = pick_order(state, intent, u, ctx)
+            if isinstance(picked, Order) and access.access(state, picked) is None:
+                ask = _verify_ask(ask, picked, intent)
+                continue
             if isinstance(picked, Order):
                 order = picked
             elif intent.name in ORDER_INTENTS:
@@ -228,22 +354,15 @@ def _answer(
                 parts += [part] if part else []
                 continue
         part = ANSWERS[intent.name](intent, order, u, ctx)
-        state = state.absorb(part)
+        state = followups.remember(state.absorb(part), intent)
         parts.append(part)
     return state, parts, ask
 
 
-def _retarget(intent: Intent, state: CallState, ctx: Context) -> Intent:
-    """「怎么凑单」 from a caller with an unshipped order is about that order's unmet threshold."""
-    if intent.name not in ADD_ON_ASKS or intent.slots.get("promotion") != "凑单" or state.customer is None:
-        return intent
-    open_orders = [o for o in ctx.shop.orders_for_customer(state.customer.id) if o.status in _UNSHIPPED]
-    if not open_orders:
-        return intent
-    slots = dict(intent.slots)
-    if len(open_orders) == 1 and "order_id" not in slots:
-        slots["order_id"] = open_orders[0].id  # only an unshipped order can still be topped up
-    return Intent("promotion.not_applied", intent.confidence, slots)
+def _verify_ask(ask: Pending | None, order: Order, intent: Intent) -> Pending:
+    if isinstance(ask, Verify) and ask.order_id == order.id:
+        return replace(ask, intents=(*ask.intents, intent))
+    return Verify(order.id, (intent,))
 
 
 def _unclear(
@@ -268,7 +387,7 @@ def _answer_with(
     state = state.touch(order.id)
     for intent in intents:
         part = ANSWERS[intent.name](intent, order, u, ctx)
-        state = state.absorb(part)
+        state = followups.remember(state.absorb(part), intent)
         parts.append(part)
     return state, parts
 
@@ -276,69 +395,38 @@ def _answer_with(
 # --- replying ----------------------------------------------------------------------------------
 
 
-def _empathy(u: Understanding) -> str:
-    if u.emotion.label is EmotionLabel.ANGRY:
-        return render("empathy.angry")
-    urgent = any(i.slots.get("urgency") == "high" for i in u.intents)
-    return render("empathy.anxious") if u.emotion.label is EmotionLabel.ANXIOUS or urgent else ""
-
-
 def _reply(
     state: CallState, parts: list[Part], ask: Pending | None, u: Understanding, ctx: Context
 ) -> tuple[CallState, Actions]:
     names = {i.name for i in u.intents}
-    pending = ask or _first_question(parts)
-    text = join_parts(parts, ctx)
-    if pending is not None:
-        question = question_text(pending, ctx)
-        text = _empathy(u) + text + question
-        state = replace(state, pending=pending)
-        return state.say("bot", text, ctx.elapsed), (Ask(text, expect_for(pending, ctx)),)
-    if "goodbye" in names:
-        text = text + render("goodbye", shop=ctx.info.name)
+    pending = ask or first_question(parts)
+    body = join_parts(parts, ctx)
+    lead = empathy(u) if pending is not None or body else ""
+    if pending is None and "goodbye" in names:
+        text = compose(body, render("goodbye", shop=ctx.info.name), _said(state), lead).text
         return replace(state.say("bot", text, ctx.elapsed), ended=True), (Hangup(text),)
-    if not text:
-        text = render("greeting") if names == {"greeting"} else render("anything_else")
-    else:
-        text = _empathy(u) + text
-    return state.say("bot", text, ctx.elapsed), (Say(text),)
+    if pending is None and not body:
+        body = render("greeting") if names == {"greeting"} else render("anything_else")
+    question = question_text(pending, ctx) if pending is not None else ""
+    spoken = compose(body, question, _said(state), lead)
+    if spoken.held_back and pending is None:  # details only when asked
+        spoken = compose(body, render("offer.details"), _said(state), lead)
+        offer = offer_for(spoken.held_back, parts, ctx)
+        spoken = compose(body, offer, _said(state), lead)
+        pending = OfferDetails(spoken.held_back, question=offer)
+    state = replace(state, pending=pending).say("bot", spoken.text, ctx.elapsed)
+    if pending is not None:
+        return state, (Ask(spoken.text, expect_for(pending, ctx)),)
+    return state, (Say(spoken.text),)
 
 
-def join_parts(parts: list[Part], ctx: Context) -> str:
-    """The answers as one reply; an order already named in it is then just 「这单」."""
-    text, named = "", set()
-    for part in parts:
-        piece = part.text
-        order = ctx.shop.order(part.order_id) if part.order_id and piece else None
-        if order is not None:
-            ref = order_ref(ctx.shop, order, ctx.today, ctx.tz)
-            if ref in named:
-                piece = piece.replace(ref, "这单")
-            elif ref in piece:
-                named.add(ref)
-        text += piece
-    return text
+def _said(state: CallState) -> tuple[str, ...]:
+    return tuple(line.text for line in state.transcript if line.speaker == "bot")
 
 
-def _first_question(parts: list[Part]) -> Pending | None:
-    offers = [p.offer for p in parts if p.offer is not None]
-    for kind in (ConfirmChange, NeedOrderId, ChooseOrder, OfferTransfer):
-        found = next((o for o in offers if isinstance(o, kind)), None)
-        if found is not None:
-            return found
-    return None
-
-
-def question_text(pending: Pending, ctx: Context) -> str:
-    if isinstance(pending, ConfirmChange):
-        return change_question(pending, ctx)
-    if isinstance(pending, ChooseOrder):
-        return render("ask.which_order", choices=choices_text(pending.candidates, ctx))
-    if isinstance(pending, NeedOrderId):
-        return render("ask.order_id", shape=order_number_hint(ctx.info.order_numbers))
-    if pending.skill is Skill.LOGISTICS:
-        return render("offer.logistics")
-    return render("offer.transfer", desk=DESKS[pending.skill.value])
+def _fit(body: str, closing: str) -> str:
+    """``body`` cut to the phone's length, then ``closing`` (a re-asked question, a transfer)."""
+    return compose(body, closing).text
 
 
 def expect_for(pending: Pending, ctx: Context) -> tuple[str, ...]:
@@ -356,7 +444,7 @@ def _failed(state: CallState, u: Understanding, ctx: Context) -> tuple[CallState
         decision = policy.decide(policy.FAILED, state, ())
         return _handover(state, decision, [], u, ctx)
     if state.pending is not None:
-        text = render("reprompt") + question_text(state.pending, ctx)
+        text = _fit(render("reprompt.short"), question_text(state.pending, ctx))
         return state.say("bot", text, ctx.elapsed), (Ask(text, expect_for(state.pending, ctx)),)
     text = render("reprompt")
     return state.say("bot", text, ctx.elapsed), (Ask(text),)
@@ -365,33 +453,35 @@ def _failed(state: CallState, u: Understanding, ctx: Context) -> tuple[CallState
 def _handover(
     state: CallState, decision: policy.Decision, parts: list[Part], u: Understanding, ctx: Context
 ) -> tuple[CallState, Actions]:
-    """Transfer with a handoff packet, or book a callback outside agent hours."""
+    """Transfer with a handoff packet, or book a callback outside agent hours.
+
+    The ``Transfer`` also carries what to say if no agent is free (``busy_text``): the session
+    then books a callback through ``no_agent`` instead of claiming a transfer.
+    """
     facts = join_parts(parts, ctx)
-    empathy = _empathy(u) if decision.code != policy.FAILED else ""
+    if decision.code not in (policy.FAILED, policy.VERIFY_FAILED):
+        facts = empathy(u) + facts
     state = replace(state, pending=None)
+    callback = policy.callback_text(ctx, decision.skill)
     if not policy.in_agent_hours(ctx):
-        text = empathy + facts + policy.callback_text(ctx, decision.skill)
+        text = _fit(facts, render("callback.closed") + callback)
         state = state.say("bot", text, ctx.elapsed)
         return replace(state, callback=policy.request(decision, state, ctx)), (Say(text),)
     key = "failed.transfer" if decision.code == policy.FAILED else "transfer"
-    text = empathy + facts + render(key, desk=DESKS[decision.skill.value])
+    text = _fit(facts, render(key, desk=DESKS[decision.skill.value]))
+    busy = _fit(facts, render("callback.busy") + policy.callback_text(ctx, decision.skill, busy=True))
     state = state.say("bot", text, ctx.elapsed)
     req = policy.request(decision, state, ctx)
-    return replace(state, transfer=req, ended=True), (Transfer(text, req),)
+    return replace(state, transfer=req, ended=True), (Transfer(text, req, busy),)
 
 
-def contact(state: CallState, ctx: Context) -> Contact | None:
-    """What this call was about, for the customer's history (None for an unknown caller)."""
-    if state.customer is None:
-        return None
-    asked = list(dict.fromkeys(policy.INTENT_WORDS[i.name] for i in state.intents if i.name in policy.INTENT_WORDS))
-    parts = ["来电" + join_list(asked) if asked else "来电未说明诉求"]
-    parts += list(state.notes)
-    if state.transfer is not None:
-        parts.append(f"已转{DESKS[state.transfer.skill.value]}")
-    elif state.callback is not None:
-        parts.append(f"已登记{DESKS[state.callback.skill.value]}回电")
-    complaint = any(i.name == "complaint" for i in state.intents) or (
-        state.transfer is not None and state.transfer.skill is Skill.COMPLAINT
-    )
-    return Contact(ctx.now, "phone", "，".join(parts), complaint)
+def no_agent(state: CallState, transfer: Transfer, ctx: Context) -> tuple[CallState, Actions]:
+    """Nobody can take ``transfer``: the caller hears its apology and callback offer instead (its
+    ``busy_text``), and the request becomes a callback."""
+    req = state.transfer
+    if req is None:
+        raise ProtocolError("expected a transfer to cancel, got a call with none")
+    busy = transfer.busy_text
+    lines = state.transcript[:-1] if state.transcript and state.transcript[-1].speaker == "bot" else state.transcript
+    state = replace(state, transcript=lines, transfer=None, callback=req)
+    return state.say("bot", busy, ctx.elapsed), (Say(busy),)

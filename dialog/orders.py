@@ -37,8 +37,9 @@ def pick_order(state: CallState, intent: Intent, u: Understanding, ctx: Context)
     if oid:
         order = ctx.shop.order(oid)
         return order if order is not None else Missing(oid)
-    if state.customer is None:
-        return None
+    if state.customer is None:  # a caller we know only by the order they gave: that order
+        last = ctx.shop.order(state.orders[-1]) if state.orders else None
+        return last
     orders = [o for o in ctx.shop.orders_for_customer(state.customer.id) if o.status is not OrderStatus.CANCELLED]
     if not orders:
         return None

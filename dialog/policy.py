@@ -10,6 +10,8 @@ Transfer rules, first match wins:
    topic; the complaint desk when the caller has complained before.
 5. Two failed understandings in a row → the desk of the topic so far (general when none).
 6. An accepted offer (a stalled parcel → logistics) → the offered desk.
+7. Two wrong answers to the order verification question (``dialog.access``) → the desk of the
+   topic, with nothing of the order said.
 
 The desk of the topic is the desk of the first topic raised in this turn, else in the call.
 
@@ -19,7 +21,7 @@ bot failed to understand them (rule 5). A single-topic request goes to that topi
 who knows it best; being VIP raises the priority instead.
 
 Priority 1 (most urgent) .. 5: complaint, outside policy, angry 2; escalating, explicit request,
-accepted offer 3; failed understanding 4. One step more urgent for a caller with past complaints
+accepted offer 3; failed understanding or verification 4. One step more urgent for a caller with past complaints
 in their history, and one more for gold/platinum customers.
 
 Outside agent hours (``ShopInfo.agent_hours`` against the shop's local time) the same request is
@@ -31,10 +33,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import time
 
-from core.shop import Customer
+from core.shop import Contact, Customer
 from core.types import EmotionLabel, Handoff, Skill, TransferRequest, Understanding
 from dialog.emotion import escalating, trend
-from dialog.replies import DESKS, render
+from dialog.replies import DESKS, join_list, render
 from dialog.state import CallState, Context
 
 VIP_LEVELS = ("gold", "platinum")
@@ -57,7 +59,7 @@ OUTSIDE_POLICY = (
     "报警",
 )
 
-COMPLAINT, OUTSIDE, EXPLICIT, ANGRY, ESCALATING, FAILED, OFFER = (
+COMPLAINT, OUTSIDE, EXPLICIT, ANGRY, ESCALATING, FAILED, OFFER, VERIFY_FAILED = (
     "complaint",
     "outside_policy",
     "explicit",
@@ -65,8 +67,9 @@ COMPLAINT, OUTSIDE, EXPLICIT, ANGRY, ESCALATING, FAILED, OFFER = (
     "escalating",
     "failed",
     "offer",
+    "verify_failed",
 )
-_BASE_PRIORITY = {COMPLAINT: 2, OUTSIDE: 2, ANGRY: 2, ESCALATING: 3, EXPLICIT: 3, OFFER: 3, FAILED: 4}
+_BASE_PRIORITY = {COMPLAINT: 2, OUTSIDE: 2, ANGRY: 2, ESCALATING: 3, EXPLICIT: 3, OFFER: 3, FAILED: 4, VERIFY_FAILED: 4}
 _REASONS = {
     COMPLAINT: "客户投诉",
     OUTSIDE: "超出政策范围的诉求（赔偿/投诉到监管）",
@@ -75,6 +78,7 @@ _REASONS = {
     ESCALATING: "客户情绪持续升级",
     FAILED: "连续两次没有听懂客户",
     OFFER: "客户同意转专员跟进",
+    VERIFY_FAILED: "订单身份核验未通过（未透露订单信息）",
 }
 INTENT_WORDS = {
     "logistics.track": "查物流",
@@ -167,10 +171,14 @@ def _clock(text: str) -> time:
     return time(23, 59, 59) if hours == "24" else time(int(hours), int(minutes or 0))
 
 
-def callback_text(ctx: Context, skill: Skill) -> str:
+def callback_text(ctx: Context, skill: Skill, *, busy: bool = False) -> str:
+    """「我已经为您登记回电，…会有…给您打过来。」: soon when agents are busy, else when they start."""
     start, end = ctx.info.agent_hours
-    today = ctx.local_now.time() < _clock(start)
-    when = render("callback.today" if today else "callback.tomorrow", start=start)
+    if busy:
+        when = render("callback.soon")
+    else:
+        today = ctx.local_now.time() < _clock(start)
+        when = render("callback.today" if today else "callback.tomorrow", start=start)
     return render("callback", start=start, end=end, when=when, desk=DESKS[skill.value])
 
 
@@ -219,3 +227,20 @@ def _kb_suggestions(state: CallState, ctx: Context) -> tuple[str, ...]:
     if last:
         ids += [h.policy_id for h in ctx.shop.search_policies(last, k=2)]
     return tuple(dict.fromkeys(ids))[:4]
+
+
+def contact(state: CallState, ctx: Context) -> Contact | None:
+    """What this call was about, for the customer's history (None for an unknown caller)."""
+    if state.customer is None:
+        return None
+    asked = list(dict.fromkeys(INTENT_WORDS[i.name] for i in state.intents if i.name in INTENT_WORDS))
+    parts = ["来电" + join_list(asked) if asked else "来电未说明诉求"]
+    parts += list(state.notes)
+    if state.transfer is not None:
+        parts.append(f"已转{DESKS[state.transfer.skill.value]}")
+    elif state.callback is not None:
+        parts.append(f"已登记{DESKS[state.callback.skill.value]}回电")
+    complaint = any(i.name == "complaint" for i in state.intents) or (
+        state.transfer is not None and state.transfer.skill is Skill.COMPLAINT
+    )
+    return Contact(ctx.now, "phone", "，".join(parts), complaint)

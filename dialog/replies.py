@@ -9,6 +9,7 @@ validated once; a template with an unknown key or field fails with ``ConfigError
 from __future__ import annotations
 
 import json
+import re
 import string
 from collections.abc import Iterable, Mapping
 from datetime import date, tzinfo
@@ -24,6 +25,8 @@ TEMPLATES_PATH = Path(__file__).parent / "data" / "replies.json"
 _F = frozenset
 FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
+        "ref.order": _F({"when", "what"}),
+        "ref.item_of": _F({"product"}),
         "greet.known": _F({"name", "shop", "history"}),
         "greet.unknown": _F({"shop"}),
         "greet.history": _F({"summary"}),
@@ -34,6 +37,34 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "ask.order_id": _F({"shape"}),
         "ask.order_id.prefixed": _F({"prefix", "digits"}),
         "ask.order_id.digits": _F({"digits"}),
+        "reprompt.short": _F(),
+        "ask.address": _F(),
+        "ask.color": _F(),
+        "ask.size": _F(),
+        "modify.variant_open": _F({"order"}),
+        "repeat": _F({"first"}),
+        "pending.dropped": _F(),
+        "offer.details": _F(),
+        "offer.policy": _F({"title"}),
+        "verify.ask": _F(),
+        "verify.ok": _F(),
+        "verify.wrong": _F(),
+        "verify.failed": _F(),
+        "verify.needed_to_change": _F(),
+        "service.hours": _F({"start", "end"}),
+        "service.hours_now": _F(),
+        "coupon.ok": _F({"title", "threshold", "discount"}),
+        "coupon.short": _F({"title", "threshold", "what", "total", "short"}),
+        "coupon.channel": _F({"title"}),
+        "coupon.expired": _F({"title"}),
+        "coupon.rules": _F({"rules"}),
+        "coupon.unknown": _F({"titles"}),
+        "bundle.quote": _F({"items", "before", "after", "saved"}),
+        "bundle.reached": _F({"title"}),
+        "bundle.add_on": _F({"title", "price", "product", "total"}),
+        "callback.closed": _F(),
+        "callback.busy": _F(),
+        "callback.soon": _F(),
         "ask.which_order": _F({"choices"}),
         "ask.product": _F(),
         "order.not_found": _F({"order_id"}),
@@ -96,6 +127,10 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "promo.short": _F({"order", "paid", "title", "short"}),
         "promo.add_on": _F({"product", "price", "saving", "net"}),
         "promo.ok": _F({"order", "paid"}),
+        "promo.top_up": _F({"order", "title", "short"}),
+        "net.less": _F({"amount"}),
+        "net.same": _F(),
+        "net.more": _F({"amount"}),
         "promo.applied": _F({"titles", "amount"}),
         "why.no_product": _F({"product"}),
         "why.not_started": _F({"starts"}),
@@ -137,7 +172,9 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "modify.open": _F({"order"}),
         "modify.shipped": _F({"order"}),
         "modify.done_state": _F({"order", "status"}),
-        "modify.confirm": _F({"order", "what", "new"}),
+        "modify.confirm": _F({"what", "new"}),
+        "modify.confirm_address": _F({"new"}),
+        "modify.address_open": _F({"order"}),
         "modify.done": _F({"what", "new"}),
         "modify.kept": _F(),
         "modify.failed": _F({"why"}),
@@ -286,10 +323,16 @@ def duration_text(hours: float) -> str:
     return f"{whole}个" + ("多" if hours - whole >= 0.25 else "") + "小时"
 
 
+_WEARABLE_SIZE = re.compile(r"(?:X{0,3}S|X{0,3}L|M|\d{2,3}(?:\.5)?)", re.IGNORECASE)
+_NO_SIZE = ("", "均码", "标准", "通用", "默认")
+
+
 def size_text(size: str) -> str:
-    if size in ("", "均码") or size.lower().endswith("ml"):
+    """「M码」, 「42码」 for clothes and shoes; a size that is a spec (0-6月, 180x200cm) as it is; none
+    for one-size goods (均码, 标准, 500ml)."""
+    if size in _NO_SIZE or size.lower().endswith("ml"):
         return ""
-    return f"{size}码"
+    return size + "码" if _WEARABLE_SIZE.fullmatch(size) else size
 
 
 def variant_text(v: Variant) -> str:
@@ -317,4 +360,4 @@ def order_ref(shop: ShopPort, order: Order, today: date, tz: tzinfo) -> str:
         if name not in names:
             names.append(name)
     what = join_list(names[:2]) + ("等" if len(names) > 2 else "")
-    return f"{date_text(order.created_at.astimezone(tz).date(), today)}买{what}的那单"
+    return render("ref.order", when=date_text(order.created_at.astimezone(tz).date(), today), what=what)

@@ -11,7 +11,7 @@ from datetime import date, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.shop import ChangeRecord, Customer, ShopInfo, ShopPort
-from core.types import Emotion, Intent, Skill, TranscriptLine, TransferRequest
+from core.types import Emotion, Intent, Skill, TranscriptLine, TransferRequest, Understanding
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,60 @@ class OfferTransfer:
     reason: str
 
 
-Pending = ConfirmChange | ChooseOrder | NeedOrderId | OfferTransfer
+@dataclass(frozen=True, slots=True)
+class Verify:
+    """Asked the last four digits of the order's phone number or the recipient's name before telling
+    anything about ``order_id`` or changing it; ``intents`` are answered once verified."""
+
+    order_id: str
+    intents: tuple[Intent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectAddress:
+    """Asked for the new delivery address of ``order_id``; the next words are taken down and read back."""
+
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CollectVariant:
+    """Asked which colour or size (``field``) an item of ``order_id`` should become."""
+
+    order_id: str
+    field: str  # color | size
+
+
+@dataclass(frozen=True, slots=True)
+class OfferDetails:
+    """Offered the details of a policy (「要我把退款规则也说一下吗？」); an affirm reads ``text``."""
+
+    text: str
+    kb_ids: tuple[str, ...] = ()
+    question: str = ""  # how it was offered, to ask again the same way
+
+
+@dataclass(frozen=True, slots=True)
+class Applying:
+    """A confirmed change handed to the session as a ``ChangeOrder``; ``manager.changed`` closes it
+    and then answers the rest of the turn (``rest`` of ``u``)."""
+
+    change: ConfirmChange
+    rest: tuple[Intent, ...]
+    u: Understanding
+
+
+Pending = (
+    ConfirmChange
+    | ChooseOrder
+    | NeedOrderId
+    | OfferTransfer
+    | Verify
+    | CollectAddress
+    | CollectVariant
+    | OfferDetails
+    | Applying
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +166,9 @@ class CallState:
     notes: tuple[str, ...] = ()  # what the bot did or promised (登记补差32.8元, 改地址…)
     topics: tuple[Skill, ...] = ()  # desks of the topics raised, in order
     changes: tuple[ChangeRecord, ...] = ()
+    verified: tuple[tuple[str, str], ...] = ()  # (customer id, how) the caller proved to be this call
+    verify_failures: int = 0  # wrong answers to the verification question
+    product: str | None = None  # the product last talked about, for 「卡其色M码呢」
     transfer: TransferRequest | None = None  # set when the call was handed to a human
     callback: TransferRequest | None = None  # set when a callback was booked (outside agent hours)
     ended: bool = False  # hung up, transferred or a callback booked: no more turns

@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS contact_log (
   channel TEXT NOT NULL, summary TEXT NOT NULL, complaint INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS order_changes (
   id INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT NOT NULL, field TEXT NOT NULL,
-  old TEXT NOT NULL, new TEXT NOT NULL, old_sku TEXT, new_sku TEXT, at TEXT NOT NULL);
+  old TEXT NOT NULL, new TEXT NOT NULL, old_sku TEXT, new_sku TEXT, at TEXT NOT NULL,
+  requested_by TEXT NOT NULL DEFAULT '');
 """
 
 
@@ -91,7 +92,15 @@ def connect(db_path: str) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript(DDL)
+    _add_requested_by(conn)
     return conn
+
+
+def _add_requested_by(conn: sqlite3.Connection) -> None:
+    """A database made before changes recorded who asked gets the column (old rows: '')."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(order_changes)")}
+    if "requested_by" not in columns:
+        conn.execute("ALTER TABLE order_changes ADD COLUMN requested_by TEXT NOT NULL DEFAULT ''")
 
 
 def meta(conn: sqlite3.Connection, key: str) -> str | None:

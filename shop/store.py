@@ -241,18 +241,26 @@ class SqliteShop:
     # --- changes ------------------------------------------------------------------------------
 
     def change_order(
-        self, order_id: str, field: str, new_value: str, at: datetime, item_sku: str | None = None
+        self,
+        order_id: str,
+        field: str,
+        new_value: str,
+        at: datetime,
+        item_sku: str | None = None,
+        *,
+        requested_by: str = "",
     ) -> ChangeRecord:
         """Change the address, colour or size of an unshipped order, and log it.
 
-        ``item_sku`` names the order line when the order holds several that could take the change.
+        ``item_sku`` names the order line when the order holds several that could take the change;
+        ``requested_by`` (who asked and how they were identified) is logged with it.
         Raises ChangeRefused (an IvrError with a reason and facts) when not allowed,
         NotFoundError for an unknown order.
         """
         with self._db() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                record = _apply_change(conn, order_id, field, new_value, at, item_sku)
+                record = _apply_change(conn, order_id, field, new_value, at, item_sku, requested_by)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -277,7 +285,9 @@ class SqliteShop:
         with self._db() as conn:
             found = conn.execute("SELECT * FROM order_changes WHERE order_id = ? ORDER BY id", (order_id,))
             return [
-                ChangeRecord(r["order_id"], r["field"], r["old"], r["new"], datetime.fromisoformat(r["at"]))
+                ChangeRecord(
+                    r["order_id"], r["field"], r["old"], r["new"], datetime.fromisoformat(r["at"]), r["requested_by"]
+                )
                 for r in found
             ]
 
@@ -326,8 +336,14 @@ def _products(conn: sqlite3.Connection, product_id: str | None = None) -> list[P
     return out
 
 
-def _apply_change(
-    conn: sqlite3.Connection, order_id: str, field: str, new_value: str, at: datetime, item_sku: str | None
+def _apply_change(  # noqa: PLR0913 - the change and who asked for it
+    conn: sqlite3.Connection,
+    order_id: str,
+    field: str,
+    new_value: str,
+    at: datetime,
+    item_sku: str | None,
+    requested_by: str,
 ) -> ChangeRecord:
     order = _order(conn, order_id)
     if order is None:
@@ -339,7 +355,8 @@ def _apply_change(
     else:
         _move_stock(conn, order, plan)
     conn.execute(
-        "INSERT INTO order_changes (order_id, field, old, new, old_sku, new_sku, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO order_changes (order_id, field, old, new, old_sku, new_sku, at, requested_by)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             order_id,
             plan.field,
@@ -348,9 +365,10 @@ def _apply_change(
             plan.old_variant.sku if plan.old_variant else None,
             plan.new_variant.sku if plan.new_variant else None,
             at.isoformat(),
+            requested_by,
         ),
     )
-    return ChangeRecord(order_id, plan.field, plan.old, plan.new, at)
+    return ChangeRecord(order_id, plan.field, plan.old, plan.new, at, requested_by)
 
 
 def _move_stock(conn: sqlite3.Connection, order: Order, plan: ChangePlan) -> None:

@@ -19,7 +19,7 @@ from core.types import Ask
 from dialog import manager
 from dialog.nlu import Understander
 from dialog.refusals import refusal_text
-from dialog.state import Context
+from dialog.state import Context, Verify
 from dialog.vocabulary import Vocabulary
 from shop.importer import parse_snapshot
 from shop.store import SqliteShop, import_snapshot
@@ -117,7 +117,8 @@ def test_asking_for_a_number_describes_the_shops_shape_then_finds_it(
     assert ask.expect == ((prefix,) if prefix else ())
     oid = ids[-1]
     state, actions = manager.handle(state, understander.understand(spoken(oid), ctx.now), ctx)
-    assert oid in state.orders, [a for a in actions]
+    # found, and (no caller ID) the caller is asked to verify before anything of it is told
+    assert isinstance(state.pending, Verify) and state.pending.order_id == oid, actions
 
 
 def test_a_declared_pattern_is_validated_against_every_order() -> None:

@@ -16,8 +16,8 @@ from paths import REFERENCE_SHOP
 
 from core.errors import ProtocolError
 from core.shop import ShopPort
-from core.types import Ask, Emotion, EmotionLabel, Intent, Say, Skill, Transfer, Understanding
-from dialog import manager
+from core.types import Ask, ChangeOrder, Emotion, EmotionLabel, Intent, Say, Skill, Transfer, Understanding
+from dialog import manager, policy
 from dialog.state import CallState, ChooseOrder, ConfirmChange, Context
 from shop.importer import Snapshot, load_snapshot
 from shop.store import SqliteShop, import_snapshot
@@ -110,13 +110,25 @@ def test_the_date_slot_picks_the_order_created_that_day(shop: SqliteShop) -> Non
     assert state.orders == ("DD20261118003",)
 
 
+def carry_out(shop: SqliteShop, state: CallState, actions: tuple) -> tuple[CallState, tuple]:
+    """What the session does with a ChangeOrder: make it through the port, tell the dialog."""
+    (change,) = actions
+    assert isinstance(change, ChangeOrder)
+    records = [
+        shop.change_order(change.order_id, f, v, AS_OF, requested_by=change.requested_by) for f, v in change.steps
+    ]
+    return manager.changed(state, records, None, ctx(shop))
+
+
 def test_address_change_is_confirmed_then_made(shop: SqliteShop) -> None:
     new = "北京市朝阳区建国路88号"
     state, said = run(shop, "+8613800138001", U(f"把地址改成{new}", ("order.modify", {})))
-    assert isinstance(said[-1], Ask) and f"改成{new}吗" in said[-1].text
-    assert shop.order("DD20261119001").address == "上海市浦东新区张江路88号"  # nothing changed yet
+    assert isinstance(said[-1], Ask) and f"新地址是{new}，对吗" in said[-1].text
     assert isinstance(state.pending, ConfirmChange)
     state, actions = manager.handle(state, U("对", ("affirm", {})), ctx(shop))
+    assert actions == (ChangeOrder("DD20261119001", (("address", new),), "owner-caller-id"),)
+    assert shop.order("DD20261119001").address == "上海市浦东新区张江路88号"  # the dialog never writes
+    state, actions = carry_out(shop, state, actions)
     assert shop.order("DD20261119001").address == new
     assert [c.new for c in state.changes] == [new] and "改成" in actions[0].text
 
@@ -135,7 +147,7 @@ def test_colour_and_size_changes_are_checked_against_the_catalogue(shop: SqliteS
     # 黑色M: 35 in stock → asked, and on 「是的」 the line becomes P1001-BLK-M (one SKU step)
     state, said = run(shop, "+8613800138001", U("T恤改成黑色", ("order.modify", {"product": "P1001", "color": "黑色"})))
     assert isinstance(said[-1], Ask) and "T恤的颜色改成黑色" in said[-1].text
-    manager.handle(state, U("是的", ("affirm", {})), ctx(shop))
+    carry_out(shop, *manager.handle(state, U("是的", ("affirm", {})), ctx(shop)))
     order = shop.order("DD20261119001")
     assert order is not None and sorted(i.sku for i in order.items) == ["P1001-BLK-M", "P1007-FLR-S"]
     # T恤 now 黑色: sizes M and XL only
@@ -221,6 +233,8 @@ def test_unknown_caller_is_asked_for_the_order_number_then_helped(shop: SqliteSh
     state, actions = manager.handle(state, U("DD20261199999", ("other", {})), ctx(shop))
     assert "没有查到订单号DD20261199999" in actions[0].text and isinstance(actions[0], Ask)
     state, actions = manager.handle(state, U("DD20261118003", ("other", {})), ctx(shop))
+    assert "后四位" in actions[0].text and "上海徐汇营业部" not in actions[0].text  # verify first
+    state, actions = manager.handle(state, U("8003", ("other", {})), ctx(shop))  # 李梅 +8613800138003
     # DD20261118003: 顺丰, out for delivery since 07:30 at 上海徐汇营业部, eta today
     assert "派送" in actions[0].text and "上海徐汇营业部" in actions[0].text
 
@@ -241,7 +255,7 @@ def test_goodbye_hangs_up_and_the_contact_is_recorded(shop: SqliteShop) -> None:
     # DD20261105008: 79元 refund 退款审核中, expected 2026-11-21 (明天); warehouse received 11-18
     assert "79元" in said[1].text and "退款审核中" in said[1].text and "明天" in said[1].text
     assert state.ended and said[-1].text.endswith("再见。")
-    contact = manager.contact(state, ctx(shop))
+    contact = policy.contact(state, ctx(shop))
     assert contact is not None and "查退款" in contact.summary and not contact.complaint
 
 

@@ -1,9 +1,13 @@
 """One call through the hotline: the per-call pipeline a live call and ``ivr call`` share.
 
 A turn of caller audio goes VAD → ASR → prosody (``Speech``), its text goes to the understander,
-the ``Understanding`` to the pure dialog manager, and a ``Transfer`` to agent routing. Each turn
-reports how long each stage took. ``end()`` records the call in the customer's history and says
-how it ended: resolved, transferred, callback or abandoned.
+the ``Understanding`` to the pure dialog manager. The session carries out what the dialog decides:
+a ``ChangeOrder`` through ``ShopPort.change_order`` (the result goes back to ``manager.changed``,
+so a refusal is told to the caller), a ``Transfer`` through agent routing — the agent is reserved
+(their load goes up) and released when the call ends; with nobody free the caller hears the
+apology and callback offer instead of a transfer. Each turn reports how long each stage took.
+``end()`` records the call in the customer's history and says how it ended: resolved,
+transferred, callback or abandoned.
 
 Blocking: ``hear_audio`` runs the recogniser inline; a live call on an event loop calls it in an
 executor. One session per call; not thread-safe.
@@ -21,18 +25,31 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from core.clock import Clock
-from core.errors import ProtocolError
-from core.shop import Agent, Customer, ShopPort
+from core.errors import IvrError, ProtocolError
+from core.shop import Agent, ChangeRecord, Customer, ShopPort
 from core.types import (
     AudioFrame,
+    ChangeOrder,
     DialogAction,
     Prosody,
+    Transfer,
     TransferRequest,
     Understanding,
     Utterance,
 )
-from dialog import manager
-from dialog.state import CallState, ChooseOrder, ConfirmChange, Context, NeedOrderId, OfferTransfer
+from dialog import manager, policy
+from dialog.state import (
+    CallState,
+    ChooseOrder,
+    CollectAddress,
+    CollectVariant,
+    ConfirmChange,
+    Context,
+    NeedOrderId,
+    OfferDetails,
+    OfferTransfer,
+    Verify,
+)
 from routing.agents import Assignment, choose_agent
 
 OUTCOMES = ("resolved", "transferred", "callback", "abandoned")
@@ -44,7 +61,7 @@ class Expectation(StrEnum):
     FREE = "free"  # anything: a new question
     YES_NO = "yes_no"  # a confirmation or an offer: 是 / 不用 comes fast
     CHOICE = "choice"  # which of a few orders
-    DIGITS = "digits"  # an order number, dictated or keyed in: callers pause between groups
+    DIGITS = "digits"  # dictated or keyed in (an order number, phone digits, an address): callers pause
 
 
 class Understander(Protocol):
@@ -130,6 +147,7 @@ class CallSession:
         self.call_id = call_id or uuid.uuid4().hex[:12]
         self.agent_load = agent_load if agent_load is not None else {}  # agent id -> calls they hold
         self.assignment: Assignment | None = None
+        self._holding = False  # a line of the assigned agent is reserved for this call
         self._timer = timer
         self._started = clock.monotonic()
         self._state: CallState | None = None
@@ -153,11 +171,11 @@ class CallSession:
     def expecting(self) -> Expectation:
         """What the pending question (if any) expects the caller to say next."""
         pending = self._state.pending if self._state is not None else None
-        if isinstance(pending, ConfirmChange | OfferTransfer):
+        if isinstance(pending, ConfirmChange | OfferTransfer | OfferDetails):
             return Expectation.YES_NO
-        if isinstance(pending, NeedOrderId):
+        if isinstance(pending, NeedOrderId | Verify | CollectAddress):
             return Expectation.DIGITS
-        if isinstance(pending, ChooseOrder):
+        if isinstance(pending, ChooseOrder | CollectVariant):
             return Expectation.CHOICE
         return Expectation.FREE
 
@@ -200,31 +218,73 @@ class CallSession:
         understanding = self.understander.understand(utterance.text, ctx.now, utterance.prosody)
         t1 = self._timer()
         state, actions = manager.handle(state, understanding, ctx)
+        state, actions = self._carry_out(state, actions, ctx)
         t2 = self._timer()
         self._state = state
-        if state.transfer is not None and self.assignment is None:
-            self._route(state.transfer)
         latency = {"asr": asr_ms, "understand": (t1 - t0) * 1000, "dialog": (t2 - t1) * 1000}
         latency["total"] = (t2 - started) * 1000
         rounded = MappingProxyType({k: round(v, 1) for k, v in latency.items()})
         return TurnResult(utterance.text, understanding, utterance.prosody, actions, rounded, state.ended)
 
-    def _route(self, request: TransferRequest) -> None:
-        customer = self.state.customer
-        dialect = customer.dialect if customer else None
-        self.assignment = choose_agent(request, self.shop.agents(), self.agent_load, dialect)
-        if self.assignment is not None:
-            agent_id = self.assignment.agent.id
+    def _carry_out(
+        self, state: CallState, actions: tuple[DialogAction, ...], ctx: Context
+    ) -> tuple[CallState, tuple[DialogAction, ...]]:
+        """Make the changes the dialog asked for and route its transfer; the dialog hears how it went."""
+        done: list[DialogAction] = []
+        while actions and isinstance(actions[0], ChangeOrder):
+            records, error = self._change(actions[0], ctx)
+            done.append(actions[0])
+            state, actions = manager.changed(state, records, error, ctx)
+        transfer = next((a for a in actions if isinstance(a, Transfer)), None)
+        if transfer is not None and state.transfer is not None and self.assignment is None:
+            self.assignment = self._reserve(transfer.request, state)
+            if self.assignment is None:
+                state, actions = manager.no_agent(state, transfer, ctx)
+        return state, (*done, *actions)
+
+    def _change(self, action: ChangeOrder, ctx: Context) -> tuple[list[ChangeRecord], IvrError | None]:
+        """Make each step; stop at the first the shop refuses (its error goes back to the dialog)."""
+        records: list[ChangeRecord] = []
+        try:
+            for field_name, value in action.steps:
+                record = self.shop.change_order(
+                    action.order_id, field_name, value, ctx.now, requested_by=action.requested_by
+                )
+                records.append(record)
+        except IvrError as err:
+            return records, err
+        return records, None
+
+    def _reserve(self, request: TransferRequest, state: CallState) -> Assignment | None:
+        """The best free agent, with a line reserved for this call (released by ``end()``)."""
+        dialect = state.customer.dialect if state.customer else None
+        assignment = choose_agent(request, self.shop.agents(), self.agent_load, dialect)
+        if assignment is not None:
+            agent_id = assignment.agent.id
             self.agent_load[agent_id] = self.agent_load.get(agent_id, 0) + 1
+            self._holding = True
+        return assignment
+
+    def _release(self) -> None:
+        if self.assignment is None or not self._holding:
+            return
+        self._holding = False
+        agent_id = self.assignment.agent.id
+        held = self.agent_load.get(agent_id, 0) - 1
+        if held > 0:
+            self.agent_load[agent_id] = held
+        else:
+            self.agent_load.pop(agent_id, None)
 
     def end(self) -> CallOutcome:
         """The call is over (hung up by either side): record it and say how it ended."""
         if self._outcome is not None:
             return self._outcome
+        self._release()
         state = self.state
         ctx = self._ctx()
         if state.turns:
-            record = manager.contact(state, ctx)
+            record = policy.contact(state, ctx)
             if record is not None and state.customer is not None:
                 self.shop.record_contact(state.customer.id, record)
         self._outcome = self._outcome_of(state)
