@@ -19,14 +19,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from dialog.intents import INTENTS
 from dialog.normalize import DATA_DIR, fuzzy_syllable, is_han, normalize
 
-INTENTS = (
-    "logistics.track", "logistics.ship_time", "logistics.carrier", "logistics.expedite", "inventory.stock",
-    "product.info", "promotion.inquiry", "promotion.not_applied", "promotion.bundle", "order.modify",
-    "order.cancel", "order.status", "aftersale.return", "aftersale.refund_status", "aftersale.exchange",
-    "aftersale.damage", "invoice", "complaint", "human_agent", "greeting", "goodbye", "affirm", "deny", "other",
-)
 # Product nouns are masked to one placeholder before classification, in training and at run time (with
 # the shop's own product words added), so that "保温杯" in a damage example does not make every
 # question about a cup look like a damage report.

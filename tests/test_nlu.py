@@ -8,8 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from core.types import EmotionLabel, Intent, Prosody, Understanding
+from dialog.intents import INTENTS
 from dialog.nlu import Understander, split_clauses
-from dialog.train import INTENTS, load_examples
+from dialog.train import load_examples
 from dialog.vocabulary import Vocabulary
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone(timedelta(hours=8)))
