@@ -18,12 +18,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from core.types import Intent, Prosody, Understanding
 from dialog.emotion import detect_emotion
 from dialog.normalize import Normalizer, is_han
 from dialog.slots import extract_slots
-from dialog.train import IntentClassifier, ProductMask, default_classifier
+from dialog.textmodel import TextClassifier
+from dialog.train import ProductMask, default_classifier
 from dialog.vocabulary import Vocabulary
 
 MAX_CHARS = 400  # longer turns are understood from their first 400 normalised characters
@@ -63,7 +65,8 @@ _GREETING = frozenset({"你好", "您好", "喂", "喂你好", "喂您好", "喂
 _HUMAN = re.compile(r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|真人|活人|转客服|转个客服"
                     r"|不想跟机器人")
 _THREAT = re.compile(r"12315|投诉|消协|消费者协会|工商(?!银行)|曝光|找媒体|报警|起诉|告你们")
-_ID_MENTION = re.compile(r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?(?:DD\d{6,}|\d{8,})")
+_ID_MENTION = re.compile(r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?"
+                         r"(?:[A-Z]{1,4}\d{6,}|\d{8,})")
 _ESCALATIONS = ("human_agent", "complaint")
 _ANSWERS = ("affirm", "deny")
 _SOCIAL = ("greeting", "goodbye", *_ANSWERS)
@@ -193,7 +196,7 @@ def _rule_candidates(text: str) -> list[Candidate]:
 # --- choosing and ordering ---------------------------------------------------------------------
 
 
-def _classified(classifier: IntentClassifier, mask: ProductMask, text: str) -> tuple[list[Candidate], str]:
+def _classified(classifier: TextClassifier, mask: ProductMask, text: str) -> tuple[list[Candidate], str]:
     """Confident top labels of the windows and of the best two-need split of each long clause.
 
     Also returns the whole text's top label. Everything is classified in one batch, products masked.
@@ -244,7 +247,7 @@ def _resolve(best: dict[str, Candidate], whole_top: str) -> dict[str, Candidate]
     only when alone."""
     for pair in _CONFUSABLE:
         if pair <= best.keys():
-            keep = whole_top if whole_top in pair else max(pair, key=lambda n: best[n].confidence)
+            keep = whole_top if whole_top in pair else max(sorted(pair), key=lambda n: best[n].confidence)
             best.pop(next(n for n in pair if n != keep))
     if len(best) > 1:
         best.pop("other", None)
@@ -279,10 +282,11 @@ def _slots_for(name: str, clause: dict[str, str], whole: dict[str, str]) -> dict
 class Understander:
     """Understands caller turns against one shop's vocabulary; safe to share between calls."""
 
-    def __init__(self, vocabulary: Vocabulary) -> None:
+    def __init__(self, vocabulary: Vocabulary, cache_dir: Path | None = None) -> None:
+        """``cache_dir``: where trained models are kept (default: the user's cache, ``~/.cache/ivr/nlu``)."""
         self._vocabulary = vocabulary
         self._normalize = Normalizer(vocabulary.lexicon())
-        self._classifier = default_classifier()
+        self._classifier = default_classifier(cache_dir)
         self._mask = ProductMask(tuple(vocabulary.terms))
 
     def understand(self, text: str, now: datetime, prosody: Prosody | None = None) -> Understanding:

@@ -92,7 +92,7 @@ def _read_table(name: str) -> list[list[str]]:
 @cache
 def _dialect() -> tuple[re.Pattern[str], Mapping[str, str]]:
     table = {row[0]: row[1] if len(row) > 1 else "" for row in _read_table("dialect.tsv")}
-    pattern = re.compile("|".join(re.escape(k) for k in sorted(table, key=len, reverse=True)))
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(table, key=lambda k: (-len(k), k))))
     return pattern, table
 
 
@@ -206,7 +206,7 @@ class HomophoneRepair:
     def _fuzzy_at(self, text: str, i: int) -> tuple[str, int] | None:
         if not is_han(text[i]):
             return None
-        for reading in char_readings(text[i]):
+        for reading in sorted(char_readings(text[i])):
             for entry in self._index.get(reading, ()):
                 if self._matches(text, i, entry) and _may_replace(text, i, entry):
                     return entry.word, len(entry.word)
