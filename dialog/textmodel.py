@@ -98,7 +98,7 @@ class TextClassifier:
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as stream:
-                np.savez(stream, **arrays)
+                np.savez(stream, allow_pickle=False, **arrays)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
