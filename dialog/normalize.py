@@ -68,6 +68,15 @@ def is_han(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
 
 
+# What a chat client inserts into a typed turn: placeholders ([订单x], [金额x]) and field labels ending in a colon
+# (订单号:, 下单时间:). Spoken text has neither; typed turns (the HTTP API, chat logs) do.
+_PLACEHOLDER = re.compile(r"\[[^\[\]]{1,20}\]|[\u4e00-\u9fff]{2,6}[:：](?=\s*\[)")
+
+
+def strip_placeholders(text: str) -> str:
+    return _PLACEHOLDER.sub(" ", text)
+
+
 def strip_noise(text: str) -> str:
     """Keep Han characters, ASCII letters and digits; drop punctuation, spaces, emoji."""
     return "".join(ch for ch in text if is_han(ch) or (ch.isascii() and ch.isalnum()))
@@ -257,7 +266,7 @@ class Normalizer:
         self._repair = HomophoneRepair(words)
 
     def __call__(self, text: str) -> str:
-        text = strip_noise(to_simplified(to_halfwidth(text)).upper())
+        text = strip_noise(strip_placeholders(to_simplified(to_halfwidth(text))).upper())
         return standardize_dialect(self._repair.repair(spoken_digits(text)))
 
 
