@@ -25,7 +25,7 @@ from dialog.emotion import detect_emotion
 from dialog.normalize import Normalizer, is_han
 from dialog.slots import extract_slots
 from dialog.textmodel import TextClassifier
-from dialog.train import ProductMask, default_classifier
+from dialog.train import ProductMask, default_classifier, emotion_classifier
 from dialog.vocabulary import Vocabulary
 
 MAX_CHARS = 400  # longer turns are understood from their first 400 normalised characters
@@ -287,6 +287,7 @@ class Understander:
         self._vocabulary = vocabulary
         self._normalize = Normalizer(vocabulary.lexicon())
         self._classifier = default_classifier(cache_dir)
+        self._emotion = emotion_classifier(cache_dir)
         self._mask = ProductMask(tuple(vocabulary.terms))
 
     def understand(self, text: str, now: datetime, prosody: Prosody | None = None) -> Understanding:
@@ -294,7 +295,7 @@ class Understander:
         normalized = self._normalize(text)
         focus = normalized[:MAX_CHARS]
         intents = self._intents(focus, now)
-        return Understanding(text, normalized, intents, detect_emotion(focus, prosody))
+        return Understanding(text, normalized, intents, detect_emotion(focus, prosody, self._emotion, text))
 
     def _intents(self, text: str, now: datetime) -> tuple[Intent, ...]:
         whole_slots = extract_slots(text, now, self._vocabulary)

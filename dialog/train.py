@@ -90,6 +90,40 @@ def default_classifier(cache_dir: Path | None = None) -> TextClassifier:
     return load_or_fit("intents", model_key(["intents.tsv"]), lambda: train(load_examples("train")), cache_dir)
 
 
+EMOTIONS = ("neutral", "anxious", "angry")
+EMOTION_C = 4.0
+# Plain questions from intents.tsv that train the emotion model as neutral: not the escalations, not
+# rushing, and without words of hurry or blame.
+_NOT_PLAIN_INTENTS = frozenset({"complaint", "human_agent", "logistics.expedite", "other"})
+_STIRRED = re.compile(r"急|快点|赶紧|怎么还|到底|又|投诉|差评|骗|垃圾|破|气|烦|什么态度|好几天|一直")
+
+
+def emotion_examples() -> list[tuple[str, str]]:
+    """(text, label) rows: ``emotion_train.tsv`` plus plain questions from the intents' training split."""
+    rows = []
+    for number, line in enumerate((DATA_DIR / "emotion_train.tsv").read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cells = line.split("\t")
+        if len(cells) != 2 or cells[1] not in EMOTIONS:
+            raise ValueError(f"emotion_train.tsv:{number}: expected text<TAB>{'|'.join(EMOTIONS)}, got {line!r}")
+        rows.append((cells[0], cells[1]))
+    plain = [e.text for e in load_examples("train")
+             if e.intent not in _NOT_PLAIN_INTENTS and not _STIRRED.search(e.text)]
+    return rows + [(text, "neutral") for text in plain[::4]]
+
+
+def train_emotion() -> TextClassifier:
+    rows = emotion_examples()
+    return fit([normalize(t) for t, _ in rows], [label for _, label in rows], EMOTION_C, SOLVER_TOL, balanced=True)
+
+
+@cache
+def emotion_classifier(cache_dir: Path | None = None) -> TextClassifier:
+    """How a turn's words feel (neutral / anxious / angry): from the disk cache, else trained and cached."""
+    return load_or_fit("emotion", model_key(["emotion_train.tsv", "intents.tsv"]), train_emotion, cache_dir)
+
+
 def main() -> None:
     import time
 
