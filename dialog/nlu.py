@@ -64,6 +64,10 @@ _DENY = frozenset({"不是", "不对", "不用", "不用了", "不要", "没有"
 _GREETING = frozenset({"你好", "您好", "喂", "喂你好", "喂您好", "喂喂", "喂喂喂", "在吗", "有人吗", "哈喽", "嗨"})
 _HUMAN = re.compile(r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|真人|活人|转客服|转个客服"
                     r"|不想跟机器人")
+_HOURS = re.compile(r"几点|上班|下班|营业时间|工作时间|服务时间|上班时间|几时|什么时候有人|什么时间有人"
+                    r"|二十四小时|24小时")
+_SERVICE = re.compile(r"人工|客服|你们|售后|热线|电话")
+_TRANSFER = re.compile(r"转|接通|找人工|要人工|叫个|换个人|现在就")
 _THREAT = re.compile(r"12315|投诉|消协|消费者协会|工商(?!银行)|曝光|找媒体|报警|起诉|告你们")
 _ID_MENTION = re.compile(r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?"
                          r"(?:[A-Z]{1,4}\d{6,}|\d{8,})")
@@ -182,9 +186,16 @@ def short_answer(text: str) -> str | None:
     return None
 
 
+def asks_service_hours(text: str) -> bool:
+    """「你们人工客服几点上班」 asks when people are there; it does not ask to be put through now."""
+    return bool(_HOURS.search(text) and _SERVICE.search(text)) and not _TRANSFER.search(text)
+
+
 def _rule_candidates(text: str) -> list[Candidate]:
     found = []
-    human = _HUMAN.search(text)
+    if asks_service_hours(text):
+        found.append(Candidate("service.hours", 0.9, Span(0, text, whole=True)))
+    human = None if found else _HUMAN.search(text)
     if human:
         found.append(Candidate("human_agent", 0.95, Span(human.start(), human.group())))
     threat = _THREAT.search(text)
@@ -306,7 +317,10 @@ class Understander:
         if not any(is_han(ch) for ch in focus) or (len(text) >= 3 and len(set(text)) == 1):
             return (Intent("other", 0.0, _slots_for("other", {}, whole_slots)),)  # no words, or noise (的的的的)
         found, whole_top = _classified(self._classifier, self._mask, focus)
-        chosen = _resolve(_best_per_name(found + _rule_candidates(focus)), whole_top)
+        rules = _rule_candidates(focus)
+        if any(c.name == "service.hours" for c in rules):
+            found = [c for c in found if c.name != "human_agent"]
+        chosen = _resolve(_best_per_name(found + rules), whole_top)
         if (not chosen or set(chosen) == {"other"}) and _GREETING_START.match(text):
             return (Intent("greeting", 0.8),)  # 您好我想咨询一下: a greeting, the need still to come
         if not chosen:
