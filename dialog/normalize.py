@@ -19,13 +19,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 
-import jieba
 import opencc
 from pypinyin import Style, lazy_pinyin, pinyin
 
-jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not ours to print
+from dialog.cache import cache_dir, fingerprint, write_atomically
 
 DATA_DIR = Path(__file__).parent / "data"
 COMMON_WORD_FREQ = 20  # jieba dictionary frequency from which a span counts as an ordinary word
@@ -155,15 +155,35 @@ def word_syllables(word: str) -> tuple[str, ...]:
 
 @cache
 def _common_words() -> frozenset[str]:
-    """Words of up to four characters with a jieba frequency of at least COMMON_WORD_FREQ, plus shopping words."""
+    """Words of up to four characters with a jieba frequency of at least COMMON_WORD_FREQ, plus shopping words.
+
+    Read from the user's cache when it holds the list for this jieba version and these tables; reading
+    jieba's whole dictionary takes longer than the rest of a start-up.
+    """
+    key = fingerprint(version("jieba"), str(COMMON_WORD_FREQ), (DATA_DIR / "common_words.txt").read_bytes())
+    path = cache_dir() / f"common-words-{key}.txt"
+    try:
+        return frozenset(path.read_text(encoding="utf-8").split("\n"))
+    except (OSError, UnicodeDecodeError):
+        pass
+    words = _jieba_words() | {row[0] for row in _read_table("common_words.txt")}
+    try:
+        write_atomically(path, lambda stream: stream.write("\n".join(sorted(words)).encode("utf-8")))
+    except OSError as error:
+        logging.getLogger(__name__).warning("could not cache the common words: %s", type(error).__name__)
+    return frozenset(words)
+
+
+def _jieba_words() -> set[str]:
+    import jieba
+
     words = set()
     with jieba.get_dict_file() as stream:
         for line in stream.read().decode("utf-8").splitlines():
             word, freq, *_ = line.split(" ")
             if len(word) <= 4 and int(freq) >= COMMON_WORD_FREQ:
                 words.add(word)
-    words.update(row[0] for row in _read_table("common_words.txt"))
-    return frozenset(words)
+    return words
 
 
 def is_common_word(span: str) -> bool:

@@ -5,17 +5,14 @@ Features: character unigrams and bigrams, and fuzzy tone-less pinyin syllables a
 coefficients directly (the same numbers as ``Pipeline.predict_proba``, without its per-call
 overhead), so loading a cached model needs numpy and pypinyin, not scikit-learn.
 
-The cache is one ``.npz`` per model under the user's cache directory, named by a hash of
-everything that shapes the model (training data, the code that reads it, library versions). It is
-written atomically and read without pickle; a file that cannot be read is retrained over.
+The cache is one ``.npz`` per model under the user's cache directory (``dialog/cache.py``), named by a
+hash of everything that shapes the model (training data, the code that reads it, library versions).
+It is read without pickle; a file that cannot be read is retrained over.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from pypinyin import Style, lazy_pinyin
 
+from dialog.cache import cache_dir, write_atomically
 from dialog.normalize import fuzzy_syllable, is_han
 
 log = logging.getLogger(__name__)
@@ -94,15 +92,7 @@ class TextClassifier:
         for name, _, vocabulary, idf, _ in self._parts:
             arrays[f"{name}_terms"] = np.array(sorted(vocabulary, key=vocabulary.__getitem__))
             arrays[f"{name}_idf"] = idf
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as stream:
-                np.savez(stream, allow_pickle=False, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomically(path, lambda stream: np.savez(stream, allow_pickle=False, **arrays))
 
     @classmethod
     def load(cls, path: Path) -> TextClassifier:
@@ -130,20 +120,6 @@ def fit(texts: Sequence[str], labels: Sequence[str], c: float, tol: float, balan
         vocabulary = vectorizer.vocabulary_
         parts.append((name, sorted(vocabulary, key=vocabulary.__getitem__), np.asarray(vectorizer.idf_)))
     return TextClassifier([str(c) for c in model.classes_], parts, np.asarray(model.coef_).T, model.intercept_)
-
-
-def cache_dir() -> Path:
-    """Where trained models are kept: ``$XDG_CACHE_HOME/ivr/nlu`` (default ``~/.cache/ivr/nlu``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-    return Path(base) / "ivr" / "nlu"
-
-
-def fingerprint(*parts: bytes | str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode() if isinstance(part, str) else part)
-        digest.update(b"\0")
-    return digest.hexdigest()[:24]
 
 
 def load_or_fit(name: str, key: str, build: Callable[[], TextClassifier], directory: Path | None) -> TextClassifier:

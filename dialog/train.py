@@ -15,9 +15,10 @@ from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
+from dialog.cache import fingerprint
 from dialog.intents import INTENTS
 from dialog.normalize import DATA_DIR, normalize
-from dialog.textmodel import TextClassifier, fingerprint, fit, load_or_fit
+from dialog.textmodel import TextClassifier, fit, load_or_fit
 
 PRODUCT_MASK = "#"
 REGULARISATION_C = 10.0  # inverse L2 strength; larger gives sharper probabilities on short clauses

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dialog.textmodel import TextClassifier, fingerprint, fit, load_or_fit
+from dialog.cache import fingerprint
+from dialog.textmodel import TextClassifier, fit, load_or_fit
 from dialog.train import load_examples
 
 ROOT = Path(__file__).resolve().parents[1]
