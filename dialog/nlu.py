@@ -68,6 +68,9 @@ _HOURS = re.compile(r"几点|上班|下班|营业时间|工作时间|服务时�
                     r"|二十四小时|24小时")
 _SERVICE = re.compile(r"人工|客服|你们|售后|热线|电话")
 _TRANSFER = re.compile(r"转|接通|找人工|要人工|叫个|换个人|现在就")
+# Explicit criticism of the service makes a complaint (plain impatience does not).
+_CRITICISM = re.compile(r"服务(?:太|真|很|也太|这么)?差|态度(?:太|真|很|也太|这么)?(?:差|恶劣)|什么态度|什么破"
+                        r"|垃圾|骗子|骗人|坑人|黑店|奸商|不负责|差评|敷衍|推卸|不作为|欺骗|欺负人|太差劲|什么服务")
 _THREAT = re.compile(r"12315|投诉|消协|消费者协会|工商(?!银行)|曝光|找媒体|报警|起诉|告你们")
 _ID_MENTION = re.compile(r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?"
                          r"(?:[A-Z]{1,4}\d{6,}|\d{8,})")
@@ -198,7 +201,7 @@ def _rule_candidates(text: str) -> list[Candidate]:
     human = None if found else _HUMAN.search(text)
     if human:
         found.append(Candidate("human_agent", 0.95, Span(human.start(), human.group())))
-    threat = _THREAT.search(text)
+    threat = _THREAT.search(text) or _CRITICISM.search(text)
     if threat:
         found.append(Candidate("complaint", 0.9, Span(threat.start(), threat.group())))
     return found

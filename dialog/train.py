@@ -79,10 +79,29 @@ def model_key(data_files: Sequence[str]) -> str:
     return fingerprint(version("scikit-learn"), version("pypinyin"), *(path.read_bytes() for path in files))
 
 
+# How callers wrap a need: an opening and a closing with no need of their own. Every training example is
+# also learnt once wrapped (a fixed rotation, so training stays deterministic), so the classifier learns
+# to look past them in long turns.
+_OPENINGS = ("你好", "请问一下", "我想问下", "麻烦问一下", "亲", "在吗", "那个", "我昨天买的", "我之前买了个#",
+             "我在你们店买的#", "客服你好", "喂", "我这个订单", "就是")
+_CLOSINGS = ("啊", "呢", "谢谢", "麻烦了", "好吗", "谢谢啦", "在线等", "呀", "哈", "拜托了", "急", "呗")
+_SOCIAL = frozenset({"greeting", "goodbye", "affirm", "deny", "other"})
+
+
+def _wrapped(examples: Sequence[Example]) -> list[tuple[str, str]]:
+    rows = []
+    for i, e in enumerate(examples):
+        if e.intent in _SOCIAL:
+            continue
+        opening, closing = _OPENINGS[i % len(_OPENINGS)], _CLOSINGS[(i // len(_OPENINGS)) % len(_CLOSINGS)]
+        rows.append((opening + normalize(e.text) + closing, e.intent))
+    return rows
+
+
 def train(examples: Sequence[Example]) -> TextClassifier:
     mask = ProductMask()
-    texts = [mask(normalize(e.text)) for e in examples]
-    return fit(texts, [e.intent for e in examples], REGULARISATION_C, SOLVER_TOL)
+    rows = [(normalize(e.text), e.intent) for e in examples] + _wrapped(examples)
+    return fit([mask(t) for t, _ in rows], [intent for _, intent in rows], REGULARISATION_C, SOLVER_TOL)
 
 
 @cache
