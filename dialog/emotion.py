@@ -46,6 +46,7 @@ _WORRY = ("担心", "怕", "万一", "怎么办", "还没到", "没收到", "好
           "赶不上", "一直", "太慢", "这么慢", "慢死")
 _DEGREE = ("非常", "特别", "太", "真的", "超级", "极其", "实在", "简直", "死了", "透了", "到底", "究竟")
 _DEGREE_GAIN = 1.3
+_SAID_AGAIN = re.compile(r"(.{4,})(?:.{0,12})\1")  # 什么时候发货…什么时候发货: the caller repeats themselves
 _MARKS = re.compile(r"[?？!！]{2,}")  # 到底发不发？？？ typed: impatience (spoken text has no marks)
 ANGRY_TEXT = 0.4  # text anger from which a caller is angry whatever the prosody
 FAST_RATE = 1.2  # rel_rate above which speech counts as faster than the caller's baseline
@@ -66,6 +67,9 @@ def _text_reading(text: str, raw: str = "") -> _Reading:
     marks = _MARKS.search(raw)
     if marks:
         anger, anxiety, cues = anger + 0.15, anxiety + 0.2, [*cues, f"marks:{marks.group()}"]
+    said_again = _SAID_AGAIN.search(text)
+    if said_again:
+        anger, anxiety, cues = anger + 0.2, anxiety + 0.25, [*cues, f"said again:{said_again.group(1)}"]
     for word, weight in _ANGER.items():
         if word in text:
             anger, cues = anger + weight, [*cues, f"anger:{word}"]

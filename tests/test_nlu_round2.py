@@ -118,3 +118,10 @@ def test_product_words_come_from_the_shop(shop_name: str, tmp_path: Path) -> Non
     mask = ProductMask(tuple(Vocabulary.from_products(products).terms))
     for product in products:
         assert mask(f"{spoken_form(product.name)}什么时候发货") == "#什么时候发货"
+
+
+def test_a_caller_repeating_themselves_or_typing_marks_is_stirred(nlu: Understander) -> None:
+    again = nlu.understand("什么时候发货啊什么时候发货", NOW).emotion
+    assert again.label is not EmotionLabel.NEUTRAL and any(c.startswith("said again:") for c in again.cues)
+    marks = nlu.understand("到底发不发货？？？", NOW).emotion
+    assert "marks:？？？" in marks.cues
