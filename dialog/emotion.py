@@ -69,7 +69,7 @@ def _text_reading(text: str, raw: str = "") -> _Reading:
         anger, anxiety, cues = anger + 0.15, anxiety + 0.2, [*cues, f"marks:{marks.group()}"]
     said_again = _SAID_AGAIN.search(text)
     if said_again:
-        anger, anxiety, cues = anger + 0.2, anxiety + 0.25, [*cues, f"said again:{said_again.group(1)}"]
+        anger, anxiety, cues = anger + 0.2, anxiety + 0.75, [*cues, f"said again:{said_again.group(1)}"]
     for word, weight in _ANGER.items():
         if word in text:
             anger, cues = anger + weight, [*cues, f"anger:{word}"]
