@@ -5,6 +5,7 @@ Every behaviour runs on the three test shops (the understander gets each shop's 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import pytest
 from shops import SHOPS, open_test_shop
 
 from core.types import EmotionLabel, Prosody, Understanding
+from dialog.intents import DEV_LABEL, INTENTS
 from dialog.nlu import Understander
 from dialog.train import ProductMask
 from dialog.vocabulary import Vocabulary, spoken_form
+from voice.cli import main as cli_main
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone(timedelta(hours=8)))
 LOUD_FAST = Prosody(5.6, 220.0, 40.0, -18.0, 0.05, 2.0, rel_rate=1.4, rel_f0=1.2, rel_energy_db=7.0)
@@ -125,3 +128,22 @@ def test_a_caller_repeating_themselves_or_typing_marks_is_stirred(nlu: Understan
     assert again.label is not EmotionLabel.NEUTRAL and any(c.startswith("said again:") for c in again.cues)
     marks = nlu.understand("到底发不发货？？？", NOW).emotion
     assert "marks:？？？" in marks.cues
+
+
+def test_finer_intents_are_scored_as_the_dev_sets_labels() -> None:
+    first_taxonomy = set(INTENTS[: INTENTS.index("other") + 1])
+    assert set(DEV_LABEL) == set(INTENTS) - first_taxonomy
+    assert set(DEV_LABEL.values()) <= first_taxonomy
+
+
+@pytest.mark.parametrize(
+    ("text", "main"), [("你们人工客服几点上班", "service.hours"), ("俺那跑鞋咋还木有到嘞", "logistics.track")]
+)
+def test_ivr_understand(
+    text: str, main: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.delenv("IVR_SHOP_FILE", raising=False)
+    monkeypatch.setenv("IVR_DB_PATH", str(tmp_path / "shop.sqlite3"))
+    assert cli_main(["understand", text, "--json"]) == 0
+    intents = [i["name"] for i in json.loads(capsys.readouterr().out)["intents"]]
+    assert intents[0] == main and "human_agent" not in intents
