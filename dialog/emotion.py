@@ -117,7 +117,8 @@ def arousal(prosody: Prosody | None) -> tuple[float, tuple[str, ...]]:
 
 MODEL_WEIGHT = 1.0  # the trained reading's probability counts in full
 CUE_WEIGHT = 0.6  # cue scores (0.4 for one anger word) are added at this weight
-ANGRY_MIN = 0.55  # fused anger from which the turn is angry
+ANGRY_MIN = 0.55  # fused anger from which the turn is angry when a cue or the voice backs the reading
+UNBACKED_ANGRY_MIN = 0.6  # the trained reading alone, with no cue and calm prosody, needs this much
 ANXIOUS_MIN = 0.5  # fused arousal (anxiety plus half the anger) from which the turn is anxious
 MODEL_CUE = 0.3  # the trained reading is named in the cues from this probability
 
@@ -138,9 +139,10 @@ def detect_emotion(
     cues = learned + reading.cues + prosody_cues
     anger = MODEL_WEIGHT * p_angry + CUE_WEIGHT * reading.anger
     anxiety = MODEL_WEIGHT * p_anxious + CUE_WEIGHT * reading.anxiety
-    if reading.anger >= ANGRY_TEXT or anger >= ANGRY_MIN or (anger >= 0.3 and anger + 0.3 * level >= ANGRY_MIN):
+    floor = ANGRY_MIN if reading.anger or level else UNBACKED_ANGRY_MIN
+    if reading.anger >= ANGRY_TEXT or anger >= floor or (level and anger >= 0.3 and anger + 0.3 * level >= ANGRY_MIN):
         return Emotion(EmotionLabel.ANGRY, round(min(1.0, 0.4 + 0.4 * anger + 0.2 * level), 3), cues)
-    stirred = anxiety + 0.5 * anger + 0.4 * level
+    stirred = anxiety + 0.5 * anger + 0.5 * level
     if stirred >= ANXIOUS_MIN:
         return Emotion(EmotionLabel.ANXIOUS, round(min(1.0, 0.3 + 0.5 * stirred), 3), cues)
     return Emotion(EmotionLabel.NEUTRAL, round(max(0.5, 1.0 - stirred), 3), cues)

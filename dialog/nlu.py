@@ -8,9 +8,9 @@ confident enough, and of two labels that name the same need the stronger stays. 
 rules say more clearly than a classifier: short answers (对/是的/不用了), asking for a human
 (转人工), threats that make a complaint (12315, 投诉).
 
-Order: escalations (human_agent, complaint) first, then the need the whole turn is mostly about,
-then the other needs in the order they were said; affirm/deny and goodbye last; a bare greeting
-only when nothing else was said.
+Order: a complaint first, then the need the whole turn is mostly about, then the other needs in the
+order they were said, then a request for a human (after the need it is about); affirm/deny and
+goodbye last; a bare greeting only when nothing else was said.
 """
 
 from __future__ import annotations
@@ -74,7 +74,6 @@ _CRITICISM = re.compile(r"服务(?:太|真|很|也太|这么)?差|态度(?:太|�
 _THREAT = re.compile(r"12315|投诉|消协|消费者协会|工商(?!银行)|曝光|找媒体|报警|起诉|告你们")
 _ID_MENTION = re.compile(r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?"
                          r"(?:[A-Z]{1,4}\d{6,}|\d{8,})")
-_ESCALATIONS = ("human_agent", "complaint")
 _ANSWERS = ("affirm", "deny")
 _SOCIAL = ("greeting", "goodbye", *_ANSWERS)
 _CONFUSABLE = ({"promotion.inquiry", "promotion.not_applied"}, {"logistics.ship_time", "logistics.expedite"},
@@ -272,12 +271,14 @@ def _resolve(best: dict[str, Candidate], whole_top: str) -> dict[str, Candidate]
 
 def _rank(candidate: Candidate, whole_top: str) -> tuple[int, int, int]:
     name = candidate.name
-    if name in _ESCALATIONS:
+    if name == "complaint":
         group = 0
+    elif name == "human_agent":
+        group = 2  # after the need it is about: 「退款的事转人工」 is about the refund
     elif name in _ANSWERS or name == "goodbye":
-        group = 2
-    elif name in _SOCIAL or name == "other":
         group = 3
+    elif name in _SOCIAL or name == "other":
+        group = 4
     else:
         group = 1
     return group, 0 if name == whole_top else 1, candidate.span.start

@@ -114,7 +114,7 @@ EMOTIONS = ("neutral", "anxious", "angry")
 EMOTION_C = 4.0
 # Plain questions from intents.tsv that train the emotion model as neutral: not the escalations, not
 # rushing, and without words of hurry or blame.
-_NOT_PLAIN_INTENTS = frozenset({"complaint", "human_agent", "logistics.expedite", "other"})
+_NOT_PLAIN_INTENTS = frozenset({"complaint", "human_agent", "logistics.expedite"})
 _STIRRED = re.compile(r"急|快点|赶紧|怎么还|到底|又|投诉|差评|骗|垃圾|破|气|烦|什么态度|好几天|一直")
 
 
@@ -130,12 +130,13 @@ def emotion_examples() -> list[tuple[str, str]]:
         rows.append((cells[0], cells[1]))
     plain = [e.text for e in load_examples("train")
              if e.intent not in _NOT_PLAIN_INTENTS and not _STIRRED.search(e.text)]
-    return rows + [(text, "neutral") for text in plain[::2]]
+    return rows + [(text, "neutral") for text in plain]
 
 
 def train_emotion() -> TextClassifier:
     rows = emotion_examples()
-    return fit([normalize(t) for t, _ in rows], [label for _, label in rows], EMOTION_C, SOLVER_TOL, balanced=True)
+    return fit([normalize(t) for t, _ in rows], [label for _, label in rows], EMOTION_C, SOLVER_TOL, balanced=True,
+               solver="lbfgs")
 
 
 @cache
