@@ -130,7 +130,19 @@ def emotion_examples() -> list[tuple[str, str]]:
         rows.append((cells[0], cells[1]))
     plain = [e.text for e in load_examples("train")
              if e.intent not in _NOT_PLAIN_INTENTS and not _STIRRED.search(e.text)]
-    return rows + [(text, "neutral") for text in plain]
+    return rows + [(text, "neutral") for text in plain] + _with_a_need(rows, plain)
+
+
+def _with_a_need(rows: list[tuple[str, str]], plain: list[str]) -> list[tuple[str, str]]:
+    """Upset turns also learnt beside a plain need (「快递到哪了」+「你们到底行不行」): the need does not calm them.
+
+    As many pairs of plain needs are learnt as neutral, so that a long turn is not upset for being long.
+    """
+    upset = [(text, label) for text, label in rows if label != "neutral"]
+    mixed = [(plain[(7 * i) % len(plain)] + text if i % 2 else text + plain[(7 * i) % len(plain)], label)
+             for i, (text, label) in enumerate(upset)]
+    calm = [(plain[(11 * i) % len(plain)] + plain[(13 * i + 5) % len(plain)], "neutral") for i in range(len(upset))]
+    return mixed + calm
 
 
 def train_emotion() -> TextClassifier:
