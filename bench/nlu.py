@@ -71,22 +71,26 @@ def prosody_from(cell: str) -> Prosody | None:
     if not cell.strip():
         return None
     rate, f0, energy = (float(x) for x in cell.split(","))
-    return Prosody(4.0 * rate, 180.0 * f0, 25.0, -25.0 + energy, 0.1, 2.0, rel_rate=rate, rel_f0=f0,
-                   rel_energy_db=energy)
+    return Prosody(
+        4.0 * rate, 180.0 * f0, 25.0, -25.0 + energy, 0.1, 2.0, rel_rate=rate, rel_f0=f0, rel_energy_db=energy
+    )
 
 
 def own_rows() -> dict[str, list[Row]]:
     intents = [Row(e.text, (e.intent,)) for e in load_examples("test")]
     multi = [Row(r[0], tuple(r[1].split("|"))) for r in read_tsv("multi_intent_test.tsv")]
-    emotion = [Row(r[0], emotion=r[1], prosody=prosody_from(r[2]) if len(r) > 2 else None)
-               for r in read_tsv("emotion_test.tsv")]
+    emotion = [
+        Row(r[0], emotion=r[1], prosody=prosody_from(r[2]) if len(r) > 2 else None)
+        for r in read_tsv("emotion_test.tsv")
+    ]
     return {"intents": intents, "multi": multi, "emotion": emotion}
 
 
 def dev_rows() -> list[Row]:
     with REAL_DEV.open(encoding="utf-8", newline="") as stream:
-        return [Row(r["text"], tuple(r["intents"].split(",")), r["emotion"])
-                for r in csv.DictReader(stream, delimiter="\t")]
+        return [
+            Row(r["text"], tuple(r["intents"].split(",")), r["emotion"]) for r in csv.DictReader(stream, delimiter="\t")
+        ]
 
 
 def run(nlu: Understander, rows: Sequence[Row], latencies: list[float], scored: bool) -> list[Result]:
@@ -121,19 +125,31 @@ def intent_scores(results: Sequence[Result], names: Sequence[str]) -> dict[str, 
     present = [row["f1"] for row in table.values() if row["support"]]
     pairs = Counter(f"{g} -> {p}" for g, p in zip(gold, predicted, strict=True) if g != p)
     right = sum(g == p for g, p in zip(gold, predicted, strict=True))
-    return {"n": len(results), "accuracy": right / len(gold), "macro_f1": statistics.mean(present),
-            "per_intent": table, "confusions": dict(pairs.most_common(15))}
+    return {
+        "n": len(results),
+        "accuracy": right / len(gold),
+        "macro_f1": statistics.mean(present),
+        "per_intent": table,
+        "confusions": dict(pairs.most_common(15)),
+    }
 
 
 def multi_scores(results: Sequence[Result]) -> dict[str, object]:
     found = wanted = extra = exact = 0
     for r in results:
         gold, got = set(r.row.intents), set(r.intents)
-        found, wanted, extra, exact = found + len(gold & got), wanted + len(gold), extra + len(got - gold), exact + (
-            gold == got)
-    return {"n": len(results), "recall": found / wanted if wanted else 0.0,
-            "precision": found / (found + extra) if found + extra else 0.0,
-            "exact_set": exact / len(results) if results else 0.0}
+        found, wanted, extra, exact = (
+            found + len(gold & got),
+            wanted + len(gold),
+            extra + len(got - gold),
+            exact + (gold == got),
+        )
+    return {
+        "n": len(results),
+        "recall": found / wanted if wanted else 0.0,
+        "precision": found / (found + extra) if found + extra else 0.0,
+        "exact_set": exact / len(results) if results else 0.0,
+    }
 
 
 def emotion_scores(results: Sequence[Result]) -> dict[str, object]:
@@ -142,9 +158,13 @@ def emotion_scores(results: Sequence[Result]) -> dict[str, object]:
     angry_tp = confusion[("angry", "angry")]
     said_angry = sum(confusion[(g, "angry")] for g in LABELS)
     were_angry = sum(confusion[("angry", p)] for p in LABELS)
-    return {"n": len(results), "accuracy": sum(confusion[(x, x)] for x in LABELS) / len(results),
-            "angry_recall": angry_tp / were_angry if were_angry else 0.0,
-            "angry_precision": angry_tp / said_angry if said_angry else 0.0, "confusion": matrix}
+    return {
+        "n": len(results),
+        "accuracy": sum(confusion[(x, x)] for x in LABELS) / len(results),
+        "angry_recall": angry_tp / were_angry if were_angry else 0.0,
+        "angry_precision": angry_tp / said_angry if said_angry else 0.0,
+        "confusion": matrix,
+    }
 
 
 def latency(values: list[float]) -> dict[str, float]:
@@ -161,10 +181,17 @@ def evaluate_own(nlu: Understander) -> dict[str, object]:
     intents = run(nlu, rows["intents"], latencies, scored=False)
     multi = run(nlu, rows["multi"], latencies, scored=False)
     emotion = run(nlu, rows["emotion"], latencies, scored=False)
-    errors = [{"text": r.row.text, "gold": r.row.intents[0], "got": list(r.intents)}
-              for r in intents if r.intents[0] != r.row.intents[0]]
-    return {"intents": {**intent_scores(intents, INTENTS), "errors": errors}, "multi_intent": multi_scores(multi),
-            "emotion": emotion_scores(emotion), "latency_ms": latency(latencies)}
+    errors = [
+        {"text": r.row.text, "gold": r.row.intents[0], "got": list(r.intents)}
+        for r in intents
+        if r.intents[0] != r.row.intents[0]
+    ]
+    return {
+        "intents": {**intent_scores(intents, INTENTS), "errors": errors},
+        "multi_intent": multi_scores(multi),
+        "emotion": emotion_scores(emotion),
+        "latency_ms": latency(latencies),
+    }
 
 
 def evaluate_dev(nlu: Understander) -> dict[str, object] | None:
@@ -173,8 +200,13 @@ def evaluate_dev(nlu: Understander) -> dict[str, object] | None:
     latencies: list[float] = []
     results = run(nlu, dev_rows(), latencies, scored=True)
     multi = [r for r in results if len(r.row.intents) > 1]
-    return {"intents": intent_scores(results, DEV_INTENTS), "multi_intent": multi_scores(multi),
-            "all_needs": multi_scores(results), "emotion": emotion_scores(results), "latency_ms": latency(latencies)}
+    return {
+        "intents": intent_scores(results, DEV_INTENTS),
+        "multi_intent": multi_scores(multi),
+        "all_needs": multi_scores(results),
+        "emotion": emotion_scores(results),
+        "latency_ms": latency(latencies),
+    }
 
 
 def _fmt(value: object) -> str:
@@ -190,11 +222,18 @@ def _get(report: dict[str, object] | None, *path: str) -> object:
     return node
 
 
-SUMMARY = (("main intent accuracy", ("intents", "accuracy")), ("macro-F1", ("intents", "macro_f1")),
-           ("multi-need recall", ("multi_intent", "recall")), ("multi-need precision", ("multi_intent", "precision")),
-           ("multi-need exact set", ("multi_intent", "exact_set")), ("emotion accuracy", ("emotion", "accuracy")),
-           ("angry recall", ("emotion", "angry_recall")), ("angry precision", ("emotion", "angry_precision")),
-           ("latency p50 ms", ("latency_ms", "p50")), ("latency p95 ms", ("latency_ms", "p95")))
+SUMMARY = (
+    ("main intent accuracy", ("intents", "accuracy")),
+    ("macro-F1", ("intents", "macro_f1")),
+    ("multi-need recall", ("multi_intent", "recall")),
+    ("multi-need precision", ("multi_intent", "precision")),
+    ("multi-need exact set", ("multi_intent", "exact_set")),
+    ("emotion accuracy", ("emotion", "accuracy")),
+    ("angry recall", ("emotion", "angry_recall")),
+    ("angry precision", ("emotion", "angry_precision")),
+    ("latency p50 ms", ("latency_ms", "p50")),
+    ("latency p95 ms", ("latency_ms", "p95")),
+)
 
 
 def print_report(report: dict[str, object]) -> None:
@@ -202,8 +241,10 @@ def print_report(report: dict[str, object]) -> None:
     assert isinstance(own, dict) and (dev is None or isinstance(dev, dict))
     boot = report["startup"]
     assert isinstance(boot, dict)
-    print(f"one-line ivr understand: cold (trains) {boot['cold_s']:.2f} s, warm (cached model) median "
-          f"{boot['warm_median_s']:.2f} s, max {boot['warm_max_s']:.2f} s")
+    print(
+        f"one-line ivr understand: cold (trains) {boot['cold_s']:.2f} s, warm (cached model) median "
+        f"{boot['warm_median_s']:.2f} s, max {boot['warm_max_s']:.2f} s"
+    )
     print(f"\n{'':<24}{'own split':>12}{'real dev':>12}")
     for title, path in SUMMARY:
         print(f"{title:<24}{_fmt(_get(own, *path)):>12}{_fmt(_get(dev, *path)):>12}")
@@ -213,8 +254,10 @@ def print_report(report: dict[str, object]) -> None:
     assert isinstance(own_table, dict) and isinstance(dev_table, dict)
     for name in INTENTS:
         mine, real = own_table.get(name, {}), dev_table.get(name, {})
-        print(f"{name:<26}{_fmt(mine.get('f1')):>7}{mine.get('support', 0):>5}"
-              f"{_fmt(real.get('f1')) if real.get('support') else '—':>7}{real.get('support', 0):>5}")
+        print(
+            f"{name:<26}{_fmt(mine.get('f1')):>7}{mine.get('support', 0):>5}"
+            f"{_fmt(real.get('f1')) if real.get('support') else '—':>7}{real.get('support', 0):>5}"
+        )
     for title, part in (("own", own), ("real dev", dev)):
         pairs = _get(part, "intents", "confusions")
         if isinstance(pairs, dict):
@@ -233,8 +276,14 @@ def one_line_understand(cache: Path) -> float:
     env = {**os.environ, "XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(ROOT), "IVR_DB_PATH": str(cache / "shop.db")}
     env.pop("IVR_SHOP_FILE", None)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "voice.cli", "understand", "快递到哪了"], env=env, cwd=ROOT, check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "voice.cli", "understand", "快递到哪了"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return time.perf_counter() - started
 
 
@@ -251,8 +300,12 @@ def main() -> int:
     nlu = Understander(Vocabulary.empty())
     nlu.understand("热身", NOW)
     first_use = time.perf_counter() - started
-    report: dict[str, object] = {"first_use_s": first_use, "startup": startup(), "own": evaluate_own(nlu),
-                                 "real_dev": evaluate_dev(nlu)}
+    report: dict[str, object] = {
+        "first_use_s": first_use,
+        "startup": startup(),
+        "own": evaluate_own(nlu),
+        "real_dev": evaluate_dev(nlu),
+    }
     print_report(report)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

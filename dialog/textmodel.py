@@ -51,8 +51,13 @@ ANALYZERS: dict[str, Analyzer] = {"chars": char_ngrams, "pinyin": pinyin_tokens}
 class TextClassifier:
     """Probabilities over the trained labels for normalised texts."""
 
-    def __init__(self, labels: Sequence[str], parts: Sequence[tuple[str, Sequence[str], np.ndarray]],
-                 weights: np.ndarray, bias: np.ndarray) -> None:
+    def __init__(
+        self,
+        labels: Sequence[str],
+        parts: Sequence[tuple[str, Sequence[str], np.ndarray]],
+        weights: np.ndarray,
+        bias: np.ndarray,
+    ) -> None:
         """``parts``: per analyzer name, its terms in column order and their idf weights."""
         self.labels: tuple[str, ...] = tuple(labels)
         self._parts: list[tuple[str, Analyzer, dict[str, int], np.ndarray, int]] = []
@@ -87,8 +92,12 @@ class TextClassifier:
 
     def save(self, path: Path) -> None:
         """Write the model atomically (a temporary file renamed over ``path``)."""
-        arrays: dict[str, np.ndarray] = {"labels": np.array(self.labels), "weights": self._weights,
-                                         "bias": self._bias, "parts": np.array([p[0] for p in self._parts])}
+        arrays: dict[str, np.ndarray] = {
+            "labels": np.array(self.labels),
+            "weights": self._weights,
+            "bias": self._bias,
+            "parts": np.array([p[0] for p in self._parts]),
+        }
         for name, _, vocabulary, idf, _ in self._parts:
             arrays[f"{name}_terms"] = np.array(sorted(vocabulary, key=vocabulary.__getitem__))
             arrays[f"{name}_idf"] = idf
@@ -113,8 +122,9 @@ def fit(
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion
 
-    union = FeatureUnion([(name, TfidfVectorizer(analyzer=analyze, sublinear_tf=True))
-                          for name, analyze in ANALYZERS.items()])
+    union = FeatureUnion(
+        [(name, TfidfVectorizer(analyzer=analyze, sublinear_tf=True)) for name, analyze in ANALYZERS.items()]
+    )
     weights = "balanced" if balanced else None
     model = LogisticRegression(C=c, solver=solver, tol=tol, max_iter=3000, random_state=0, class_weight=weights)
     model.fit(union.fit_transform(texts), list(labels))

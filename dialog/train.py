@@ -82,8 +82,22 @@ def model_key(data_files: Sequence[str]) -> str:
 # How callers wrap a need: an opening and a closing with no need of their own. Every training example is
 # also learnt once wrapped (a fixed rotation, so training stays deterministic), so the classifier learns
 # to look past them in long turns.
-_OPENINGS = ("你好", "请问一下", "我想问下", "麻烦问一下", "亲", "在吗", "那个", "我昨天买的", "我之前买了个#",
-             "我在你们店买的#", "客服你好", "喂", "我这个订单", "就是")
+_OPENINGS = (
+    "你好",
+    "请问一下",
+    "我想问下",
+    "麻烦问一下",
+    "亲",
+    "在吗",
+    "那个",
+    "我昨天买的",
+    "我之前买了个#",
+    "我在你们店买的#",
+    "客服你好",
+    "喂",
+    "我这个订单",
+    "就是",
+)
 _CLOSINGS = ("啊", "呢", "谢谢", "麻烦了", "好吗", "谢谢啦", "在线等", "呀", "哈", "拜托了", "急", "呗")
 _SOCIAL = frozenset({"greeting", "goodbye", "affirm", "deny", "other"})
 
@@ -128,8 +142,9 @@ def emotion_examples() -> list[tuple[str, str]]:
         if len(cells) != 2 or cells[1] not in EMOTIONS:
             raise ValueError(f"emotion_train.tsv:{number}: expected text<TAB>{'|'.join(EMOTIONS)}, got {line!r}")
         rows.append((cells[0], cells[1]))
-    plain = [e.text for e in load_examples("train")
-             if e.intent not in _NOT_PLAIN_INTENTS and not _STIRRED.search(e.text)]
+    plain = [
+        e.text for e in load_examples("train") if e.intent not in _NOT_PLAIN_INTENTS and not _STIRRED.search(e.text)
+    ]
     return rows + [(text, "neutral") for text in plain] + _with_a_need(rows, plain)
 
 
@@ -139,16 +154,24 @@ def _with_a_need(rows: list[tuple[str, str]], plain: list[str]) -> list[tuple[st
     As many pairs of plain needs are learnt as neutral, so that a long turn is not upset for being long.
     """
     upset = [(text, label) for text, label in rows if label != "neutral"]
-    mixed = [(plain[(7 * i) % len(plain)] + text if i % 2 else text + plain[(7 * i) % len(plain)], label)
-             for i, (text, label) in enumerate(upset)]
+    mixed = [
+        (plain[(7 * i) % len(plain)] + text if i % 2 else text + plain[(7 * i) % len(plain)], label)
+        for i, (text, label) in enumerate(upset)
+    ]
     calm = [(plain[(11 * i) % len(plain)] + plain[(13 * i + 5) % len(plain)], "neutral") for i in range(len(upset))]
     return mixed + calm
 
 
 def train_emotion() -> TextClassifier:
     rows = emotion_examples()
-    return fit([normalize(t) for t, _ in rows], [label for _, label in rows], EMOTION_C, SOLVER_TOL, balanced=True,
-               solver="lbfgs")
+    return fit(
+        [normalize(t) for t, _ in rows],
+        [label for _, label in rows],
+        EMOTION_C,
+        SOLVER_TOL,
+        balanced=True,
+        solver="lbfgs",
+    )
 
 
 @cache

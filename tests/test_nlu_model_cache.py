@@ -55,12 +55,18 @@ def test_the_key_follows_the_content() -> None:
 
 
 def _understand_all(lines: list[str], seed: str, cache: Path, tmp_path: Path) -> list[dict[str, object]]:
-    env = {**os.environ, "PYTHONHASHSEED": seed, "XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(ROOT),
-           "IVR_DB_PATH": str(tmp_path / f"shop-{seed}.sqlite3")}
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": seed,
+        "XDG_CACHE_HOME": str(cache),
+        "PYTHONPATH": str(ROOT),
+        "IVR_DB_PATH": str(tmp_path / f"shop-{seed}.sqlite3"),
+    }
     env.pop("IVR_SHOP_FILE", None)
     command = [sys.executable, "-m", "voice.cli", "understand", "--stdin", "--json"]
-    done = subprocess.run(command, input="\n".join(lines), capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=300, check=True)
+    done = subprocess.run(
+        command, input="\n".join(lines), capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True
+    )
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
