@@ -67,6 +67,12 @@ TOPIC: Mapping[str, Skill] = MappingProxyType(
         "aftersale.damage": Skill.AFTERSALE,
         "invoice": Skill.GENERAL,
         "complaint": Skill.COMPLAINT,
+        "logistics.appointment": Skill.LOGISTICS,
+        "logistics.refuse": Skill.LOGISTICS,
+        "logistics.courier": Skill.LOGISTICS,
+        "shipping.fee": Skill.GENERAL,
+        "aftersale.repair": Skill.AFTERSALE,
+        "service.install": Skill.AFTERSALE,
     }
 )
 
@@ -311,6 +317,25 @@ def change_question(pending: ConfirmChange, ctx: Context) -> str:
     return render("modify.confirm", what=what, new=new)
 
 
+def handoff(skill: Skill, reason: str) -> Answer:
+    """A need the hotline does not settle itself (repair, installation, the courier…): offer the desk that does."""
+
+    def answer(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
+        oid = order.id if order else None
+        return Part(render("kb.none"), oid, offer=OfferTransfer(skill, reason), note=reason, skill=skill)
+
+    return answer
+
+
+def shipping_fee(intent: Intent, order: Order | None, u: Understanding, ctx: Context) -> Part:
+    """Who pays shipping: the shop's policy sentence when it has one about 运费/邮费, else the desk."""
+    hits = ctx.shop.search_policies(f"{u.normalized} 运费 邮费 包邮", k=1)
+    if hits and any(word in hits[0].answer for word in ("运费", "邮费", "包邮")):
+        return Part(render("kb.answer", answer=hits[0].answer), order.id if order else None,
+                    kb_ids=(hits[0].policy_id,), skill=Skill.GENERAL)
+    return handoff(Skill.GENERAL, "客户问运费")(intent, order, u, ctx)
+
+
 ANSWERS: Mapping[str, Answer] = MappingProxyType(
     {
         "logistics.track": logistics_track,
@@ -331,5 +356,11 @@ ANSWERS: Mapping[str, Answer] = MappingProxyType(
         "aftersale.exchange": aftersale_exchange,
         "aftersale.damage": aftersale_damage,
         "invoice": invoice,
+        "logistics.appointment": handoff(Skill.LOGISTICS, "客户要约送货时间或改配送方式"),
+        "logistics.refuse": handoff(Skill.LOGISTICS, "客户要拒收"),
+        "logistics.courier": handoff(Skill.LOGISTICS, "客户要联系配送员"),
+        "shipping.fee": shipping_fee,
+        "aftersale.repair": handoff(Skill.AFTERSALE, "客户要报修或问维修进度"),
+        "service.install": handoff(Skill.AFTERSALE, "客户要约安装"),
     }
 )

@@ -1,11 +1,14 @@
-"""How the caller feels: text cues fused with prosody relative to the caller's own baseline.
+"""How the caller feels: a trained reading of the whole turn fused with cues and prosody.
 
-Text gives the label: anger words, blame and threats make a caller angry; urgency, worry and
-repeated contacts make them anxious; negation (不急, 慢慢来) cancels urgency; degree adverbs
-(非常/特别/太) amplify. Prosody (faster, louder, higher than this caller earlier in the call) only
-raises arousal: it pushes a neutral text towards anxious and mild irritation towards angry, but calm
-words spoken loudly never make a caller angry on their own. Every cue that fired is named in
-``Emotion.cues`` (``threat:12315``, ``prosody:louder+6dB``) so a transfer can say why.
+Three readings are added up. A classifier trained on labelled turns (``dialog/train.py``,
+``emotion_train.tsv``) reads the meaning of the whole turn, so accusing, sarcastic or fed-up
+turns with no swear word still read as angry. Cues add what a short list says for sure: anger
+words, blame and threats make a caller angry; urgency, worry and repeated contacts make them
+anxious; negation (不急, 慢慢来) cancels urgency; degree adverbs (非常/特别/太) amplify. Prosody
+(faster, louder, higher than this caller earlier in the call) only raises arousal: it pushes a
+neutral text towards anxious and mild irritation towards angry, but calm words spoken loudly never
+make a caller angry on their own. Every cue that fired is named in ``Emotion.cues``
+(``model:angry 0.71``, ``threat:12315``, ``prosody:louder+6dB``) so a transfer can say why.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from core.types import Emotion, EmotionLabel, Prosody
+from dialog.textmodel import TextClassifier
+from dialog.train import emotion_classifier
 
 _ANGER = {"气死": 0.5, "生气": 0.45, "火大": 0.45, "什么破": 0.5, "破玩意": 0.5, "破东西": 0.5, "垃圾": 0.5,
           "骗子": 0.5, "骗人": 0.5, "搞什么": 0.45, "太过分": 0.5, "过分": 0.4, "无语": 0.45, "坑人": 0.5,
@@ -41,6 +46,8 @@ _WORRY = ("担心", "怕", "万一", "怎么办", "还没到", "没收到", "好
           "赶不上", "一直", "太慢", "这么慢", "慢死")
 _DEGREE = ("非常", "特别", "太", "真的", "超级", "极其", "实在", "简直", "死了", "透了", "到底", "究竟")
 _DEGREE_GAIN = 1.3
+_SAID_AGAIN = re.compile(r"(.{4,})(?:.{0,12})\1")  # 什么时候发货…什么时候发货: the caller repeats themselves
+_MARKS = re.compile(r"[?？!！]{2,}")  # 到底发不发？？？ typed: impatience (spoken text has no marks)
 ANGRY_TEXT = 0.4  # text anger from which a caller is angry whatever the prosody
 FAST_RATE = 1.2  # rel_rate above which speech counts as faster than the caller's baseline
 LOUD_DB = 4.0  # rel_energy_db above which speech counts as louder
@@ -54,9 +61,15 @@ class _Reading:
     cues: tuple[str, ...]
 
 
-def _text_reading(text: str) -> _Reading:
+def _text_reading(text: str, raw: str = "") -> _Reading:
     anger, anxiety = 0.0, 0.0
     cues: list[str] = []
+    marks = _MARKS.search(raw)
+    if marks:
+        anger, anxiety, cues = anger + 0.15, anxiety + 0.2, [*cues, f"marks:{marks.group()}"]
+    said_again = _SAID_AGAIN.search(text)
+    if said_again:
+        anger, anxiety, cues = anger + 0.2, anxiety + 0.75, [*cues, f"said again:{said_again.group(1)}"]
     for word, weight in _ANGER.items():
         if word in text:
             anger, cues = anger + weight, [*cues, f"anger:{word}"]
@@ -102,18 +115,54 @@ def arousal(prosody: Prosody | None) -> tuple[float, tuple[str, ...]]:
     return min(1.0, value), tuple(cues)
 
 
-def detect_emotion(text: str, prosody: Prosody | None = None) -> Emotion:
-    """The caller's emotion in one turn; ``text`` should be normalised (dialect already standard)."""
-    reading = _text_reading(text)
+MODEL_WEIGHT = 1.0  # the trained reading's probability counts in full
+CUE_WEIGHT = 0.6  # cue scores (0.4 for one anger word) are added at this weight
+ANGRY_MIN = 0.55  # fused anger from which the turn is angry when a cue or the voice backs the reading
+UNBACKED_ANGRY_MIN = 0.6  # the trained reading alone, with no cue and calm prosody, needs this much
+ANXIOUS_MIN = 0.5  # fused arousal (anxiety plus half the anger) from which the turn is anxious
+MODEL_CUE = 0.3  # the trained reading is named in the cues from this probability
+
+
+def detect_emotion(
+    text: str, prosody: Prosody | None = None, model: TextClassifier | None = None, raw: str = ""
+) -> Emotion:
+    """The caller's emotion in one turn; ``text`` should be normalised (dialect already standard).
+
+    ``raw`` is the turn as typed or recognised, before punctuation was removed (for ？？？ and ！！).
+    """
+    reading = _text_reading(text, raw)
     level, prosody_cues = arousal(prosody)
-    cues = reading.cues + prosody_cues
-    anger, anxiety = reading.anger, reading.anxiety
-    if anger >= ANGRY_TEXT or (anger >= 0.2 and anger + 0.3 * level >= ANGRY_TEXT):
-        return Emotion(EmotionLabel.ANGRY, round(min(1.0, 0.5 + 0.4 * anger + 0.2 * level), 3), cues)
-    stirred = anxiety + anger + 0.5 * level
-    if stirred >= 0.35:
-        return Emotion(EmotionLabel.ANXIOUS, round(min(1.0, 0.4 + 0.5 * (anxiety + anger) + 0.3 * level), 3), cues)
+    model = model or emotion_classifier()
+    probs = dict(zip(model.labels, _row(model, text), strict=True))
+    p_angry, p_anxious = probs.get("angry", 0.0), probs.get("anxious", 0.0)
+    learned = tuple(f"model:{n} {p:.2f}" for n, p in (("angry", p_angry), ("anxious", p_anxious)) if p >= MODEL_CUE)
+    cues = learned + reading.cues + prosody_cues
+    anger = MODEL_WEIGHT * p_angry + CUE_WEIGHT * reading.anger
+    anxiety = MODEL_WEIGHT * p_anxious + CUE_WEIGHT * reading.anxiety
+    floor = ANGRY_MIN if reading.anger or level else UNBACKED_ANGRY_MIN
+    if reading.anger >= ANGRY_TEXT or anger >= floor or (level and anger >= 0.3 and anger + 0.3 * level >= ANGRY_MIN):
+        return Emotion(EmotionLabel.ANGRY, round(min(1.0, 0.4 + 0.4 * anger + 0.2 * level), 3), cues)
+    stirred = anxiety + 0.5 * anger + 0.5 * level
+    if stirred >= ANXIOUS_MIN:
+        return Emotion(EmotionLabel.ANXIOUS, round(min(1.0, 0.3 + 0.5 * stirred), 3), cues)
     return Emotion(EmotionLabel.NEUTRAL, round(max(0.5, 1.0 - stirred), 3), cues)
+
+
+WINDOW = 12  # a long turn is also read in windows of this many characters
+WINDOW_STEP = 6
+WINDOW_WEIGHT = 0.85  # how much the most upset window counts against the whole turn
+
+
+def _row(model: TextClassifier, text: str) -> list[float]:
+    """Per label, the whole turn's probability or (discounted) its most upset window's, whichever is higher."""
+    if not text:
+        return [0.0] * len(model.labels)
+    spans = [text] + [text[i : i + WINDOW] for i in range(0, max(0, len(text) - WINDOW) + 1, WINDOW_STEP)][
+        : 40 if len(text) > WINDOW + WINDOW_STEP else 0
+    ]
+    rows = model.probabilities(spans)
+    best = rows[1:].max(axis=0) * WINDOW_WEIGHT if len(spans) > 1 else rows[0]
+    return [float(max(whole, window)) for whole, window in zip(rows[0], best, strict=True)]
 
 
 # --- across turns ------------------------------------------------------------------------------

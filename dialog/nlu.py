@@ -8,9 +8,9 @@ confident enough, and of two labels that name the same need the stronger stays. 
 rules say more clearly than a classifier: short answers (对/是的/不用了), asking for a human
 (转人工), threats that make a complaint (12315, 投诉).
 
-Order: escalations (human_agent, complaint) first, then the need the whole turn is mostly about,
-then the other needs in the order they were said; affirm/deny and goodbye last; a bare greeting
-only when nothing else was said.
+Order: a complaint first, then the need the whole turn is mostly about, then the other needs in the
+order they were said, then a request for a human (after the need it is about); affirm/deny and
+goodbye last; a bare greeting only when nothing else was said.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from core.types import Intent, Prosody, Understanding
 from dialog.emotion import detect_emotion
 from dialog.normalize import Normalizer, is_han
 from dialog.slots import extract_slots
-from dialog.train import IntentClassifier, ProductMask, default_classifier
+from dialog.textmodel import TextClassifier
+from dialog.train import ProductMask, default_classifier, emotion_classifier
 from dialog.vocabulary import Vocabulary
 
 MAX_CHARS = 400  # longer turns are understood from their first 400 normalised characters
@@ -62,10 +64,16 @@ _DENY = frozenset({"不是", "不对", "不用", "不用了", "不要", "没有"
 _GREETING = frozenset({"你好", "您好", "喂", "喂你好", "喂您好", "喂喂", "喂喂喂", "在吗", "有人吗", "哈喽", "嗨"})
 _HUMAN = re.compile(r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|真人|活人|转客服|转个客服"
                     r"|不想跟机器人")
+_HOURS = re.compile(r"几点|上班|下班|营业时间|工作时间|服务时间|上班时间|几时|什么时候有人|什么时间有人"
+                    r"|二十四小时|24小时")
+_SERVICE = re.compile(r"人工|客服|你们|售后|热线|电话")
+_TRANSFER = re.compile(r"转|接通|找人工|要人工|叫个|换个人|现在就")
+# Explicit criticism of the service makes a complaint (plain impatience does not).
+_CRITICISM = re.compile(r"服务(?:太|真|很|也太|这么)?差|态度(?:太|真|很|也太|这么)?(?:差|恶劣)|什么态度|什么破"
+                        r"|垃圾|骗子|骗人|坑人|黑店|奸商|不负责|差评|敷衍|推卸|不作为|欺骗|欺负人|太差劲|什么服务")
 _THREAT = re.compile(r"12315|投诉|消协|消费者协会|工商(?!银行)|曝光|找媒体|报警|起诉|告你们")
 _ID_MENTION = re.compile(r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?"
                          r"(?:[A-Z]{1,4}\d{6,}|\d{8,})")  # any shop's numbers: letters then digits, or digits
-_ESCALATIONS = ("human_agent", "complaint")
 _ANSWERS = ("affirm", "deny")
 _SOCIAL = ("greeting", "goodbye", *_ANSWERS)
 _CONFUSABLE = ({"promotion.inquiry", "promotion.not_applied"}, {"logistics.ship_time", "logistics.expedite"},
@@ -180,12 +188,19 @@ def short_answer(text: str) -> str | None:
     return None
 
 
+def asks_service_hours(text: str) -> bool:
+    """「你们人工客服几点上班」 asks when people are there; it does not ask to be put through now."""
+    return bool(_HOURS.search(text) and _SERVICE.search(text)) and not _TRANSFER.search(text)
+
+
 def _rule_candidates(text: str) -> list[Candidate]:
     found = []
-    human = _HUMAN.search(text)
+    if asks_service_hours(text):
+        found.append(Candidate("service.hours", 0.9, Span(0, text, whole=True)))
+    human = None if found else _HUMAN.search(text)
     if human:
         found.append(Candidate("human_agent", 0.95, Span(human.start(), human.group())))
-    threat = _THREAT.search(text)
+    threat = _THREAT.search(text) or _CRITICISM.search(text)
     if threat:
         found.append(Candidate("complaint", 0.9, Span(threat.start(), threat.group())))
     return found
@@ -194,7 +209,7 @@ def _rule_candidates(text: str) -> list[Candidate]:
 # --- choosing and ordering ---------------------------------------------------------------------
 
 
-def _classified(classifier: IntentClassifier, mask: ProductMask, text: str) -> tuple[list[Candidate], str]:
+def _classified(classifier: TextClassifier, mask: ProductMask, text: str) -> tuple[list[Candidate], str]:
     """Confident top labels of the windows and of the best two-need split of each long clause.
 
     Also returns the whole text's top label. Everything is classified in one batch, products masked.
@@ -245,7 +260,7 @@ def _resolve(best: dict[str, Candidate], whole_top: str) -> dict[str, Candidate]
     only when alone."""
     for pair in _CONFUSABLE:
         if pair <= best.keys():
-            keep = whole_top if whole_top in pair else max(pair, key=lambda n: best[n].confidence)
+            keep = whole_top if whole_top in pair else max(sorted(pair), key=lambda n: best[n].confidence)
             best.pop(next(n for n in pair if n != keep))
     if len(best) > 1:
         best.pop("other", None)
@@ -256,12 +271,14 @@ def _resolve(best: dict[str, Candidate], whole_top: str) -> dict[str, Candidate]
 
 def _rank(candidate: Candidate, whole_top: str) -> tuple[int, int, int]:
     name = candidate.name
-    if name in _ESCALATIONS:
+    if name == "complaint":
         group = 0
+    elif name == "human_agent":
+        group = 2  # after the need it is about: 「退款的事转人工」 is about the refund
     elif name in _ANSWERS or name == "goodbye":
-        group = 2
-    elif name in _SOCIAL or name == "other":
         group = 3
+    elif name in _SOCIAL or name == "other":
+        group = 4
     else:
         group = 1
     return group, 0 if name == whole_top else 1, candidate.span.start
@@ -280,10 +297,12 @@ def _slots_for(name: str, clause: dict[str, str], whole: dict[str, str]) -> dict
 class Understander:
     """Understands caller turns against one shop's vocabulary; safe to share between calls."""
 
-    def __init__(self, vocabulary: Vocabulary) -> None:
+    def __init__(self, vocabulary: Vocabulary, cache_dir: Path | None = None) -> None:
+        """``cache_dir``: where trained models are kept (default: the user's cache, ``~/.cache/ivr/nlu``)."""
         self._vocabulary = vocabulary
         self._normalize = Normalizer(vocabulary.lexicon())
-        self._classifier = default_classifier()
+        self._classifier = default_classifier(cache_dir)
+        self._emotion = emotion_classifier(cache_dir)
         self._mask = ProductMask(tuple(vocabulary.terms))
 
     def understand(self, text: str, now: datetime, prosody: Prosody | None = None) -> Understanding:
@@ -291,7 +310,7 @@ class Understander:
         normalized = self._normalize(text)
         focus = normalized[:MAX_CHARS]
         intents = self._intents(focus, now)
-        return Understanding(text, normalized, intents, detect_emotion(focus, prosody))
+        return Understanding(text, normalized, intents, detect_emotion(focus, prosody, self._emotion, text))
 
     def _intents(self, text: str, now: datetime) -> tuple[Intent, ...]:
         whole_slots = extract_slots(text, now, self._vocabulary)
@@ -302,7 +321,10 @@ class Understander:
         if not any(is_han(ch) for ch in focus) or (len(text) >= 3 and len(set(text)) == 1):
             return (Intent("other", 0.0, _slots_for("other", {}, whole_slots)),)  # no words, or noise (的的的的)
         found, whole_top = _classified(self._classifier, self._mask, focus)
-        chosen = _resolve(_best_per_name(found + _rule_candidates(focus)), whole_top)
+        rules = _rule_candidates(focus)
+        if any(c.name == "service.hours" for c in rules):
+            found = [c for c in found if c.name != "human_agent"]
+        chosen = _resolve(_best_per_name(found + rules), whole_top)
         if (not chosen or set(chosen) == {"other"}) and _GREETING_START.match(text):
             return (Intent("greeting", 0.8),)  # 您好我想咨询一下: a greeting, the need still to come
         if not chosen:

@@ -19,13 +19,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 
-import jieba
 import opencc
 from pypinyin import Style, lazy_pinyin, pinyin
 
-jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not ours to print
+from dialog.cache import cache_dir, fingerprint, write_atomically
 
 DATA_DIR = Path(__file__).parent / "data"
 COMMON_WORD_FREQ = 20  # jieba dictionary frequency from which a span counts as an ordinary word
@@ -68,6 +68,15 @@ def is_han(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
 
 
+# What a chat client inserts into a typed turn: placeholders ([订单x], [金额x]) and field labels ending in a colon
+# (订单号:, 下单时间:). Spoken text has neither; typed turns (the HTTP API, chat logs) do.
+_PLACEHOLDER = re.compile(r"\[[^\[\]]{1,20}\]|[\u4e00-\u9fff]{2,6}[:：](?=\s*\[)")
+
+
+def strip_placeholders(text: str) -> str:
+    return _PLACEHOLDER.sub(" ", text)
+
+
 def strip_noise(text: str) -> str:
     """Keep Han characters, ASCII letters and digits; drop punctuation, spaces, emoji."""
     return "".join(ch for ch in text if is_han(ch) or (ch.isascii() and ch.isalnum()))
@@ -92,7 +101,7 @@ def _read_table(name: str) -> list[list[str]]:
 @cache
 def _dialect() -> tuple[re.Pattern[str], Mapping[str, str]]:
     table = {row[0]: row[1] if len(row) > 1 else "" for row in _read_table("dialect.tsv")}
-    pattern = re.compile("|".join(re.escape(k) for k in sorted(table, key=len, reverse=True)))
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(table, key=lambda k: (-len(k), k))))
     return pattern, table
 
 
@@ -146,15 +155,35 @@ def word_syllables(word: str) -> tuple[str, ...]:
 
 @cache
 def _common_words() -> frozenset[str]:
-    """Words of up to four characters with a jieba frequency of at least COMMON_WORD_FREQ, plus shopping words."""
+    """Words of up to four characters with a jieba frequency of at least COMMON_WORD_FREQ, plus shopping words.
+
+    Read from the user's cache when it holds the list for this jieba version and these tables; reading
+    jieba's whole dictionary takes longer than the rest of a start-up.
+    """
+    key = fingerprint(version("jieba"), str(COMMON_WORD_FREQ), (DATA_DIR / "common_words.txt").read_bytes())
+    path = cache_dir() / f"common-words-{key}.txt"
+    try:
+        return frozenset(path.read_text(encoding="utf-8").split("\n"))
+    except (OSError, UnicodeDecodeError):
+        pass
+    words = _jieba_words() | {row[0] for row in _read_table("common_words.txt")}
+    try:
+        write_atomically(path, lambda stream: stream.write("\n".join(sorted(words)).encode("utf-8")))
+    except OSError as error:
+        logging.getLogger(__name__).warning("could not cache the common words: %s", type(error).__name__)
+    return frozenset(words)
+
+
+def _jieba_words() -> set[str]:
+    import jieba
+
     words = set()
     with jieba.get_dict_file() as stream:
         for line in stream.read().decode("utf-8").splitlines():
             word, freq, *_ = line.split(" ")
             if len(word) <= 4 and int(freq) >= COMMON_WORD_FREQ:
                 words.add(word)
-    words.update(row[0] for row in _read_table("common_words.txt"))
-    return frozenset(words)
+    return words
 
 
 def is_common_word(span: str) -> bool:
@@ -206,7 +235,7 @@ class HomophoneRepair:
     def _fuzzy_at(self, text: str, i: int) -> tuple[str, int] | None:
         if not is_han(text[i]):
             return None
-        for reading in char_readings(text[i]):
+        for reading in sorted(char_readings(text[i])):
             for entry in self._index.get(reading, ()):
                 if self._matches(text, i, entry) and _may_replace(text, i, entry):
                     return entry.word, len(entry.word)
@@ -257,7 +286,7 @@ class Normalizer:
         self._repair = HomophoneRepair(words)
 
     def __call__(self, text: str) -> str:
-        text = strip_noise(to_simplified(to_halfwidth(text)).upper())
+        text = strip_noise(strip_placeholders(to_simplified(to_halfwidth(text))).upper())
         return standardize_dialect(self._repair.repair(spoken_digits(text)))
 
 

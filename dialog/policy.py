@@ -100,6 +100,13 @@ INTENT_WORDS = {
     "invoice": "开发票",
     "complaint": "投诉",
     "human_agent": "要求转人工",
+    "service.hours": "问客服时间",
+    "logistics.appointment": "约送货时间",
+    "logistics.refuse": "拒收",
+    "logistics.courier": "联系配送员",
+    "shipping.fee": "问运费",
+    "aftersale.repair": "报修",
+    "service.install": "约安装",
 }
 TREND_WORDS = {"rising": "上升", "steady": "平稳", "falling": "缓和"}
 LABEL_WORDS = {EmotionLabel.NEUTRAL: "平静", EmotionLabel.ANXIOUS: "着急", EmotionLabel.ANGRY: "生气"}

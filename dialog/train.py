@@ -1,41 +1,31 @@
-"""The intent classifier: TF-IDF over character n-grams and fuzzy-pinyin n-grams, logistic regression.
+"""The intent classifier, trained from ``dialog/data/intents.tsv`` and cached on disk.
 
-Trained in-process from ``dialog/data/intents.tsv`` (rows with ``split=train`` only; ``split=test``
-is held out for ``bench/nlu.py``) in well under two seconds, so there is no model file to keep in
-step with the data. ``python -m dialog.train`` trains once and prints held-out accuracy.
+Rows with ``split=train`` are trained on; ``split=test`` is held out for ``bench/nlu.py``. The
+trained model is kept under the user's cache directory keyed by a hash of the training data, the
+normalisation tables and this code, so a start-up loads it instead of training again
+(``dialog/textmodel.py``). ``python -m dialog.train`` trains once and prints held-out accuracy.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from importlib.metadata import version
+from pathlib import Path
 
-import numpy as np
-from pypinyin import Style, lazy_pinyin
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion, Pipeline
+from dialog.cache import fingerprint
+from dialog.intents import INTENTS
+from dialog.normalize import DATA_DIR, normalize
+from dialog.textmodel import TextClassifier, fit, load_or_fit
 
-from dialog.normalize import DATA_DIR, fuzzy_syllable, is_han, normalize
-
-INTENTS = (
-    "logistics.track", "logistics.ship_time", "logistics.carrier", "logistics.expedite", "inventory.stock",
-    "product.info", "promotion.inquiry", "promotion.not_applied", "promotion.bundle", "order.modify",
-    "order.cancel", "order.status", "aftersale.return", "aftersale.refund_status", "aftersale.exchange",
-    "aftersale.damage", "invoice", "complaint", "human_agent", "greeting", "goodbye", "affirm", "deny", "other",
-)
-# Product nouns are masked to one placeholder before classification, in training and at run time (with
-# the shop's own product words added), so that "保温杯" in a damage example does not make every
-# question about a cup look like a damage report.
-PRODUCT_WORDS = ("衣服", "上衣", "裤子", "牛仔裤", "鞋子", "跑鞋", "运动鞋", "羽绒服", "外套", "棉服", "保温杯", "杯子",
-                 "水杯", "T恤", "体恤", "短袖", "白T", "围巾", "丝巾", "卫衣", "帽衫", "连衣裙", "裙子", "袜子",
-                 "帆布包", "托特包", "包包")
 PRODUCT_MASK = "#"
 REGULARISATION_C = 10.0  # inverse L2 strength; larger gives sharper probabilities on short clauses
 SOLVER_TOL = 1e-3  # same cross-validated accuracy as 1e-4 at a sixth of the training time
+# What shapes a trained model besides its own examples: the normalisation tables and the code.
+MODEL_INPUTS = ("dialect.tsv", "lexicon.tsv", "common_words.txt", "product_words.txt")
+MODEL_CODE = (Path(__file__), Path(__file__).with_name("textmodel.py"), Path(__file__).with_name("normalize.py"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,92 +51,140 @@ def load_examples(split: str | None = None, name: str = "intents.tsv") -> list[E
     return examples
 
 
+@cache
+def generic_product_words() -> tuple[str, ...]:
+    """Category nouns any shop's callers use (衣服, 鞋子, 冰箱…), from ``dialog/data/product_words.txt``."""
+    lines = (DATA_DIR / "product_words.txt").read_text(encoding="utf-8").splitlines()
+    return tuple(w.strip() for w in lines if w.strip() and not w.startswith("#"))
+
+
 class ProductMask:
-    """Replaces product nouns (built-in and the shop's) with ``PRODUCT_MASK``, longest first."""
+    """Replaces product nouns (generic category words and the shop's terms) with ``PRODUCT_MASK``, longest first.
+
+    Masked in training and at run time, so that "杯子" in a damage example does not make every
+    question about a cup look like a damage report.
+    """
 
     def __init__(self, extra_terms: Sequence[str] = ()) -> None:
-        terms = sorted({*PRODUCT_WORDS, *(t for t in extra_terms if len(t) >= 2)}, key=len, reverse=True)
+        terms = sorted({*generic_product_words(), *(t for t in extra_terms if len(t) >= 2)}, key=lambda t: (-len(t), t))
         self._pattern = re.compile("|".join(re.escape(t) for t in terms))
 
     def __call__(self, text: str) -> str:
         return self._pattern.sub(PRODUCT_MASK, text)
 
 
-@cache
-def _char_syllable(ch: str) -> str:
-    return fuzzy_syllable(lazy_pinyin(ch, style=Style.NORMAL)[0]) if is_han(ch) else ch
+def model_key(data_files: Sequence[str]) -> str:
+    """A hash of everything that shapes a trained model: its data files, the tables and code, versions."""
+    files = [DATA_DIR / name for name in (*data_files, *MODEL_INPUTS)] + list(MODEL_CODE)
+    return fingerprint(version("scikit-learn"), version("pypinyin"), *(path.read_bytes() for path in files))
 
 
-def pinyin_tokens(text: str) -> list[str]:
-    """Fuzzy tone-less syllables and syllable bigrams, so leftover homophone slips still match."""
-    syllables = [_char_syllable(ch) for ch in text]
-    return syllables + [f"{a}_{b}" for a, b in zip(syllables, syllables[1:], strict=False)]
+# How callers wrap a need: an opening and a closing with no need of their own. Every training example is
+# also learnt once wrapped (a fixed rotation, so training stays deterministic), so the classifier learns
+# to look past them in long turns.
+_OPENINGS = (
+    "你好",
+    "请问一下",
+    "我想问下",
+    "麻烦问一下",
+    "亲",
+    "在吗",
+    "那个",
+    "我昨天买的",
+    "我之前买了个#",
+    "我在你们店买的#",
+    "客服你好",
+    "喂",
+    "我这个订单",
+    "就是",
+)
+_CLOSINGS = ("啊", "呢", "谢谢", "麻烦了", "好吗", "谢谢啦", "在线等", "呀", "哈", "拜托了", "急", "呗")
+_SOCIAL = frozenset({"greeting", "goodbye", "affirm", "deny", "other"})
 
 
-class IntentClassifier:
-    """Probabilities over the trained labels for normalised texts.
-
-    Prediction applies the fitted analyzers, vocabularies, idf weights and coefficients directly:
-    the same numbers as ``Pipeline.predict_proba``, without its per-call validation overhead
-    (which costs more than the arithmetic for the dozen short windows of one turn).
-    """
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        union: FeatureUnion = pipeline.named_steps["features"]
-        model: LogisticRegression = pipeline.named_steps["model"]
-        self._parts: list[tuple[Callable[[str], list[str]], dict[str, int], np.ndarray, int]] = []
-        offset = 0
-        for _, vectorizer in union.transformer_list:
-            vocabulary = {str(k): int(v) for k, v in vectorizer.vocabulary_.items()}
-            self._parts.append((vectorizer.build_analyzer(), vocabulary, np.asarray(vectorizer.idf_), offset))
-            offset += len(vocabulary)
-        self._weights = np.ascontiguousarray(model.coef_.T)
-        self._bias = model.intercept_.copy()
-        self.labels: tuple[str, ...] = tuple(str(c) for c in model.classes_)
-
-    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """One row per text, one column per label in ``self.labels``."""
-        scores = np.tile(self._bias, (len(texts), 1))
-        for row, text in enumerate(texts):
-            for analyze, vocabulary, idf, offset in self._parts:
-                counts = Counter(t for t in analyze(text) if t in vocabulary)
-                if not counts:
-                    continue
-                columns = np.fromiter((vocabulary[t] for t in counts), dtype=np.int64, count=len(counts))
-                values = (1.0 + np.log(np.fromiter(counts.values(), dtype=float, count=len(counts)))) * idf[columns]
-                values /= np.linalg.norm(values)
-                scores[row] += values @ self._weights[columns + offset]
-        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return np.asarray(scores / scores.sum(axis=1, keepdims=True))
-
-    def ranked(self, text: str) -> list[tuple[str, float]]:
-        row = self.probabilities([text])[0]
-        return sorted(zip(self.labels, (float(p) for p in row), strict=True), key=lambda lp: -lp[1])
+def _wrapped(examples: Sequence[Example]) -> list[tuple[str, str]]:
+    rows = []
+    for i, e in enumerate(examples):
+        if e.intent in _SOCIAL:
+            continue
+        opening, closing = _OPENINGS[i % len(_OPENINGS)], _CLOSINGS[(i // len(_OPENINGS)) % len(_CLOSINGS)]
+        rows.append((opening + normalize(e.text) + closing, e.intent))
+    return rows
 
 
-def train(examples: Sequence[Example]) -> IntentClassifier:
-    features = FeatureUnion([
-        ("chars", TfidfVectorizer(analyzer="char", ngram_range=(1, 2), sublinear_tf=True)),
-        ("pinyin", TfidfVectorizer(analyzer=pinyin_tokens, sublinear_tf=True)),
-    ])
-    model = LogisticRegression(C=REGULARISATION_C, solver="saga", tol=SOLVER_TOL, max_iter=3000)
-    pipeline = Pipeline([("features", features), ("model", model)])
+def train(examples: Sequence[Example]) -> TextClassifier:
     mask = ProductMask()
-    pipeline.fit([mask(normalize(e.text)) for e in examples], [e.intent for e in examples])
-    return IntentClassifier(pipeline)
+    rows = [(normalize(e.text), e.intent) for e in examples] + _wrapped(examples)
+    return fit([mask(t) for t, _ in rows], [intent for _, intent in rows], REGULARISATION_C, SOLVER_TOL)
 
 
 @cache
-def default_classifier() -> IntentClassifier:
-    """The classifier trained on the training split, built once per process."""
-    return train(load_examples("train"))
+def default_classifier(cache_dir: Path | None = None) -> TextClassifier:
+    """The classifier trained on the training split: from the disk cache, else trained and cached."""
+    return load_or_fit("intents", model_key(["intents.tsv"]), lambda: train(load_examples("train")), cache_dir)
+
+
+EMOTIONS = ("neutral", "anxious", "angry")
+EMOTION_C = 4.0
+# Plain questions from intents.tsv that train the emotion model as neutral: not the escalations, not
+# rushing, and without words of hurry or blame.
+_NOT_PLAIN_INTENTS = frozenset({"complaint", "human_agent", "logistics.expedite"})
+_STIRRED = re.compile(r"急|快点|赶紧|怎么还|到底|又|投诉|差评|骗|垃圾|破|气|烦|什么态度|好几天|一直")
+
+
+def emotion_examples() -> list[tuple[str, str]]:
+    """(text, label) rows: ``emotion_train.tsv`` plus plain questions from the intents' training split."""
+    rows = []
+    for number, line in enumerate((DATA_DIR / "emotion_train.tsv").read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cells = line.split("\t")
+        if len(cells) != 2 or cells[1] not in EMOTIONS:
+            raise ValueError(f"emotion_train.tsv:{number}: expected text<TAB>{'|'.join(EMOTIONS)}, got {line!r}")
+        rows.append((cells[0], cells[1]))
+    plain = [
+        e.text for e in load_examples("train") if e.intent not in _NOT_PLAIN_INTENTS and not _STIRRED.search(e.text)
+    ]
+    return rows + [(text, "neutral") for text in plain] + _with_a_need(rows, plain)
+
+
+def _with_a_need(rows: list[tuple[str, str]], plain: list[str]) -> list[tuple[str, str]]:
+    """Upset turns also learnt beside a plain need (「快递到哪了」+「你们到底行不行」): the need does not calm them.
+
+    As many pairs of plain needs are learnt as neutral, so that a long turn is not upset for being long.
+    """
+    upset = [(text, label) for text, label in rows if label != "neutral"]
+    mixed = [
+        (plain[(7 * i) % len(plain)] + text if i % 2 else text + plain[(7 * i) % len(plain)], label)
+        for i, (text, label) in enumerate(upset)
+    ]
+    calm = [(plain[(11 * i) % len(plain)] + plain[(13 * i + 5) % len(plain)], "neutral") for i in range(len(upset))]
+    return mixed + calm
+
+
+def train_emotion() -> TextClassifier:
+    rows = emotion_examples()
+    return fit(
+        [normalize(t) for t, _ in rows],
+        [label for _, label in rows],
+        EMOTION_C,
+        SOLVER_TOL,
+        balanced=True,
+        solver="lbfgs",
+    )
+
+
+@cache
+def emotion_classifier(cache_dir: Path | None = None) -> TextClassifier:
+    """How a turn's words feel (neutral / anxious / angry): from the disk cache, else trained and cached."""
+    return load_or_fit("emotion", model_key(["emotion_train.tsv", "intents.tsv"]), train_emotion, cache_dir)
 
 
 def main() -> None:
     import time
 
     started = time.perf_counter()
-    classifier = default_classifier()
+    classifier = train(load_examples("train"))
     took = time.perf_counter() - started
     test = load_examples("test")
     mask = ProductMask()
