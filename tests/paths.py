@@ -16,6 +16,7 @@ SHARED = Path(os.environ.get("SHARED_DIR") or Path(__file__).resolve().parents[2
 REFERENCE_SHOP = SHARED / "fixtures" / "shop" / "shop.json"
 REAL_ZH = SHARED / "audio" / "real" / "zh"
 REAL_TURNS = SHARED / "data" / "real_turns_dev.tsv"
+SKIP_MARK = "needs ../shared"  # every skip reason below starts with it (conftest counts them in one line)
 
 
 def in_ci() -> bool:
@@ -26,7 +27,7 @@ def shared(path: Path) -> Path:
     """``path`` when the shared material has it; else skip (fail under ``CI=true``) saying what is missing."""
     if path.exists():
         return path
-    reason = f"needs ../shared ({path} is missing; set SHARED_DIR to run it)"
+    reason = f"{SKIP_MARK} ({path} is missing; set SHARED_DIR to run it)"
     if in_ci():
         pytest.fail(f"{reason} — CI=true, so this is a failure, not a skip", pytrace=False)
     pytest.skip(reason)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from paths import REFERENCE_SHOP
+from paths import REFERENCE_SHOP, shared
 
 from core.settings import Settings
 from voice.app import create_app
@@ -22,7 +22,7 @@ from voice.hotline import open_hotline
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
     settings = Settings(db_path=tmp_path / "shop.sqlite3", model_dir=tmp_path / "models")
-    return TestClient(create_app(open_hotline(settings, REFERENCE_SHOP), max_calls=2))
+    return TestClient(create_app(open_hotline(settings, shared(REFERENCE_SHOP)), max_calls=2))
 
 
 def test_health_names_the_shop(client: TestClient) -> None:

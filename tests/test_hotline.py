@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import testmodels
-from paths import REFERENCE_SHOP
+from paths import REFERENCE_SHOP, shared
 
 from core.settings import Settings
 from voice.hotline import open_hotline
@@ -20,14 +20,14 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_the_snapshot_clock_starts_at_its_as_of(settings: Settings) -> None:
-    hotline = open_hotline(settings, REFERENCE_SHOP)
+    hotline = open_hotline(settings, shared(REFERENCE_SHOP))
     assert hotline.clock.now().isoformat().startswith("2026-11-20T10:0")
     assert hotline.shop.info().name == "棉语生活旗舰店"
 
 
 @pytest.mark.models
 def test_whisper_gets_no_prompt_unless_asked(settings: Settings) -> None:
-    assert open_hotline(settings, REFERENCE_SHOP).engine().prompt() is None  # type: ignore[attr-defined]
+    assert open_hotline(settings, shared(REFERENCE_SHOP)).engine().prompt() is None  # type: ignore[attr-defined]
 
 
 @pytest.mark.models

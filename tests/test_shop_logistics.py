@@ -11,13 +11,12 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from paths import REFERENCE_SHOP
+from paths import REFERENCE_SHOP, shared
 
 from core.shop import Customer, Order, OrderItem, OrderStatus, Policy, Shipment, ShipmentEvent, ShipmentState, Variant
 from shop.logistics import expedite_options, logistics_status, ship_deadline
 from shop.shipping_rules import ShippingRules, shipping_rules
 
-REFERENCE = REFERENCE_SHOP
 TZ = ZoneInfo("Asia/Shanghai")
 CST = timezone(timedelta(hours=8))
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)  # a Friday
@@ -32,7 +31,7 @@ PAID = t(19, 21, 16)
 
 @pytest.fixture(scope="module")
 def rules() -> ShippingRules:
-    doc = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    doc = json.loads(shared(REFERENCE_SHOP).read_text(encoding="utf-8"))
     return shipping_rules([Policy(p["id"], p["title"], tuple(p["tags"]), p["text"]) for p in doc["policies"]])
 
 
