@@ -32,7 +32,7 @@ def test_whisper_gets_no_prompt_unless_asked(settings: Settings) -> None:
 
 @pytest.mark.models
 def test_whisper_prompt_carries_the_shop_words_when_asked(settings: Settings) -> None:
-    hotline = open_hotline(replace(settings, whisper_prompt=True), REFERENCE_SHOP)
+    hotline = open_hotline(replace(settings, whisper_prompt=True), shared(REFERENCE_SHOP))
     prompt = hotline.engine().prompt()  # type: ignore[attr-defined]
     assert prompt is not None and "满减" in prompt and "中通" in prompt
     assert "羽绒服" in prompt  # a product alias from the reference shop, not from our code
