@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from core.errors import AudioFormatError, NotFoundError
 from voice.app_errors import BodyLimit, body_limit_for, install_error_handlers
@@ -47,23 +47,12 @@ SHUTDOWN_HOOK_SECONDS = 10.0
 T = TypeVar("T")
 
 
-def _valid_unicode(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as err:
-            raise ValueError(f"not valid Unicode text (lone surrogate at character {err.start})") from None
-    return value
-
-
 class CallStart(BaseModel):
     caller: str | None = Field(default=None, max_length=32, description="caller ID in E.164")
-    _unicode = field_validator("caller")(_valid_unicode)
 
 
 class TextTurn(BaseModel):
     text: str = Field(max_length=MAX_TEXT)
-    _unicode = field_validator("text")(_valid_unicode)
 
 
 def create_app(
