@@ -18,6 +18,7 @@ where it came from.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import urllib.parse
@@ -30,6 +31,7 @@ from asr import models
 from core.errors import ModelDownloadError, ModelMissingError
 from core.settings import Settings
 
+log = logging.getLogger("ivr.models")
 PROVENANCE = models.PROVENANCE
 _BASE = models.CATALOGUE["whisper-base"].sha256
 _SMALL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
@@ -232,10 +234,12 @@ def ensure_recogniser(
         if on_try is not None:
             on_try(source)
         try:
-            source.install()
+            result = source.install()
         except ModelDownloadError as err:
             failures.append(f"{source.model} from {source.label}: {err}")
             continue
+        for warning in getattr(result, "warnings", ()):
+            log.warning("%s", warning)
         ready = installed_recogniser(settings)
         if ready is not None:
             return ready

@@ -35,14 +35,18 @@ def run_pytest(clone: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=clone, env=base, capture_output=True, text=True, timeout=600)
 
 
-def test_outside_the_layout_tests_that_need_shared_skip_with_one_line(clone: Path) -> None:
+@pytest.mark.parametrize("shared_dir", ["unset", "a missing folder"])
+def test_outside_the_layout_tests_that_need_shared_skip_with_one_line(
+    clone: Path, tmp_path: Path, shared_dir: str
+) -> None:
     assert not (clone.parent / "shared").exists()
-    done = run_pytest(clone)
+    missing = clone.parent / "shared" if shared_dir == "unset" else tmp_path / "nowhere"
+    done = run_pytest(clone) if shared_dir == "unset" else run_pytest(clone, SHARED_DIR=str(missing))
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [line for line in done.stdout.splitlines() if "../shared not found" in line]
     assert len(lines) == 1, done.stdout
     assert lines[0].startswith("skipped ") and "set SHARED_DIR" in lines[0]
-    assert str(clone.parent / "shared") in lines[0]
+    assert f"not found at {missing} " in lines[0]
     assert " passed" in done.stdout and " skipped" in done.stdout
 
 
