@@ -16,9 +16,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
-from voice.app import create_app
+from voice.app import ASR_BACKLOG_PER_WORKER, create_app
 from voice.hotline import Hotline, open_hotline
-from voice.wav import PCM
+from voice.wav import PCM, wav_bytes
 
 KNOWN = "+8613912340101"  # C101 in the embedded sample shop
 
@@ -232,3 +232,31 @@ def test_shutdown_ends_every_call_after_the_front_doors_say_goodbye(app: FastAPI
     assert order == ["goodbye with 1 calls held"]
     assert len(app.state.calls) == 0 and app.state.calls.outcome(call) is not None
     assert history(hotline) == before + 1, "the call cut by shutdown is recorded"
+
+
+def test_audio_turns_beyond_the_asr_backlog_are_refused_at_once(tmp_path: Path, whisper_model_dir: Path) -> None:
+    settings = Settings(db_path=tmp_path / "shop.sqlite3", whisper_model=str(whisper_model_dir), asr_workers=1)
+    app = create_app(open_hotline(settings), max_calls=20)
+    client = TestClient(app)
+    release = threading.Event()
+    app.state.asr_executor.submit(release.wait, 120)  # the one ASR thread is busy
+    second = wav_bytes(PCM, 8000, 16, bytes(16000))
+    statuses: list[int] = []
+
+    def audio_turn() -> None:
+        call = client.post("/api/calls", json={}).json()["call_id"]
+        statuses.append(client.post(f"/api/calls/{call}/audio", content=second).status_code)
+
+    waiting = [threading.Thread(target=audio_turn) for _ in range(ASR_BACKLOG_PER_WORKER)]
+    for thread in waiting:
+        thread.start()
+    while app.state.asr_turns < ASR_BACKLOG_PER_WORKER and all(t.is_alive() for t in waiting):
+        release.wait(0.05)
+    call = client.post("/api/calls", json={}).json()["call_id"]
+    refused = client.post(f"/api/calls/{call}/audio", content=second)
+    release.set()
+    for thread in waiting:
+        thread.join()
+    assert refused.status_code == 503 and "speech recognition is busy" in one_shape(refused)["error"]
+    assert one_shape(refused)["retryable"] is True
+    assert statuses == [200] * ASR_BACKLOG_PER_WORKER, "the queued turns were heard once a thread was free"

@@ -7,7 +7,9 @@ once, and every call that ends any way has ``CallSession.end()`` run (its outcom
 
 Two executors, so call control never waits behind recognition: ``app.state.asr_executor``
 (``IVR_ASR_WORKERS`` threads: decoding, VAD, ASR) and ``app.state.control_executor`` (greetings, text
-turns, ending calls). Turns of one call are serialised by a per-call lock.
+turns, ending calls). Turns of one call are serialised by a per-call lock. At most
+``ASR_BACKLOG_PER_WORKER`` audio turns per ASR thread may wait; beyond that an audio turn gets a
+retryable 503 at once instead of queueing for minutes.
 
 Shutdown (SIGTERM): the coroutines in ``app.state.on_shutdown`` run first (a live front door says
 goodbye on its lines and ends its own sessions there), then every call still held is ended and
@@ -30,7 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from core.errors import AudioFormatError, NotFoundError
+from core.errors import AudioFormatError, NotFoundError, TransientError
 from voice.app_errors import BodyLimit, body_limit_for, install_error_handlers
 from voice.calls import CallRegistry, LineFullError, LiveCall
 from voice.hotline import Hotline
@@ -43,6 +45,7 @@ log = logging.getLogger("ivr.calls")
 
 MAX_TEXT = 2000
 CONTROL_WORKERS = 8
+ASR_BACKLOG_PER_WORKER = 4
 SHUTDOWN_HOOK_SECONDS = 10.0
 T = TypeVar("T")
 
@@ -70,6 +73,7 @@ def create_app(
     app.state.calls = CallRegistry(max_calls or settings.max_calls, settings.call_idle_seconds, clock)
     app.state.speech = SpeechReadiness(hotline)
     app.state.asr_executor = ThreadPoolExecutor(settings.asr_workers, thread_name_prefix="ivr-asr")
+    app.state.asr_turns = 0  # audio turns running or waiting for an ASR thread
     app.state.control_executor = ThreadPoolExecutor(CONTROL_WORKERS, thread_name_prefix="ivr-call")
     app.state.on_shutdown = []  # list[Callable[[], Awaitable[None]]], run first on shutdown
     app.add_middleware(BodyLimit, limit_for=body_limit_for)
@@ -155,7 +159,13 @@ def _call_routes(app: FastAPI) -> None:
             raise AudioFormatError("empty request body: expected a WAV file")
         wav = parse_turn_wav(body, hotline.settings.max_turn_seconds)  # the caller's error before ours
         app.state.speech.require()
-        result = await _turn(app, live, app.state.asr_executor, _hear_wav, hotline, live.session, *wav)
+        if app.state.asr_turns >= ASR_BACKLOG_PER_WORKER * hotline.settings.asr_workers:
+            raise TransientError(f"speech recognition is busy with {app.state.asr_turns} turns; try again shortly")
+        app.state.asr_turns += 1
+        try:
+            result = await _turn(app, live, app.state.asr_executor, _hear_wav, hotline, live.session, *wav)
+        finally:
+            app.state.asr_turns -= 1
         return await _reply(app, live, result)
 
     @app.post("/api/calls/{call_id}/end")
