@@ -1,8 +1,9 @@
 """Where the read-only shared material is: ``../shared`` beside the repository (tests and benches only).
 
 ``SHARED_DIR`` overrides it. The product never reads these paths; a user's machine has no shared/.
-A test that needs a shared file calls ``shared(path)``: outside this layout it is skipped with one
-line saying why, and under ``CI=true`` a missing file fails the run instead.
+A test that needs a shared file calls ``shared(path)``: outside this layout it is skipped (conftest
+sums every such skip up in one line at the end of the run), and under ``CI=true`` a missing file
+fails the run instead.
 """
 
 from __future__ import annotations

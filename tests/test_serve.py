@@ -21,6 +21,7 @@ import pytest
 from test_models import Mirror
 
 from shop.store import SqliteShop
+from voice.cli import main
 
 KNOWN = "+8613912340101"  # C101 in the embedded sample shop
 WHISPER_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
@@ -126,3 +127,22 @@ def test_a_fresh_machine_gets_a_recogniser_while_healthz_says_why_not_yet(home: 
     assert "model.bin" in err, "the progress bar names each file"
     record = json.loads((home / ".cache" / "ivr" / "models" / "whisper-base" / "ivr-source.json").read_text())
     assert record["source"] == f"{mirror.url}/whisper-base" and record["sha256_verified"] is True
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "says"),
+    [
+        ("IVR_MAX_CALLS", "0", "IVR_MAX_CALLS must be 1..100000, got 0"),
+        ("IVR_CALL_IDLE_SECONDS", "1", "IVR_CALL_IDLE_SECONDS must be 5..86400, got 1"),
+        ("IVR_MAX_TURN_SECONDS", "many", "IVR_MAX_TURN_SECONDS must be a whole number, got 'many'"),
+        ("IVR_ASR_WORKERS", "0", "IVR_ASR_WORKERS must be 1..64, got 0"),
+        ("IVR_MODEL_INSTALL", "maybe", "IVR_MODEL_INSTALL must be true or false, got 'maybe'"),
+        ("IVR_PYPI_INDEX", "ftp://x", "IVR_PYPI_INDEX must be an http(s):// URL, got 'ftp://x'"),
+    ],
+)
+def test_the_new_settings_fail_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], var: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err == f"ivr: {says}\n"
