@@ -1,4 +1,6 @@
-# Quick start: `make serve` runs the hotline with embedded defaults; `make test` runs every test.
+# Quick start: `make serve` runs the hotline with embedded defaults (a Chinese recogniser is installed in the
+# background on first run; /healthz says 503 until it can recognise); `make test` runs every test, anywhere
+# (tests needing ../shared are skipped with one summary line outside that layout, and fail under CI=true).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

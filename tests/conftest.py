@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import paths
 import pytest
 import testmodels
 
@@ -42,3 +43,12 @@ def whisper_engine(whisper_model_dir: Path) -> WhisperEngine:
     from asr.whisper_engine import WhisperEngine
 
     return WhisperEngine(whisper_model_dir, threads=2)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line for every test skipped because ``../shared`` is absent, instead of one per test."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if paths.SKIP_MARK in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"skipped {len(skipped)} tests: ../shared not found at {paths.SHARED} (set SHARED_DIR to run them)"
+        )

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from paths import REAL_ZH
-from testmodels import require, telephone
+from paths import REAL_ZH, shared
+from testmodels import telephone
 
 from asr.engine import split_frame
 from asr.textnorm import cer
@@ -76,10 +76,8 @@ def table(title: str, scores: Sequence[Scored]) -> str:
 
 @pytest.fixture(scope="module")
 def real_zh(whisper_engine: WhisperEngine) -> list[Scored]:
-    transcripts = REAL_ZH / "transcripts.tsv"
-    require(transcripts if transcripts.is_file() else None, f"no shared Mandarin recordings at {REAL_ZH}")
     scores = []
-    for line in (REAL_ZH / "transcripts.tsv").read_text(encoding="utf-8").splitlines():
+    for line in shared(REAL_ZH / "transcripts.tsv").read_text(encoding="utf-8").splitlines():
         name, reference, _source = line.split("\t")
         hypothesis = recognise(whisper_engine, telephone(read_wav(REAL_ZH / name)))
         scores.append(Scored(name, reference, hypothesis, cer(reference, hypothesis)))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from paths import REAL_ZH, REFERENCE_SHOP
+from paths import REAL_ZH, REFERENCE_SHOP, shared
 
 from asr.textnorm import cer
 from core.clock import FixedClock
@@ -23,7 +23,6 @@ from shop.store import SqliteShop, import_snapshot
 from voice.cli import build_parser, main
 from voice.session import CallSession
 
-REFERENCE = REFERENCE_SHOP
 FIXTURES = Path(__file__).parent.parent / "audio_fixtures"
 SEED = "我昨天买的这件衣服当时说有满减为什么付款时没显示现在还能不能改我急着穿最快什么时候到"
 
@@ -37,8 +36,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("IVR_DB_PATH", str(tmp_path / "default.sqlite3"))
 
 
-def ivr_call(capsys: pytest.CaptureFixture[str], *args: str, shop: Path = REFERENCE) -> dict[str, Any]:
-    code = main(["call", "--shop", str(shop), *args, "--json"])
+def ivr_call(capsys: pytest.CaptureFixture[str], *args: str, shop: Path | None = None) -> dict[str, Any]:
+    code = main(["call", "--shop", str(shop or shared(REFERENCE_SHOP)), *args, "--json"])
     out = capsys.readouterr()
     assert code == 0, out.err
     return json.loads(out.out)
@@ -142,7 +141,7 @@ def test_empty_then_nonsense_reprompts_then_transfers(capsys: pytest.CaptureFixt
 
 
 def test_outside_agent_hours_books_a_callback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    data = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    data = json.loads(shared(REFERENCE_SHOP).read_text(encoding="utf-8"))
     data["shop"]["as_of"] = "2026-11-20T23:00:00+08:00"  # agents 09:00-22:00
     late = tmp_path / "late.json"
     late.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
@@ -184,7 +183,9 @@ def test_turns_keep_command_line_order_across_kinds() -> None:
 
 
 def test_human_output_is_the_dialogue(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["call", "--shop", str(REFERENCE), "--caller", "+8613800138004", "--say", "转人工", "--say", "喂"])
+    code = main(
+        ["call", "--shop", str(shared(REFERENCE_SHOP)), "--caller", "+8613800138004", "--say", "转人工", "--say", "喂"]
+    )
     out = capsys.readouterr()
     assert code == 0
     lines = out.out.splitlines()
@@ -200,7 +201,7 @@ Parts = tuple[SqliteShop, Understander, FixedClock]
 
 @pytest.fixture
 def parts(tmp_path: Path) -> Parts:
-    import_snapshot(tmp_path / "s.sqlite3", load_snapshot(REFERENCE))
+    import_snapshot(tmp_path / "s.sqlite3", load_snapshot(shared(REFERENCE_SHOP)))
     shop = SqliteShop(tmp_path / "s.sqlite3")
     as_of = shop.info().as_of
     assert as_of is not None
@@ -254,7 +255,8 @@ def test_an_audio_turn_goes_through_vad_asr_and_prosody(
     monkeypatch.setenv("IVR_WHISPER_MODEL", str(model))
     # Real human speech (whisper base hears espeak's Mandarin too poorly to carry meaning): two turns
     # that are no shop request, so the bot re-prompts, then hands over after the second miss.
-    first, second = REAL_ZH / "TEST_NET_Y0000000000_-KTKHdZ2fb8_S00000.wav", REAL_ZH / "funasr_llamacpp_sample.wav"
+    first = shared(REAL_ZH / "TEST_NET_Y0000000000_-KTKHdZ2fb8_S00000.wav")
+    second = shared(REAL_ZH / "funasr_llamacpp_sample.wav")
     turns = ("--say", "你好", "--audio", str(first), "--audio", str(second))
     call = ivr_call(capsys, "--caller", "+8613800138002", *turns)
     text_turn, audio_turn, last_turn = call["turns"]

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from paths import REFERENCE_SHOP
+from paths import REFERENCE_SHOP, shared
 
 from core.errors import ProtocolError
 from core.shop import ShopPort
@@ -22,14 +22,13 @@ from dialog.state import CallState, ChooseOrder, ConfirmChange, Context
 from shop.importer import Snapshot, load_snapshot
 from shop.store import SqliteShop, import_snapshot
 
-REFERENCE = REFERENCE_SHOP
 CST = timezone(timedelta(hours=8))
 AS_OF = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
 
 
 @pytest.fixture(scope="module")
 def snapshot() -> Snapshot:
-    return load_snapshot(REFERENCE)
+    return load_snapshot(shared(REFERENCE_SHOP))
 
 
 @pytest.fixture

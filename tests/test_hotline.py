@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import testmodels
-from paths import REFERENCE_SHOP
+from paths import REFERENCE_SHOP, shared
 
 from core.settings import Settings
 from voice.hotline import SHOP_WORDS, open_hotline
@@ -20,19 +20,19 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_the_snapshot_clock_starts_at_its_as_of(settings: Settings) -> None:
-    hotline = open_hotline(settings, REFERENCE_SHOP)
+    hotline = open_hotline(settings, shared(REFERENCE_SHOP))
     assert hotline.clock.now().isoformat().startswith("2026-11-20T10:0")
     assert hotline.shop.info().name == "棉语生活旗舰店"
 
 
 @pytest.mark.models
 def test_whisper_gets_no_prompt_unless_asked(settings: Settings) -> None:
-    assert open_hotline(settings, REFERENCE_SHOP).engine().prompt() is None  # type: ignore[attr-defined]
+    assert open_hotline(settings, shared(REFERENCE_SHOP)).engine().prompt() is None  # type: ignore[attr-defined]
 
 
 @pytest.mark.models
 def test_whisper_prompt_carries_the_shop_words_when_asked(settings: Settings) -> None:
-    hotline = open_hotline(replace(settings, whisper_prompt=True), REFERENCE_SHOP)
+    hotline = open_hotline(replace(settings, whisper_prompt=True), shared(REFERENCE_SHOP))
     prompt = hotline.engine().prompt()  # type: ignore[attr-defined]
     assert prompt is not None and "满减" in prompt
     assert "羽绒服" in prompt  # a product alias from the reference shop, not from our code

@@ -8,6 +8,7 @@ asr/models.py) mismatch and must only warn.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import socket
 import stat
@@ -55,11 +56,14 @@ class Mirror:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.requests: list[str] = []
+        self.gate = threading.Event()  # cleared: every answer waits until it is set (or 60 s pass)
+        self.gate.set()
         mirror = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 mirror.requests.append(self.path)
+                mirror.gate.wait(60)
                 body = mirror.files.get(self.path)
                 if body is None:
                     self.send_error(404, "Not Found")
@@ -81,6 +85,7 @@ class Mirror:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.gate.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -116,9 +121,12 @@ def test_download_fetches_unpacks_and_installs_with_progress(
 ) -> None:
     result = models.download("vosk-zh", model_dir, mirror.url, progress=True)
     assert result.fetched and result.path == model_dir / "vosk-zh"
-    assert {str(p.relative_to(result.path)) for p in result.path.rglob("*") if p.is_file()} == set(VOSK_FILES)
+    files = {str(p.relative_to(result.path)) for p in result.path.rglob("*") if p.is_file()}
+    assert files == {*VOSK_FILES, models.PROVENANCE}
     assert (result.path / "am/final.mdl").read_bytes() == VOSK_FILES["am/final.mdl"]
     assert mirror.requests == [f"/vosk-zh/{ZIP_NAME}"]
+    record = json.loads((result.path / models.PROVENANCE).read_text(encoding="utf-8"))
+    assert record["source"] == f"{mirror.url}/vosk-zh" and record["sha256_verified"] is False
     assert leftovers(model_dir) == []
     assert ZIP_NAME in capsys.readouterr().err, "tqdm's progress bar names the file on stderr"
 
@@ -284,7 +292,8 @@ def test_installed_lists_hand_unpacked_models_too(mirror: Mirror, model_dir: Pat
     found = {m.name: m for m in models.installed(model_dir)}
     assert set(found) == {"vosk-zh", "vosk-model-small-cn-0.22"}
     assert found["vosk-zh"].catalogued and not found["vosk-model-small-cn-0.22"].catalogued
-    assert found["vosk-zh"].size_bytes == sum(len(b) for b in VOSK_FILES.values())
+    provenance = (model_dir / "vosk-zh" / models.PROVENANCE).stat().st_size
+    assert found["vosk-zh"].size_bytes == sum(len(b) for b in VOSK_FILES.values()) + provenance
 
 
 # -- the test models themselves ------------------------------------------------------------------
@@ -325,8 +334,10 @@ def test_models_list_shows_what_is_installed_and_what_auto_uses(
     assert capsys.readouterr().out.strip() == f"vosk-zh installed at {env / 'vosk-zh'}"
     assert main(["models", "list"]) == 0
     after = capsys.readouterr().out
-    size = f"{sum(len(b) for b in VOSK_FILES.values())} B"
+    provenance = (env / "vosk-zh" / models.PROVENANCE).stat().st_size
+    size = f"{sum(len(b) for b in VOSK_FILES.values()) + provenance} B"
     assert f"vosk-zh       vosk     installed      {size:>9}  {env / 'vosk-zh'}" in after
+    assert f"  from: {mirror.url}/vosk-zh on " in after and "(SHA-256 not verified)" in after
     assert "IVR_ASR_ENGINE=auto -> vosk (a Chinese vosk model is installed)" in after
     assert main(["models", "download", "vosk-zh", "--mirror", mirror.url]) == 0
     assert "already installed" in capsys.readouterr().out

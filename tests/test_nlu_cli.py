@@ -7,16 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from paths import REFERENCE_SHOP
+from paths import REFERENCE_SHOP, shared
 
 from voice.cli import main
-
-SHOP_JSON = REFERENCE_SHOP
 
 
 @pytest.fixture(autouse=True)
 def reference_shop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("IVR_SHOP_FILE", str(SHOP_JSON))
+    monkeypatch.setenv("IVR_SHOP_FILE", str(shared(REFERENCE_SHOP)))
     monkeypatch.setenv("IVR_DB_PATH", str(tmp_path / "shop.sqlite3"))
 
 

@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from paths import REFERENCE_SHOP
+from paths import REFERENCE_SHOP, shared
 
 from core.shop import Product, Variant
 from dialog.nlu import Understander
@@ -14,12 +14,11 @@ from dialog.normalize import Normalizer
 from dialog.slots import product
 from dialog.vocabulary import Vocabulary
 
-SHOP_JSON = REFERENCE_SHOP
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone(timedelta(hours=8)))
 
 
 def reference_products() -> list[Product]:
-    raw = json.loads(SHOP_JSON.read_text(encoding="utf-8"))["products"]
+    raw = json.loads(shared(REFERENCE_SHOP).read_text(encoding="utf-8"))["products"]
     return [
         Product(
             id=p["id"],

@@ -9,20 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from paths import REFERENCE_SHOP
+from paths import REFERENCE_SHOP, shared
 
 from core.errors import ShopDataError
 from core.shop import Contact
 from shop.importer import load_snapshot, parse_snapshot
 from shop.store import SqliteShop, import_snapshot
 
-REFERENCE = REFERENCE_SHOP
 CST = timezone(timedelta(hours=8))
 
 
 @pytest.fixture(scope="module")
 def doc() -> dict[str, Any]:
-    return json.loads(REFERENCE.read_text(encoding="utf-8"))
+    return json.loads(shared(REFERENCE_SHOP).read_text(encoding="utf-8"))
 
 
 def problems(data: str | bytes) -> str:
@@ -32,7 +31,7 @@ def problems(data: str | bytes) -> str:
 
 
 def test_reference_counts_match_the_file(tmp_path: Path, doc: dict[str, Any]) -> None:
-    assert import_snapshot(tmp_path / "shop.db", load_snapshot(REFERENCE)) is True
+    assert import_snapshot(tmp_path / "shop.db", load_snapshot(shared(REFERENCE_SHOP))) is True
     counts = SqliteShop(tmp_path / "shop.db").counts()
     assert counts["products"] == len(doc["products"])
     assert counts["variants"] == sum(len(p["variants"]) for p in doc["products"])
@@ -49,19 +48,19 @@ def test_reference_counts_match_the_file(tmp_path: Path, doc: dict[str, Any]) ->
 
 def test_reimport_is_idempotent(tmp_path: Path) -> None:
     db = tmp_path / "shop.db"
-    snap = load_snapshot(REFERENCE)
+    snap = load_snapshot(shared(REFERENCE_SHOP))
     import_snapshot(db, snap)
     shop = SqliteShop(db)
     before = (shop.counts(), shop.digest())
     assert import_snapshot(db, snap) is False  # same content hash: nothing to do
     assert (shop.counts(), shop.digest()) == before
-    assert import_snapshot(db, load_snapshot(REFERENCE), force=True) is True  # rewritten row by row
+    assert import_snapshot(db, load_snapshot(shared(REFERENCE_SHOP)), force=True) is True  # rewritten row by row
     assert (shop.counts(), shop.digest()) == before
 
 
 def test_a_changed_snapshot_replaces_the_rows(tmp_path: Path, doc: dict[str, Any]) -> None:
     db = tmp_path / "shop.db"
-    import_snapshot(db, load_snapshot(REFERENCE))
+    import_snapshot(db, load_snapshot(shared(REFERENCE_SHOP)))
     shop = SqliteShop(db)
     contact = Contact(datetime(2026, 11, 20, 10, 5, tzinfo=CST), "phone", "AI热线：查询物流")
     shop.record_contact("C002", contact)
@@ -78,7 +77,7 @@ def test_a_changed_snapshot_replaces_the_rows(tmp_path: Path, doc: dict[str, Any
 
 
 def test_snapshot_values_round_trip(tmp_path: Path) -> None:
-    snap = load_snapshot(REFERENCE)
+    snap = load_snapshot(shared(REFERENCE_SHOP))
     import_snapshot(tmp_path / "shop.db", snap)
     shop = SqliteShop(tmp_path / "shop.db")
     assert tuple(shop.products()) == snap.products
@@ -93,7 +92,7 @@ def test_snapshot_values_round_trip(tmp_path: Path) -> None:
 
 
 def test_money_is_integer_fen_and_params_keep_their_kind(tmp_path: Path) -> None:
-    snap = load_snapshot(REFERENCE)
+    snap = load_snapshot(shared(REFERENCE_SHOP))
     full = next(p for p in snap.promotions if p.id == "PR-FULL300")
     assert (full.params["threshold"], full.params["discount"]) == (30000, 4000)
     assert full.params["excludes_price_types"] == ["livestream"]
@@ -217,7 +216,7 @@ def test_unreadable_file_and_failed_import_leave_the_store_alone(tmp_path: Path,
     with pytest.raises(ShopDataError, match="cannot read"):
         load_snapshot(tmp_path / "missing.json")
     db = tmp_path / "shop.db"
-    import_snapshot(db, load_snapshot(REFERENCE))
+    import_snapshot(db, load_snapshot(shared(REFERENCE_SHOP)))
     before = SqliteShop(db).digest()
     bad = copy.deepcopy(doc)
     bad["orders"][0]["items"][0]["sku"] = "NOPE"

@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from paths import REFERENCE_SHOP
+from paths import REFERENCE_SHOP, shared
 
 from core.shop import Policy
 from shop.kb import KnowledgeBase
 
-REFERENCE = REFERENCE_SHOP
-
 
 @pytest.fixture(scope="module")
 def kb() -> KnowledgeBase:
-    doc = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    doc = json.loads(shared(REFERENCE_SHOP).read_text(encoding="utf-8"))
     return KnowledgeBase([Policy(p["id"], p["title"], tuple(p["tags"]), p["text"]) for p in doc["policies"]])
 
 

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from paths import REFERENCE_SHOP
+from paths import REFERENCE_SHOP, shared
 
 from core.errors import ShopDataError
 from core.settings import Settings
@@ -18,7 +18,6 @@ from shop import open_shop, sample_shop_bytes
 from shop.importer import parse_snapshot
 from shop.store import SqliteShop
 
-REFERENCE = REFERENCE_SHOP
 CST = timezone(timedelta(hours=8))
 AS_OF = datetime(2026, 12, 8, 15, 30, tzinfo=CST)  # a Tuesday
 
@@ -53,10 +52,10 @@ def test_open_shop_keeps_the_store_until_the_snapshot_changes(tmp_path: Path) ->
     again = open_shop(Settings(db_path=db))  # same embedded snapshot: not re-imported
     assert again.order("WY20261207001").address == "浙江省杭州市滨江区网商路599号"  # type: ignore[union-attr]
     shop_file = tmp_path / "shop.json"
-    shutil.copy(REFERENCE, shop_file)
+    shutil.copy(shared(REFERENCE_SHOP), shop_file)
     other = open_shop(Settings(db_path=db, shop_file=shop_file))  # another shop: a store of its own
     assert other.info().name == "棉语生活旗舰店" and other.order("WY20261207001") is None
-    assert other.content_hash() == parse_snapshot(REFERENCE.read_bytes()).content_hash
+    assert other.content_hash() == parse_snapshot(shared(REFERENCE_SHOP).read_bytes()).content_hash
     assert other.db_path != first.db_path and first.info().name == "暖芽母婴生活馆"
     assert first.order("WY20261207001").address == "浙江省杭州市滨江区网商路599号"  # type: ignore[union-attr]
 

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from paths import REFERENCE_SHOP
+from paths import REFERENCE_SHOP, shared
 
 from core.errors import NotFoundError
 from core.shop import ChangeRefused, Contact, Fulfilment, OrderStatus, ShipmentState, ShopPort
@@ -21,7 +21,6 @@ from dialog.refusals import refusal_text
 from shop.importer import load_snapshot, parse_snapshot
 from shop.store import SqliteShop, import_snapshot
 
-REFERENCE = REFERENCE_SHOP
 CST = timezone(timedelta(hours=8))
 AS_OF = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
 
@@ -30,14 +29,14 @@ AS_OF = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
 def shop(tmp_path_factory: pytest.TempPathFactory) -> SqliteShop:
     """The reference shop, read-only for the tests that share it."""
     db = tmp_path_factory.mktemp("ref") / "shop.sqlite3"
-    import_snapshot(db, load_snapshot(REFERENCE))
+    import_snapshot(db, load_snapshot(shared(REFERENCE_SHOP)))
     return SqliteShop(db)
 
 
 @pytest.fixture
 def fresh(tmp_path: Path) -> SqliteShop:
     """A private copy for tests that write."""
-    import_snapshot(tmp_path / "shop.sqlite3", load_snapshot(REFERENCE))
+    import_snapshot(tmp_path / "shop.sqlite3", load_snapshot(shared(REFERENCE_SHOP)))
     return SqliteShop(tmp_path / "shop.sqlite3")
 
 
@@ -283,7 +282,7 @@ def test_record_contact_appends_to_history(fresh: SqliteShop) -> None:
 
 def test_kb_follows_a_new_snapshot(fresh: SqliteShop) -> None:
     assert fresh.search_policies("能开专票吗")[0].policy_id == "KB-INVOICE"
-    doc = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    doc = json.loads(shared(REFERENCE_SHOP).read_text(encoding="utf-8"))
     changed = copy.deepcopy(doc)
     changed["policies"] = [p for p in changed["policies"] if p["id"] != "KB-INVOICE"]
     import_snapshot(fresh.db_path, parse_snapshot(json.dumps(changed, ensure_ascii=False)))

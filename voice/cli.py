@@ -11,10 +11,12 @@ import importlib
 import os
 import pkgutil
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import voice
-from core.errors import IvrError
+from core.errors import ConfigError, IvrError
 from core.settings import Settings
 
 
@@ -31,12 +33,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
+        check_db_path(settings.db_path)
         return int(args.func(args, settings))
     except IvrError as err:
         print(f"ivr: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def check_db_path(path: Path) -> None:
+    """``IVR_DB_PATH`` must name a file the hotline can create or write (checked at start-up, one line)."""
+    where = f"IVR_DB_PATH={path}"
+    if path.is_dir():
+        raise ConfigError(f"{where} is a directory; expected a database file path such as {path / 'shop.sqlite3'}")
+    parent = next((p for p in path.parents if p.exists()), Path(path.anchor or "."))
+    if not path.exists() and not parent.is_dir():
+        raise ConfigError(f"{where} cannot be created: {parent} is not a directory")
+    try:
+        if path.exists():
+            path.open("r+b").close()
+        else:
+            tempfile.TemporaryFile(dir=parent).close()  # can a file be made there at all?
+    except OSError as err:
+        raise ConfigError(f"{where} is not writable: {err.strerror or err}") from None
 
 
 if __name__ == "__main__":

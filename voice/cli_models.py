@@ -1,4 +1,5 @@
-"""``ivr models list`` and ``ivr models download NAME``: which speech models are installed, and getting them."""
+"""``ivr models list``, ``ivr models download NAME`` and ``ivr models ensure``: which speech models are
+installed and where they came from, fetching one, and getting any Chinese recogniser (what ``ivr serve`` does)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from asr import models
+from asr import model_sources, models
 from core.errors import IvrError
 from core.settings import Settings
 
@@ -20,13 +21,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fetch = commands.add_parser("download", help="download and install a catalogue model")
     fetch.add_argument("name", choices=list(models.CATALOGUE), help="catalogue name")
     fetch.add_argument(
-        "--mirror",
-        metavar="URL",
-        help="fetch from URL/NAME/FILE (default: IVR_MODEL_MIRROR, else the model's home site)",
+        "--mirror", metavar="URL", help="fetch from URL/NAME/FILE (default: IVR_MODEL_MIRROR, else its home site)"
     )
     fetch.add_argument("--force", action="store_true", help="download again even if it is installed")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     fetch.set_defaults(func=download)
+    ensure = commands.add_parser("ensure", help="install a Chinese recogniser unless one is there")
+    ensure.add_argument("--quiet", action="store_true", help="no progress bar")
+    ensure.set_defaults(func=ensure_recogniser)
 
 
 def list_models(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,8 +43,11 @@ def list_models(args: argparse.Namespace, settings: Settings) -> int:
         else:
             row = (name, spec.engine, "installed", _size(model.size_bytes), str(model.path))
         print(_row(*row), file=out)
+        if model is not None:
+            print(_source(model.path), file=out)
     for model in found.values():  # hand-unpacked model directories
         print(_row(model.name, model.engine, "installed", _size(model.size_bytes), str(model.path)), file=out)
+        print(_source(model.path), file=out)
     for line in _configured(settings):
         print(line, file=out)
     return 0
@@ -56,6 +61,23 @@ def download(args: argparse.Namespace, settings: Settings) -> int:
     verb = "installed" if result.fetched else "already installed"
     print(f"{args.name} {verb} at {result.path}")
     return 0
+
+
+def ensure_recogniser(args: argparse.Namespace, settings: Settings) -> int:
+    def trying(source: model_sources.Source) -> None:
+        print(f"trying {source.model} from {source.label}", file=sys.stderr)
+
+    path = model_sources.ensure_recogniser(settings, progress=not args.quiet, on_try=trying)
+    print(f"speech recogniser ready at {path}")
+    return 0
+
+
+def _source(path: Path) -> str:
+    record = model_sources.provenance(path)
+    if record is None:
+        return "  from: unknown (unpacked by hand or installed before provenance was recorded)"
+    checked = "SHA-256 verified" if record.get("sha256_verified") else "SHA-256 not verified"
+    return f"  from: {record.get('source')} on {record.get('installed_at')} ({checked})"
 
 
 def _configured(settings: Settings) -> list[str]:

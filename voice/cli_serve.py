@@ -1,4 +1,8 @@
-"""``ivr serve``: run the hotline's HTTP server with the configured (or embedded) shop."""
+"""``ivr serve``: run the hotline's HTTP server with the configured (or embedded) shop.
+
+It listens at once; a Chinese recogniser is installed (progress bar on stderr) and loaded in the
+background, and ``/healthz`` answers 503 with the reason until it can serve.
+"""
 
 from __future__ import annotations
 
@@ -28,5 +32,6 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     host, port = args.host or settings.host, args.port or settings.port
     log = logging.getLogger("ivr")
     log.info("serving %s on http://%s:%d (shop clock %s)", info.name, host, port, hotline.clock.now())
-    uvicorn.run(create_app(hotline), host=host, port=port, log_level=settings.log_level.lower())
+    app = create_app(hotline, prepare_speech=True)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), timeout_graceful_shutdown=30)
     return 0

@@ -36,6 +36,9 @@ _KNOWN_CODECS = {
     0x0065: "G.722 ADPCM",
 }
 _MAX_CHANNELS = 32
+_MAX_RATE = 768_000  # no real recording goes above this; a header that claims more is corrupt
+TURN_RATES = (8000, 48000)  # a caller's turn: telephone band up to studio rate
+TURN_CHANNELS = 2
 
 Source = str | os.PathLike[str] | bytes
 
@@ -54,7 +57,26 @@ class WavFormat:
 def read_wav(source: Source, *, strict: bool = False) -> AudioFrame:
     """Decode a WAV file (path or bytes) to mono PCM16 at the file's own sample rate."""
     data = _load(source)
-    fmt, payload = parse_wav(data, strict=strict)
+    return decode(*parse_wav(data, strict=strict))
+
+
+def parse_turn_wav(data: bytes, max_seconds: float) -> tuple[WavFormat, bytes]:
+    """A caller's turn: ``parse_wav`` with the header held to 8..48 kHz, mono or stereo and at most
+    ``max_seconds``, all checked before a single sample is decoded or resampled (``decode``)."""
+    fmt, payload = parse_wav(data)
+    low, high = TURN_RATES
+    if not low <= fmt.sample_rate <= high:
+        raise AudioFormatError(f"sample rate {fmt.sample_rate} Hz is outside {low}..{high} Hz for a caller turn")
+    if fmt.channels > TURN_CHANNELS:
+        raise AudioFormatError(f"{fmt.channels} channels: a caller turn is mono or stereo")
+    seconds = len(payload) // fmt.block_align / fmt.sample_rate
+    if seconds > max_seconds:
+        raise AudioFormatError(f"the turn is {seconds:.1f} s of audio; at most {max_seconds:g} s per turn")
+    return fmt, payload
+
+
+def decode(fmt: WavFormat, payload: bytes) -> AudioFrame:
+    """Samples from ``parse_wav`` as mono PCM16 at the file's own rate."""
     return AudioFrame(pcm=_to_mono_pcm16(fmt, payload), sample_rate=fmt.sample_rate)
 
 
@@ -163,6 +185,8 @@ def _check_fmt(fmt: WavFormat) -> None:
         raise AudioFormatError(f"channel count must be 1..{_MAX_CHANNELS}, got {fmt.channels}")
     if fmt.sample_rate <= 0:
         raise AudioFormatError("sample rate is 0 in the fmt chunk")
+    if fmt.sample_rate > _MAX_RATE:
+        raise AudioFormatError(f"sample rate {fmt.sample_rate} Hz in the fmt chunk is above {_MAX_RATE} Hz")
     if fmt.block_align != fmt.channels * fmt.bits // 8:
         raise AudioFormatError(
             f"block align is {fmt.block_align}, expected {fmt.channels * fmt.bits // 8}"
