@@ -92,7 +92,8 @@ def test_sigterm_ends_every_call_with_its_record(home: Path) -> None:
         err = server.stop()
     assert server.proc.returncode in (0, -signal.SIGTERM), err  # uvicorn re-raises the signal it handled
     assert f"call {call['call_id']} ended (server shutting down)" in err
-    customer = SqliteShop(home / ".cache" / "ivr" / "shop.sqlite3").customer("C101")
+    (store,) = (home / ".cache" / "ivr").glob("shop-*.sqlite3")  # the sample shop's own store
+    customer = SqliteShop(store).customer("C101")
     assert customer is not None and len(customer.history) == 2, "the sample shop's one contact, then this call"
 
 
