@@ -8,6 +8,7 @@ import pytest
 
 from core.errors import ProtocolError
 from core.types import AudioFrame
+from voice.live import LiveEvent
 from voice.softphone_wire import (
     MAX_TEXT_CHARS,
     OUT_RATE,
@@ -138,13 +139,25 @@ def test_after_a_clear_cut_marks_may_still_arrive_until_the_page_answers() -> No
 
 def test_server_messages() -> None:
     wire = SoftphoneWire()
-    assert json.loads(wire.ready("abc", "王女士")) == {
-        "type": "ready",
-        "call_id": "abc",
-        "sample_rate": OUT_RATE,
-        "customer": {"name": "王女士"},
-    }
+    assert json.loads(wire.ready("abc")) == {"type": "ready", "call_id": "abc", "sample_rate": OUT_RATE}
     assert json.loads(wire.error("坏消息")) == {"type": "error", "message": "坏消息"}
     assert wire.audio(AudioFrame(b"\x01\x02", OUT_RATE)) == b"\x01\x02"
     with pytest.raises(ValueError, match="8000 Hz"):
         wire.audio(AudioFrame(b"\x01\x02", 16000))
+
+
+def test_live_events_go_to_the_page_as_typed_json() -> None:
+    event = LiveEvent("turn", 3.25, {"text": "我的快递到哪了", "intents": [{"name": "logistics.track"}]})
+    text = SoftphoneWire.event(event)
+    assert text.isascii()
+    assert json.loads(text) == {
+        "type": "turn",
+        "at": 3.25,
+        "text": "我的快递到哪了",
+        "intents": [{"name": "logistics.track"}],
+    }
+    assert json.loads(SoftphoneWire.event(LiveEvent("final", 1.0, {"text": "\ud800"}))) == {
+        "type": "final",
+        "at": 1.0,
+        "text": "\ud800",
+    }

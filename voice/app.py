@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from core.errors import AudioFormatError, IvrError, ProtocolError
+from voice import softphone
 from voice.hotline import Hotline
 from voice.report import outcome_json, turn_json, understanding_json
 from voice.session import CallSession
@@ -123,6 +124,7 @@ def create_app(hotline: Hotline, max_calls: int = 500) -> FastAPI:
             outcome = await asyncio.to_thread(live.session.end)
         return outcome_json(outcome)
 
+    app.include_router(softphone.router)
     return app
 
 

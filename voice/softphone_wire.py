@@ -12,7 +12,10 @@ Page → server
 
 Server → page
     binary: mono PCM16 little-endian reply audio at ``OUT_RATE``;
-    text ``ready``, ``mark``, ``clear``, ``error`` (built here) and the call's events (``event_json``).
+    text ``{"type": "ready", "call_id", "sample_rate"}`` once the call is open; ``{"type": "mark", "name"}``
+    after each sentence's audio; ``{"type": "clear"}`` (barge-in: stop playing now, answer ``cleared``);
+    ``{"type": "error", "message"}`` before closing on bad input; and every ``LiveEvent`` of the call
+    as ``{"type": kind, "at": seconds, **data}`` (kinds in ``voice.live.LIVE_EVENT_KINDS``).
 
 ``SoftphoneWire`` is the protocol as a state machine for one connection: it turns each message
 from the page into a core value (``AudioFrame`` with its stream timestamp, or one of the small
@@ -26,11 +29,13 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from core.errors import ProtocolError
 from core.types import PCM_SAMPLE_WIDTH, AudioFrame
+from voice.live import LiveEvent
 
 IN_RATES = (8000, 16000)
 OUT_RATE = 8000  # the TTS's telephone rate: reply audio is sent as it is synthesised
@@ -149,9 +154,15 @@ class SoftphoneWire:
 
     # -- server → page ----------------------------------------------------------------------------
 
-    def ready(self, call_id: str, customer_name: str | None) -> str:
-        customer = {"name": customer_name} if customer_name else None
-        return _dump({"type": "ready", "call_id": call_id, "sample_rate": OUT_RATE, "customer": customer})
+    @staticmethod
+    def ready(call_id: str) -> str:
+        """The call is open: reply audio will come as PCM16 at ``sample_rate``."""
+        return _dump({"type": "ready", "call_id": call_id, "sample_rate": OUT_RATE})
+
+    @staticmethod
+    def event(event: LiveEvent) -> str:
+        """A live call's event for the page: ``{"type": kind, "at": seconds, **data}``."""
+        return _dump({**event.data, "type": event.kind, "at": event.at})
 
     def mark(self, name: str) -> str:
         """A mark after the audio sent so far; the page acks it once that audio has played."""
@@ -197,5 +208,6 @@ def _field(message: dict[str, Any], name: str, kind: type, ok: Any, expected: st
     return value
 
 
-def _dump(message: dict[str, Any]) -> str:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+def _dump(message: Mapping[str, Any]) -> str:
+    # ASCII-only JSON: text from anywhere (even a lone surrogate) can always be sent as UTF-8
+    return json.dumps(message, separators=(",", ":"), default=str)

@@ -1,0 +1,202 @@
+"""The softphone's front door against the running server, over a real WebSocket.
+
+A well-behaved page (``Page``: acks every mark as if it had played it) gets the greeting as 8 kHz
+PCM16 with a mark after each sentence, can key an order number on the keypad and hang up. Pages
+that break the protocol (text that is not JSON, audio before start, unknown types, oversized
+messages, silence instead of start) get one ``error`` message and close code 1008, and the server
+stays up: a call open the whole time keeps working and a new call afterwards works too.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from liveserver import serve
+from shops import snapshot_data
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from core.settings import Settings
+from dialog.manager import greeting
+from dialog.state import Context
+from voice import softphone
+from voice.app import create_app
+from voice.hotline import Hotline, open_hotline
+from voice.softphone_wire import MAX_TEXT_CHARS, OUT_RATE
+
+pytestmark = [pytest.mark.slow, pytest.mark.models]
+
+
+@pytest.fixture(scope="module")
+def hotline(whisper_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Hotline:
+    home = tmp_path_factory.mktemp("softphone")
+    settings = Settings(
+        asr_engine="whisper", whisper_model=str(whisper_model_dir), db_path=home / "shop.sqlite3", model_dir=home
+    )
+    return open_hotline(settings)
+
+
+@pytest.fixture(scope="module")
+def server(hotline: Hotline) -> Iterator[str]:
+    with serve(create_app(hotline)) as address:
+        yield address
+
+
+class Page:
+    """A page on ``/phone/ws``: what it received, split into events and reply audio."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self.audio = bytearray()
+
+    def start(self, caller: str | None = None, rate: int = 16000) -> dict[str, Any]:
+        self.send({"type": "start", "caller": caller, "sample_rate": rate})
+        return self.until(lambda e: e["type"] == "ready")
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.ws.send(json.dumps(message))
+
+    def until(self, wanted: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict[str, Any]:
+        """Read (acking marks) until an event matches ``wanted``; return it."""
+        while True:
+            message = self.ws.recv(timeout=timeout)
+            if isinstance(message, bytes):
+                self.audio += message
+                continue
+            event = json.loads(message)
+            self.events.append(event)
+            if event["type"] == "mark":
+                self.send({"type": "mark", "name": event["name"]})
+            if wanted(event):
+                return event
+
+    def refused(self) -> tuple[str, int]:
+        """The error message and close code of a page the server is refusing."""
+        error = self.until(lambda e: e["type"] == "error")
+        with pytest.raises(ConnectionClosed):
+            while True:
+                self.ws.recv(timeout=10)
+        assert self.ws.close_code is not None
+        return error["message"], self.ws.close_code
+
+
+@contextmanager
+def opened(address: str) -> Iterator[Page]:
+    with connect(f"ws://{address}/phone/ws", open_timeout=10) as ws:
+        yield Page(ws)
+
+
+@contextmanager
+def greeted(address: str, caller: str | None = None) -> Iterator[Page]:
+    with opened(address) as page:
+        ready = page.start(caller)
+        assert ready["sample_rate"] == OUT_RATE and ready["call_id"]
+        page.until(lambda e: e["type"] == "state" and e["state"] == "listening")  # greeting played, marks acked
+        yield page
+
+
+def test_the_page_and_its_files_are_served(server: str) -> None:
+    with urllib.request.urlopen(f"http://{server}/phone") as response:
+        page = response.read().decode()
+        assert response.headers["Content-Type"].startswith("text/html")
+    assert "呼叫" in page and "/phone/static/phone.js" in page
+    files = [("phone.js", "text/javascript"), ("phone-capture.js", "text/javascript"), ("phone.css", "text/css")]
+    for name, kind in files:
+        with urllib.request.urlopen(f"http://{server}/phone/static/{name}") as response:
+            assert response.headers["Content-Type"].startswith(kind)
+            assert response.read()
+    for name in ["app.py", "..%2Fapp.py", "phone.html.bak"]:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://{server}/phone/static/{name}")
+        assert err.value.code == 404
+
+
+def test_a_known_caller_is_greeted_by_name_with_audio_and_marks(server: str, hotline: Hotline) -> None:
+    phone = snapshot_data("sample")["customers"][0]["phone"]
+    with greeted(server, phone) as page:
+        events, audio = page.events, page.audio
+    customer = hotline.shop.customer_by_phone(phone)
+    reply = next(e for e in events if e["type"] == "reply")
+    assert reply["text"] == greeting(customer, Context.create(hotline.shop, hotline.clock.now()))
+    marks = [e["name"] for e in events if e["type"] == "mark"]
+    assert len(marks) == len(reply["sentences"])
+    heard = [e["text"] for e in events if e["type"] == "heard" and e["complete"]]
+    assert heard == reply["sentences"]
+    assert len(audio) % 2 == 0 and len(audio) / 2 / OUT_RATE > 1.0  # over a second of speech
+
+
+def test_keyed_digits_are_a_turn_and_hangup_records_the_call(server: str) -> None:
+    with greeted(server) as page:
+        for key in "20261119001#":
+            page.send({"type": "dtmf", "digit": key})
+        turn = page.until(lambda e: e["type"] == "turn")
+        assert turn["text"] == "20261119001"
+        reply = page.until(lambda e: e["type"] == "reply")
+        assert reply["text"]
+        latency = page.until(lambda e: e["type"] == "latency")
+        assert latency["total_ms"] >= latency["dialog_ms"] >= 0
+        page.send({"type": "hangup"})
+        ended = page.until(lambda e: e["type"] == "ended")
+        assert ended["reason"] == "caller hung up" and ended["outcome"]
+        with pytest.raises(ConnectionClosed):
+            page.ws.recv(timeout=10)
+        assert page.ws.close_code == 1000
+
+
+BAD_OPENINGS = [
+    ("not json", "expected a JSON object, got 'not json'"),
+    (b"\x00\x01" * 320, "expected a start message first, got binary audio"),
+    ({"type": "dtmf", "digit": "1"}, "expected a start message first, got a 'dtmf' message"),
+    ({"type": "start", "sample_rate": 44100}, "expected sample_rate as one of (8000, 16000), got 44100"),
+    ({"type": "start", "caller": "<script>", "sample_rate": 16000}, "expected caller as a phone number"),
+    ("{" + " " * MAX_TEXT_CHARS + "}", f"at most {MAX_TEXT_CHARS} characters"),
+]
+BAD_IN_CALL = [
+    ({"type": "ring"}, "expected type start|dtmf|mark|cleared|hangup, got 'ring'"),
+    ({"type": "start", "sample_rate": 16000}, "expected one start per call, got a second start"),
+    ({"type": "mark", "name": "r9.9"}, "'r9.9'"),
+    ({"type": "cleared", "played_ms": 10}, "expected cleared only in answer to a clear, got cleared"),
+    (bytes(4000), "expected 2..3200 bytes of PCM16 (even) in a binary message, got 4000"),
+    (bytes(641), "got 641"),
+    ('{"type":"dtmf","digit":"\\ud800"}', "expected digit as one of 0-9 * # A-D, got '\\ud800'"),
+]
+
+
+def _send_raw(page: Page, message: str | bytes | dict[str, Any]) -> None:
+    page.ws.send(json.dumps(message) if isinstance(message, dict) else message)
+
+
+def test_bad_pages_are_refused_and_other_calls_carry_on(server: str) -> None:
+    with greeted(server) as bystander:
+        for message, expected in BAD_OPENINGS:
+            with opened(server) as page:
+                _send_raw(page, message)
+                error, code = page.refused()
+            assert expected in error and code == 1008, (message, error, code)
+        for message, expected in BAD_IN_CALL:
+            with opened(server) as page:
+                page.start()
+                _send_raw(page, message)
+                error, code = page.refused()
+            assert expected in error and code == 1008, (message, error, code)
+        # the call open all along still answers, and a new call is greeted
+        bystander.send({"type": "dtmf", "digit": "1"})
+        bystander.send({"type": "dtmf", "digit": "#"})
+        assert bystander.until(lambda e: e["type"] == "turn")["text"] == "1"
+    with greeted(server) as page:
+        assert page.audio
+
+
+def test_a_page_that_never_starts_is_closed(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(softphone, "START_TIMEOUT_S", 0.3)
+    with opened(server) as page:
+        error, code = page.refused()
+    assert (error, code) == ("expected a start message within 0.3 s, got nothing", 1008)
