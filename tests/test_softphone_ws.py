@@ -9,7 +9,9 @@ stays up: a call open the whole time keeps working and a new call afterwards wor
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -19,17 +21,21 @@ from typing import Any
 
 import pytest
 from liveserver import serve
+from paths import REAL_ZH, shared
 from shops import snapshot_data
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from asr.textnorm import cer
 from core.settings import Settings
+from core.types import AudioFrame
 from dialog.manager import greeting
 from dialog.state import Context
 from voice import softphone
 from voice.app import create_app
 from voice.hotline import Hotline, open_hotline
 from voice.softphone_wire import MAX_TEXT_CHARS, OUT_RATE
+from voice.wav import read_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.models]
 
@@ -65,18 +71,34 @@ class Page:
         self.ws.send(json.dumps(message))
 
     def until(self, wanted: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict[str, Any]:
-        """Read (acking marks) until an event matches ``wanted``; return it."""
+        """Read until an event matches ``wanted``; return it."""
         while True:
-            message = self.ws.recv(timeout=timeout)
-            if isinstance(message, bytes):
-                self.audio += message
-                continue
-            event = json.loads(message)
-            self.events.append(event)
-            if event["type"] == "mark":
-                self.send({"type": "mark", "name": event["name"]})
-            if wanted(event):
+            event = self._take(self.ws.recv(timeout=timeout))
+            if event is not None and wanted(event):
                 return event
+
+    def speak(self, audio: AudioFrame) -> None:
+        """Send ``audio`` as 20 ms frames in real time, reading what arrives meanwhile."""
+        step = audio.sample_rate // 50 * 2
+        began = time.monotonic()
+        for index, offset in enumerate(range(0, len(audio.pcm) - step + 1, step)):
+            self.ws.send(audio.pcm[offset : offset + step])
+            while (delay := began + (index + 1) * 0.02 - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    self._take(self.ws.recv(timeout=delay))
+
+    def _take(self, message: str | bytes) -> dict[str, Any] | None:
+        """Keep ``message``; answer it as the page does (ack marks as played, answer a clear)."""
+        if isinstance(message, bytes):
+            self.audio += message
+            return None
+        event: dict[str, Any] = json.loads(message)
+        self.events.append(event)
+        if event["type"] == "mark":
+            self.send({"type": "mark", "name": event["name"]})
+        if event["type"] == "clear":
+            self.send({"type": "cleared", "played_ms": 0})
+        return event
 
     def refused(self) -> tuple[str, int]:
         """The error message and close code of a page the server is refusing."""
@@ -131,6 +153,28 @@ def test_a_known_caller_is_greeted_by_name_with_audio_and_marks(server: str, hot
     heard = [e["text"] for e in events if e["type"] == "heard" and e["complete"]]
     assert heard == reply["sentences"]
     assert len(audio) % 2 == 0 and len(audio) / 2 / OUT_RATE > 1.0  # over a second of speech
+
+
+def test_speech_during_the_greeting_clears_it_and_becomes_the_turn(server: str) -> None:
+    name = "BAC009S0764W0121.wav"
+    words = read_wav(shared(REAL_ZH / name).read_bytes())
+    said = dict(line.split("\t")[:2] for line in (REAL_ZH / "transcripts.tsv").read_text("utf-8").splitlines())[name]
+    assert words.sample_rate == 16000
+    with opened(server) as page:
+        page.start(rate=16000)
+        page.until(lambda e: e["type"] == "reply")  # the greeting starts
+        page.speak(words)
+        page.speak(AudioFrame(bytes(16000 * 2), 16000))  # a second of silence: the caller is done
+        page.until(lambda e: e["type"] == "turn")
+        kinds = [e["type"] for e in page.events]
+        assert "clear" in kinds and kinds.index("clear") < kinds.index("turn")
+        assert any(e["type"] == "barge_in" and e["confirmed"] for e in page.events)
+        greeting = next(e for e in page.events if e["type"] == "reply")
+        cut = [e["text"] for e in page.events if e["type"] == "heard" and not e["complete"]]
+        assert cut == greeting["sentences"][-len(cut) :] and cut
+        final = next(e for e in page.events if e["type"] == "final")
+        assert cer(said, final["text"]) <= 0.25, final  # whisper base on real human clips: mean 0.16
+        page.until(lambda e: e["type"] == "reply")  # and it is answered
 
 
 def test_keyed_digits_are_a_turn_and_hangup_records_the_call(server: str) -> None:

@@ -2,7 +2,8 @@
 // Client -> server: {"type":"start","caller","sample_rate"} first, then binary 20 ms PCM16 frames,
 // {"type":"dtmf","digit"}, {"type":"mark","name"} once a sentence's audio has finished playing,
 // {"type":"cleared","played_ms"} after a clear, {"type":"hangup"}.
-// Server -> client: binary PCM16 reply audio at the "ready" message's sample_rate, and JSON events.
+// Server -> client: binary PCM16 reply audio at the "ready" message's sample_rate; JSON "ready", "mark",
+// "clear", "error" and the call's events (state, partial, final, turn, reply, heard, barge_in, latency, ended).
 "use strict";
 
 const CAPTURE_RATE = 16000;
@@ -11,10 +12,21 @@ const STATE_TEXT = {
   idle: "未接通", connecting: "连接中…", listening: "正在听", thinking: "思考中", speaking: "正在说",
   ended: "已挂断", error: "出错了",
 };
+// per-turn stages of a "latency" event (ms): caller's speech end -> text -> turn taken -> dialog -> first reply audio
 const STAGE_TEXT = {
-  asr: "识别", understand: "理解", dialog: "对话", tts: "合成", first_audio: "首个音频", total: "合计",
+  asr: "识别", wait: "等待", understand: "理解", dialog: "对话", reply: "合成", total: "合计", first_audio: "首声",
+};
+const STAGE_TITLE = {
+  asr: "说完话到识别出文字", wait: "识别出文字到确认说完（轮次判断）", understand: "归一化、意图与情绪",
+  dialog: "对话管理与查询", reply: "对话完成到第一帧回复音频（首句合成）", total: "说完话到第一帧回复音频",
+  first_audio: "说完话到第一帧任何声音（含“好的，我帮您查一下”）",
 };
 const EMOTION_TEXT = { neutral: "平静", anxious: "着急", angry: "生气" };
+const OUTCOME_TEXT = { resolved: "已解决", transferred: "已转人工", callback: "已预约回电", abandoned: "未完成" };
+const REASON_TEXT = {
+  "caller hung up": "您挂断了电话", "the hotline ended the call": "客服结束了通话",
+  "protocol error": "网页发送了无法识别的数据", "server shutting down": "服务器正在关闭",
+};
 
 // Everything a test (or a curious person in the console) may want to read.
 const phone = (window.phone = {
@@ -93,6 +105,7 @@ const ui = {
       const th = document.createElement("th");
       th.dataset.stage = stage;
       th.textContent = STAGE_TEXT[stage] || stage;
+      th.title = STAGE_TITLE[stage] || stage;
       head.append(th);
       known.push(stage);
       for (const row of table.tBodies[0].rows) row.insertCell().textContent = "";
@@ -201,7 +214,7 @@ async function startCall() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${scheme}://${location.host}/phone/ws`);
     ws.binaryType = "arraybuffer";
-    call = { ws, ctx, stream, node, turn: 0, digits: "", botLine: null, ready: false };
+    call = { ws, ctx, stream, node, turn: 0, digits: "", botLine: null, ready: false, heardSinceTurn: false };
     node.port.onmessage = (msg) => sendFrame(msg.data);
     ws.onopen = () => send({ type: "start", caller: $("caller").value.trim() || null, sample_rate: CAPTURE_RATE });
     ws.onmessage = (msg) => (typeof msg.data === "string" ? onEvent(JSON.parse(msg.data)) : player.play(msg.data));
@@ -239,23 +252,27 @@ const handlers = {
       send({ type: "mark", name });
     });
     ui.setState("listening");
-    const who = ev.customer ? `已识别来电客户：${ev.customer.name}` : "已接通，请说话";
-    ui.line(null, who, "system");
+    ui.line(null, "已接通，请说话", "system");
   },
   state(ev) {
     ui.setState(ev.state);
   },
-  transcript(ev) {
-    if (ev.kind === "partial") {
-      phone.partials.push(ev.text);
-      $("partial").textContent = ev.text;
-      return;
-    }
+  partial(ev) {
+    phone.partials.push(ev.text);
+    $("partial").textContent = ev.text;
+  },
+  final(ev) {
     phone.finals.push(ev.text);
     $("partial").textContent = "";
-    if (ev.text) ui.line("您", ev.text, "caller final");
+    if (!ev.text) return;
+    call.heardSinceTurn = true;
+    ui.line("您", ev.text, "caller final").title = `置信度 ${Number(ev.confidence).toFixed(2)}`;
   },
-  understanding(ev) {
+  turn(ev) {
+    if (!call.heardSinceTurn && ev.text) ui.line("您", ev.text, "caller final"); // keys taken after a pause
+    call.heardSinceTurn = false;
+    call.digits = "";
+    ui.digits("");
     phone.intents.push(ev.intents);
     phone.emotions.push(ev.emotion);
     ui.intents(ev.intents);
@@ -265,26 +282,27 @@ const handlers = {
     phone.replies.push(ev.text);
     call.botLine = ui.line("客服", ev.text, "bot");
   },
+  heard(ev) {
+    if (!ev.complete && call.botLine) call.botLine.classList.add("interrupted");
+  },
   latency(ev) {
+    const stages = {};
+    for (const [key, value] of Object.entries(ev)) if (key.endsWith("_ms")) stages[key.slice(0, -3)] = value;
     call.turn += 1;
-    phone.latencies.push(ev.stages);
-    ui.latency(call.turn, ev.stages);
+    phone.latencies.push(stages);
+    ui.latency(call.turn, stages);
   },
   mark(ev) {
     player.mark(ev.name);
   },
   clear() {
     phone.clears += 1;
-    const played = player.clear();
-    if (call.botLine) call.botLine.classList.add("interrupted");
-    send({ type: "cleared", played_ms: played });
+    send({ type: "cleared", played_ms: player.clear() });
   },
-  dtmf(ev) {
-    call.digits = ev.digits ?? call.digits;
-    ui.digits(call.digits);
-  },
-  hangup(ev) {
-    ui.line(null, ev.reason ? `通话结束：${ev.reason}` : "通话结束", "system");
+  ended(ev) {
+    const outcome = OUTCOME_TEXT[ev.outcome] || ev.outcome;
+    const reason = REASON_TEXT[ev.reason] || ev.reason;
+    ui.line(null, `通话结束：${reason}（${outcome}）`, "system");
   },
   error(ev) {
     phone.errors.push(ev.message);
@@ -303,6 +321,11 @@ function pressKey(digit) {
   call.digits += digit;
   ui.digits(call.digits);
   send({ type: "dtmf", digit });
+  if (digit === "#") {
+    ui.line("您（按键）", call.digits, "caller final");
+    call.heardSinceTurn = true;
+    call.digits = "";
+  }
 }
 
 function hangUp() {
