@@ -8,6 +8,7 @@
 
 const CAPTURE_RATE = 16000;
 const LEAD_SECONDS = 0.06; // schedule reply audio this far ahead when playback (re)starts
+const MAX_LEAD_SECONDS = 0.3; // each underrun (audio arrived late) adds 20 ms of lead, up to this
 const STATE_TEXT = {
   idle: "未接通", connecting: "连接中…", listening: "正在听", thinking: "思考中", speaking: "正在说",
   ended: "已挂断", error: "出错了",
@@ -28,12 +29,13 @@ const REASON_TEXT = {
   "protocol error": "网页发送了无法识别的数据", "server shutting down": "服务器正在关闭",
 };
 
-// Everything a test (or a curious person in the console) may want to read.
-const phone = (window.phone = {
-  state: "idle", callId: null, sentFrames: 0, receivedSamples: 0, playedSamples: 0,
+// Everything a test (or a curious person in the console) may want to read; fresh for each call.
+const freshCall = () => ({
+  callId: null, sentFrames: 0, receivedSamples: 0, playedSamples: 0, underruns: 0,
   partials: [], finals: [], replies: [], intents: [], emotions: [], latencies: [],
   marksAcked: [], clears: 0, errors: [], events: [],
 });
+const phone = (window.phone = { state: "idle", ...freshCall() });
 
 const $ = (id) => document.getElementById(id);
 
@@ -125,6 +127,7 @@ const ui = {
   meters() {
     $("sent").textContent = `${((phone.sentFrames * 20) / 1000).toFixed(1)} 秒`;
     $("played").textContent = `${(phone.playedSamples / (player.rate || 8000)).toFixed(1)} 秒`;
+    $("underruns").textContent = `${phone.underruns} 次`;
   },
 };
 
@@ -133,10 +136,10 @@ const ui = {
 // when the audio before them has finished playing, everything dropped at once on "clear".
 
 const player = {
-  ctx: null, rate: 8000, next: 0, queue: [], onMark: null,
+  ctx: null, rate: 8000, next: 0, lead: LEAD_SECONDS, queue: [], onMark: null,
 
   reset(ctx, rate, onMark) {
-    Object.assign(this, { ctx, rate, next: 0, queue: [], onMark });
+    Object.assign(this, { ctx, rate, next: 0, lead: LEAD_SECONDS, queue: [], onMark });
   },
   play(bytes) {
     const pcm = new Int16Array(bytes);
@@ -148,7 +151,12 @@ const player = {
     const source = this.ctx.createBufferSource();
     source.buffer = buffer;
     source.connect(this.ctx.destination);
-    const start = Math.max(this.next, this.ctx.currentTime + LEAD_SECONDS);
+    const now = this.ctx.currentTime;
+    if (this.next && this.next < now && now - this.next < 0.5) {
+      phone.underruns += 1; // a gap inside a reply: play further ahead from now on
+      this.lead = Math.min(MAX_LEAD_SECONDS, this.lead + 0.02);
+    }
+    const start = Math.max(this.next, now + this.lead);
     const item = { source, start, samples: pcm.length, marks: [], done: false };
     source.onended = () => this.finished(item);
     source.start(start);
@@ -197,14 +205,22 @@ async function startCall() {
     ui.notice("浏览器只允许 https 或 127.0.0.1 页面使用麦克风，请换用这两种地址打开。");
     return;
   }
+  Object.assign(phone, freshCall());
   ui.setState("connecting");
   $("log").replaceChildren();
   $("latency").tBodies[0].replaceChildren();
+  ui.intents([]);
+  $("emotion").textContent = "—";
+  $("emotion").className = "emotion";
+  ui.digits("");
+  ui.meters();
+  let stream = null;
+  let ctx = null;
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({
+    stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
-    const ctx = new AudioContext();
+    ctx = new AudioContext();
     await ctx.audioWorklet.addModule("/phone/static/phone-capture.js");
     await ctx.resume();
     const node = new AudioWorkletNode(ctx, "phone-capture");
@@ -222,7 +238,9 @@ async function startCall() {
   } catch (err) {
     phone.errors.push(String(err));
     ui.notice(err && err.name === "NotAllowedError" ? "没有麦克风权限，请在浏览器中允许使用麦克风。" : `无法接通：${err}`);
-    teardown();
+    if (stream) for (const track of stream.getTracks()) track.stop();
+    if (ctx) ctx.close();
+    call = null;
     ui.setState("error");
   }
 }
@@ -351,7 +369,7 @@ function finish(reason) {
   teardown();
   call = null;
   ui.setState(failed ? "error" : "ended");
-  if (failed) ui.notice(reason || "无法连接到热线服务器。");
+  if (failed && !$("notice").textContent) ui.notice(reason || "无法连接到热线服务器。");
   ui.meters();
 }
 
