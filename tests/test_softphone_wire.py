@@ -29,9 +29,9 @@ def started(rate: int = 16000, caller: str | None = "+8613800138000") -> Softpho
 
 def test_binary_frames_become_audio_frames_stamped_with_their_stream_time() -> None:
     wire = started(16000)
-    first = wire.decode_binary(bytes(640))
-    second = wire.decode_binary(bytes(320))
-    third = wire.decode_binary(bytes(640))
+    first = wire.decode_binary(bytes(640), 100.0)
+    second = wire.decode_binary(bytes(320), 100.02)
+    third = wire.decode_binary(bytes(640), 100.03)
     assert (first.sample_rate, first.timestamp, first.duration) == (16000, 0.0, 0.02)
     assert (second.timestamp, third.timestamp) == (0.02, pytest.approx(0.03))
 
@@ -99,19 +99,29 @@ def test_lone_surrogates_are_reported_escaped() -> None:
 @pytest.mark.parametrize(("size", "rate"), [(0, 16000), (3, 16000), (3202, 16000), (1602, 8000)])
 def test_binary_of_the_wrong_size_is_refused(size: int, rate: int) -> None:
     with pytest.raises(ProtocolError, match=f"got {size}$"):
-        started(rate).decode_binary(bytes(size))
+        started(rate).decode_binary(bytes(size), 0.0)
 
 
 def test_binary_before_start_is_refused() -> None:
     with pytest.raises(ProtocolError, match="expected a start message first, got binary audio"):
-        SoftphoneWire().decode_binary(bytes(640))
+        SoftphoneWire().decode_binary(bytes(640), 0.0)
 
 
 def test_nothing_is_accepted_after_hangup() -> None:
     wire = started()
     wire.decode_text('{"type":"hangup"}')
     with pytest.raises(ProtocolError, match="expected nothing after hangup, got binary audio"):
-        wire.decode_binary(bytes(640))
+        wire.decode_binary(bytes(640), 0.0)
+
+
+def test_audio_faster_than_real_time_is_refused() -> None:
+    wire = started(8000)
+    for _ in range(100):  # two seconds of audio at once: a burst a stalled page may send
+        wire.decode_binary(bytes(320), 50.0)
+    wire.decode_binary(bytes(320), 50.03)  # 2.02 s sent, 0.03 s passed: within the slack
+    with pytest.raises(ProtocolError, match="expected audio in real time, got 2.0 s more"):
+        wire.decode_binary(bytes(320), 50.03)
+    assert wire.decode_binary(bytes(320), 50.5).timestamp == pytest.approx(2.02)  # time caught up
 
 
 def test_marks_are_acked_oldest_first() -> None:

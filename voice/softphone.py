@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from importlib import resources
 
 from fastapi import APIRouter, HTTPException, WebSocket
@@ -166,7 +167,7 @@ async def _receive(ws: WebSocket, wire: SoftphoneWire) -> Inbound:
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
     if message.get("bytes") is not None:
-        return wire.decode_binary(message["bytes"])
+        return wire.decode_binary(message["bytes"], time.monotonic())
     if message.get("text") is not None:
         return wire.decode_text(message["text"])
     raise ProtocolError("expected a text or binary message, got an empty one")

@@ -40,6 +40,7 @@ from voice.live import LiveEvent
 IN_RATES = (8000, 16000)
 OUT_RATE = 8000  # the TTS's telephone rate: reply audio is sent as it is synthesised
 MAX_FRAME_MS = 100  # one binary message carries at most this much caller audio
+MAX_AHEAD_S = 2.0  # a microphone makes audio in real time: a page this far ahead of the clock is not one
 MAX_TEXT_CHARS = 512  # every text message the page sends is far shorter
 MAX_PENDING_MARKS = 256
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
@@ -83,6 +84,7 @@ class SoftphoneWire:
         self.start: Start | None = None
         self.hung_up = False
         self._samples = 0  # caller samples received so far: the next frame's timestamp
+        self._first_at: float | None = None  # when the first audio frame arrived
         self._marks: deque[str] = deque()  # sent and not yet acked, oldest first
         self._cut: deque[str] = deque()  # outstanding when we sent clear: acked only if played before it
         self._clears = 0  # clears sent and not yet answered by "cleared"
@@ -108,15 +110,21 @@ class SoftphoneWire:
             return HangupRequest()
         raise ProtocolError(f"expected type start|dtmf|mark|cleared|hangup, got {kind!r}")
 
-    def decode_binary(self, data: bytes) -> AudioFrame:
+    def decode_binary(self, data: bytes, now: float) -> AudioFrame:
+        """Caller audio received at ``now`` (monotonic seconds), stamped with its time in the stream."""
         self._require_started("binary audio")
         assert self.start is not None
         rate = self.start.sample_rate
         limit = rate * MAX_FRAME_MS // 1000 * PCM_SAMPLE_WIDTH
         if not data or len(data) > limit or len(data) % PCM_SAMPLE_WIDTH:
             raise ProtocolError(f"expected 2..{limit} bytes of PCM16 (even) in a binary message, got {len(data)}")
+        if self._first_at is None:
+            self._first_at = now
         frame = AudioFrame(data, rate, self._samples / rate)
-        self._samples += len(data) // PCM_SAMPLE_WIDTH
+        ahead = frame.timestamp + frame.duration - (now - self._first_at)
+        if ahead > MAX_AHEAD_S:
+            raise ProtocolError(f"expected audio in real time, got {ahead:.1f} s more than the time that has passed")
+        self._samples += frame.samples
         return frame
 
     def _on_start(self, message: dict[str, Any]) -> Start:
