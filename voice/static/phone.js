@@ -325,6 +325,7 @@ const handlers = {
   error(ev) {
     phone.errors.push(ev.message);
     ui.notice(ev.message);
+    ui.line(null, ev.message, "system error");
   },
 };
 
