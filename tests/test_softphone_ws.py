@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from liveserver import serve
 from paths import REAL_ZH, shared
 from shops import snapshot_data
+from voice.live_line import line_of
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -50,8 +52,13 @@ def hotline(whisper_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="module")
-def server(hotline: Hotline) -> Iterator[str]:
-    with serve(create_app(hotline)) as address:
+def app(hotline: Hotline) -> FastAPI:
+    return create_app(hotline)
+
+
+@pytest.fixture(scope="module")
+def server(app: FastAPI) -> Iterator[str]:
+    with serve(app) as address:
         yield address
 
 
@@ -243,6 +250,19 @@ def test_bad_pages_are_refused_and_other_calls_carry_on(server: str) -> None:
         assert bystander.until(lambda e: e["type"] == "turn")["text"] == "1"
     with greeted(server) as page:
         assert page.audio
+
+
+def test_a_full_line_refuses_the_page_with_try_again_later(server: str, app: FastAPI) -> None:
+    line = line_of(app)
+    with greeted(server) as first:
+        full = len(line.calls)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(line, "max_calls", full)
+            with opened(server) as page:
+                page.send({"type": "start", "caller": None, "sample_rate": 16000})
+                error, code = page.refused()
+        assert error.startswith("热线暂时无法接听") and code == 1013
+        assert first.ws.ping().wait(10)  # the call that held the line is still up
 
 
 def test_a_page_that_never_starts_is_closed(server: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 10.0  # a page that connects says start at once
 CLOSE_POLICY = 1008  # the page broke the protocol
 CLOSE_UNAVAILABLE = 1011  # the hotline cannot take the call (no recogniser, ...)
+CLOSE_TRY_LATER = 1013  # every line is busy
 _STATIC = {
     "phone.js": "text/javascript; charset=utf-8",
     "phone-capture.js": "text/javascript; charset=utf-8",
@@ -61,7 +62,6 @@ class BrowserLine:
 
     def __init__(self, ws: WebSocket, wire: SoftphoneWire) -> None:
         self.ws, self.wire = ws, wire
-        self.hung_up = False
         self._lock = asyncio.Lock()
 
     async def send_audio(self, frame: AudioFrame) -> None:
@@ -77,7 +77,7 @@ class BrowserLine:
         await self.send(self.wire.event(event))
 
     async def hangup(self) -> None:
-        self.hung_up = True  # the socket closes once the call has sent its last events
+        """Nothing to do yet: the socket is closed once ``run()`` returns, after the call's last events."""
 
     async def send(self, message: str | bytes) -> None:
         async with self._lock:
@@ -103,8 +103,7 @@ async def phone_call(ws: WebSocket) -> None:
     line = BrowserLine(ws, wire)
     try:
         start = await asyncio.wait_for(_receive(ws, wire), START_TIMEOUT_S)
-        if not isinstance(start, Start):
-            raise ProtocolError(f"expected a start message first, got {type(start).__name__}")
+        assert isinstance(start, Start)  # the wire refuses anything else first
     except TimeoutError:
         await _refuse(line, f"expected a start message within {START_TIMEOUT_S:g} s, got nothing", CLOSE_POLICY)
         return
@@ -115,9 +114,9 @@ async def phone_call(ws: WebSocket) -> None:
         return
     try:
         call = await line_of(ws.app).open(line, caller=start.caller, rate=start.sample_rate)
-    except IvrError as err:
+    except IvrError as err:  # the line is full, or no recogniser can serve
         log.warning("softphone call refused: %s", err)
-        await _refuse(line, f"热线暂时无法接听：{err}", CLOSE_UNAVAILABLE)
+        await _refuse(line, f"热线暂时无法接听：{err}", CLOSE_TRY_LATER if err.retryable else CLOSE_UNAVAILABLE)
         return
     await _converse(ws, wire, line, call)
 
@@ -151,8 +150,6 @@ async def _listen(ws: WebSocket, wire: SoftphoneWire, line: BrowserLine, call: L
                 case HangupRequest():
                     call.stop("caller hung up")
                     return
-                case Start():
-                    raise AssertionError("the wire refuses a second start")
     except WebSocketDisconnect:
         call.stop("caller hung up")
     except ProtocolError as err:
