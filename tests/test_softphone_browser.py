@@ -5,7 +5,7 @@ running server with whisper base, presses 呼叫, and its fake microphone plays 
 recording (48 kHz, silence around it; Chromium loops the file). The page must show the caller's
 words as a final transcript (CER-bounded against the reference), the hotline's reply, the intents,
 emotion and per-stage latency of the turn, actually play the reply audio (the page counts the
-samples its WebAudio buffers finished playing), take keypad digits as a turn, and hang up.
+samples its WebAudio buffers finished playing), take keypad digits as a turn, hang up, and call again.
 """
 
 from __future__ import annotations
@@ -129,3 +129,13 @@ def test_a_caller_talks_to_the_hotline_from_the_browser(server: str, browser: An
     page.wait_for_function("phone.state === 'ended'", timeout=30_000)
     assert page.evaluate("phone.sentFrames") > 100  # over two seconds of microphone audio went out
     assert failures == [] and page.evaluate("phone.errors") == []
+
+    # and the same page calls again: a new call, greeted afresh
+    first_call = page.evaluate("phone.callId")
+    page.click("#call")
+    page.wait_for_function("phone.replies.length >= 1 && phone.callId !== null", timeout=WAIT_MS)
+    assert page.evaluate("phone.callId") != first_call
+    assert page.locator("#log .bot").count() >= 1 and page.locator("#latency tbody tr").count() == 0
+    page.click("#hangup")
+    page.wait_for_function("phone.state === 'ended'", timeout=30_000)
+    assert failures == []
