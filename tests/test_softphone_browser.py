@@ -119,6 +119,9 @@ def test_a_caller_talks_to_the_hotline_from_the_browser(server: str, browser: An
     page.wait_for_function(f"phone.playedSamples > {played_before}", timeout=WAIT_MS)
     page.wait_for_function("phone.marksAcked.length >= 1", timeout=WAIT_MS)  # a whole sentence was heard
 
+    if page.evaluate("phone.clears"):  # the recording came round while the hotline spoke: a barge-in
+        assert page.locator("#log li.bot.interrupted").count() >= 1
+
     # keypad digits are a turn of their own
     for key in "123#":
         page.locator("#keypad button", has_text=key).click()
