@@ -88,23 +88,29 @@ def browser(microphone: Path, tmp_path: Path) -> Iterator[Any]:
             context.close()
 
 
+def until(page: Any, condition: str, timeout: float) -> None:
+    """Wait until the JavaScript ``condition`` holds on the page (a function: the page's CSP forbids eval)."""
+    page.wait_for_function(f"() => {condition}", timeout=timeout)
+
+
 def test_a_caller_talks_to_the_hotline_from_the_browser(server: str, browser: Any, tmp_path: Path) -> None:
     page = browser.new_page()
     failures: list[str] = []
     page.on("pageerror", lambda err: failures.append(str(err)))
+    page.on("console", lambda msg: failures.append(msg.text) if msg.type == "error" else None)  # CSP, 404 …
     page.goto(f"http://{server}/phone")
     assert page.text_content("#state") == "未接通"
     page.click("#call")
 
     # the greeting, then the caller's words as a final, understood, answered, timed
     spoken = "phone.events.find((e) => e.type === 'turn' && e.text.length >= 4)"
-    page.wait_for_function(f"{spoken} !== undefined", timeout=WAIT_MS)
+    until(page, f"{spoken} !== undefined", timeout=WAIT_MS)
     heard = page.evaluate(f"{spoken}.text")  # the turn: its finals joined (a pause may split a reading)
     assert cer(reference(RECORDING), heard) <= CER_BOUND, heard
     finals = page.evaluate("phone.finals.filter((t) => t)")
     assert finals and "".join(finals).startswith(heard)
     assert all(final in page.text_content("#log") for final in finals)
-    page.wait_for_function("phone.latencies.length >= 1 && phone.replies.length >= 2", timeout=WAIT_MS)
+    until(page, "phone.latencies.length >= 1 && phone.replies.length >= 2", timeout=WAIT_MS)
     greeting, answer = page.evaluate("phone.replies.slice(0, 2)")
     assert greeting in page.text_content("#log") and answer in page.text_content("#log")
     assert page.locator("#intents .chip").count() >= 1
@@ -116,8 +122,8 @@ def test_a_caller_talks_to_the_hotline_from_the_browser(server: str, browser: An
     # reply audio really played: more than the greeting's samples came out of WebAudio
     played_before = page.evaluate("phone.playedSamples")
     assert played_before > 8000  # over a second at 8 kHz
-    page.wait_for_function(f"phone.playedSamples > {played_before}", timeout=WAIT_MS)
-    page.wait_for_function("phone.marksAcked.length >= 1", timeout=WAIT_MS)  # a whole sentence was heard
+    until(page, f"phone.playedSamples > {played_before}", timeout=WAIT_MS)
+    until(page, "phone.marksAcked.length >= 1", timeout=WAIT_MS)  # a whole sentence was heard
 
     if page.evaluate("phone.clears"):  # the recording came round while the hotline spoke: a barge-in
         assert page.locator("#log li.bot.interrupted").count() >= 1
@@ -125,20 +131,20 @@ def test_a_caller_talks_to_the_hotline_from_the_browser(server: str, browser: An
     # keypad digits are a turn of their own
     for key in "123#":
         page.locator("#keypad button", has_text=key).click()
-    page.wait_for_function("phone.events.some((e) => e.type === 'turn' && e.text === '123')", timeout=WAIT_MS)
+    until(page, "phone.events.some((e) => e.type === 'turn' && e.text === '123')", timeout=WAIT_MS)
     page.screenshot(path=str(tmp_path / "softphone.png"), full_page=True)
 
     page.click("#hangup")
-    page.wait_for_function("phone.state === 'ended'", timeout=30_000)
+    until(page, "phone.state === 'ended'", timeout=30_000)
     assert page.evaluate("phone.sentFrames") > 100  # over two seconds of microphone audio went out
     assert failures == [] and page.evaluate("phone.errors") == []
 
     # and the same page calls again: a new call, greeted afresh
     first_call = page.evaluate("phone.callId")
     page.click("#call")
-    page.wait_for_function("phone.replies.length >= 1 && phone.callId !== null", timeout=WAIT_MS)
+    until(page, "phone.replies.length >= 1 && phone.callId !== null", timeout=WAIT_MS)
     assert page.evaluate("phone.callId") != first_call
     assert page.locator("#log .bot").count() >= 1 and page.locator("#latency tbody tr").count() == 0
     page.click("#hangup")
-    page.wait_for_function("phone.state === 'ended'", timeout=30_000)
+    until(page, "phone.state === 'ended'", timeout=30_000)
     assert failures == []

@@ -140,6 +140,7 @@ def test_the_page_and_its_files_are_served(server: str) -> None:
     with urllib.request.urlopen(f"http://{server}/phone") as response:
         page = response.read().decode()
         assert response.headers["Content-Type"].startswith("text/html")
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert "呼叫" in page and "/phone/static/phone.js" in page
     files = [("phone.js", "text/javascript"), ("phone-capture.js", "text/javascript"), ("phone.css", "text/css")]
     for name, kind in files:

@@ -44,9 +44,17 @@ def _static(name: str) -> bytes:
     return resources.files("voice").joinpath("static", name).read_bytes()
 
 
+# the page loads nothing from anywhere else (no CDN, no fonts) and talks only to this server
+_PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'",
+}
+
+
 @router.get("/phone", include_in_schema=False)
 async def phone_page() -> Response:
-    return Response(_static("phone.html"), media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+    return Response(_static("phone.html"), media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
 
 @router.get("/phone/static/{name}", include_in_schema=False)
