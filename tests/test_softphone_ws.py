@@ -25,8 +25,9 @@ from liveserver import serve
 from paths import REAL_ZH, shared
 from shops import snapshot_data
 from voice.live_line import line_of
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from asr.textnorm import cer
 from core.settings import Settings
@@ -268,6 +269,15 @@ def test_a_full_line_refuses_the_page_with_try_again_later(server: str, app: Fas
                 error, code = page.refused()
         assert error.startswith("热线暂时无法接听") and code == 1013
         assert first.ws.ping().wait(10)  # the call that held the line is still up
+
+
+def test_a_page_of_another_site_cannot_open_a_call(server: str) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://{server}/phone/ws", origin=Origin("http://shop-data-thief.example"), open_timeout=10)
+    assert refused.value.response.status_code == 403
+    with connect(f"ws://{server}/phone/ws", origin=Origin(f"http://{server}"), open_timeout=10) as ws:
+        page = Page(ws)
+        assert page.start()["call_id"]
 
 
 def test_a_page_that_never_starts_is_closed(server: str, monkeypatch: pytest.MonkeyPatch) -> None:

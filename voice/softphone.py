@@ -4,7 +4,8 @@ The page sends the microphone as 20 ms PCM16 frames and plays the reply audio it
 protocol, and every check of what the page sends: ``voice.softphone_wire``). Each connection is
 one live call on the server's ``LiveLine``: ``BrowserLine`` is its ``Wire``, the receive loop feeds
 the call's inbound side. Bad input from a page ends that page's call with an ``error`` message and
-close code 1008; other calls never notice.
+close code 1008; other calls never notice. A socket opened by a page of another site is refused
+(browsers let any site open a WebSocket to 127.0.0.1; a call hears shop data).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import logging
 import time
 from importlib import resources
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, WebSocket
 from fastapi.responses import Response
@@ -104,8 +106,26 @@ class BrowserLine:
                     await self.ws.close(code, reason)
 
 
+def _same_site(ws: WebSocket) -> bool:
+    """The page that opens the socket is ours (browsers send ``Origin``; any site may try a WebSocket).
+
+    Ours: served from the host the socket is on, or from ``IVR_PUBLIC_URL``'s host (behind a proxy).
+    A client without ``Origin`` is not a browser page, so no other site can be driving it.
+    """
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True
+    public = ws.app.state.hotline.settings.public_url
+    ours = {ws.headers.get("host"), urlsplit(public).netloc if public else None} - {None}
+    return urlsplit(origin).netloc in ours
+
+
 @router.websocket("/phone/ws")
 async def phone_call(ws: WebSocket) -> None:
+    if not _same_site(ws):
+        log.warning("softphone socket from another site refused (Origin %s)", ws.headers.get("origin"))
+        await ws.close(CLOSE_POLICY)  # before accepting: the handshake gets 403
+        return
     await ws.accept()
     wire = SoftphoneWire()
     line = BrowserLine(ws, wire)
