@@ -246,8 +246,9 @@ def test_bad_pages_are_refused_and_other_calls_carry_on(server: str) -> None:
             assert expected in error and code == 1008, (message, error, code)
         with opened(server) as page:  # three seconds of "microphone" audio at once
             page.start()
-            for _ in range(150):
-                page.ws.send(bytes(640))
+            with contextlib.suppress(ConnectionClosed):  # the server may refuse before the last one
+                for _ in range(150):
+                    page.ws.send(bytes(640))
             error, code = page.refused()
         assert error.startswith("expected audio in real time") and code == 1008
         # the call open all along still answers, and a new call is greeted
