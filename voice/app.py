@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 from core.errors import AudioFormatError, NotFoundError, TransientError
 from voice.app_errors import BodyLimit, body_limit_for, install_error_handlers
 from voice.calls import CallRegistry, LineFullError, LiveCall
+from voice import softphone
 from voice.hotline import Hotline
 from voice.live_routes import live_router
 from voice.report import outcome_json, turn_json, understanding_json
@@ -82,6 +83,7 @@ def create_app(
     _health_routes(app)
     _call_routes(app)
     app.include_router(live_router())
+    app.include_router(softphone.router)
     return app
 
 
