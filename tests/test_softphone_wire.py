@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from voice.live import LiveEvent
 
 from core.errors import ProtocolError
 from core.types import AudioFrame
+from voice.live import LiveEvent
 from voice.softphone_wire import (
     MAX_TEXT_CHARS,
     OUT_RATE,

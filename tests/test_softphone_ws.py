@@ -24,7 +24,6 @@ from fastapi import FastAPI
 from liveserver import serve
 from paths import REAL_ZH, shared
 from shops import snapshot_data
-from voice.live_line import line_of
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
@@ -37,6 +36,7 @@ from dialog.state import Context
 from voice import softphone
 from voice.app import create_app
 from voice.hotline import Hotline, open_hotline
+from voice.live_line import line_of
 from voice.softphone_wire import MAX_TEXT_CHARS, OUT_RATE
 from voice.wav import read_wav
 

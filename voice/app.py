@@ -33,9 +33,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from core.errors import AudioFormatError, NotFoundError, TransientError
+from voice import softphone
 from voice.app_errors import BodyLimit, body_limit_for, install_error_handlers
 from voice.calls import CallRegistry, LineFullError, LiveCall
-from voice import softphone
 from voice.hotline import Hotline
 from voice.live_routes import live_router
 from voice.report import outcome_json, turn_json, understanding_json
