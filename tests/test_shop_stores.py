@@ -105,6 +105,7 @@ def test_a_command_for_another_shop_never_switches_a_running_server(served: str,
     port = _free_port()
     env.update(HOME=str(tmp_path), IVR_PORT=str(port), IVR_SHOP_FILE=str(write_shop(served, tmp_path)))
     env["IVR_MODEL_INSTALL"] = "false"  # no recogniser is needed here, and nothing may be fetched
+    env["IVR_TRUST_CLAIMED_CALLER"] = "true"  # the posted number is the caller (a trusted test client)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     log = (tmp_path / "serve.log").open("wb")  # a file, not a pipe nobody reads: the server never blocks on it
     server = subprocess.Popen([sys.executable, "-m", "voice.cli", "serve"], env=env, stderr=log, stdout=log)

@@ -47,7 +47,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.models]
 def hotline(whisper_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Hotline:
     home = tmp_path_factory.mktemp("softphone")
     settings = Settings(
-        asr_engine="whisper", whisper_model=str(whisper_model_dir), db_path=home / "shop.sqlite3", model_dir=home
+        asr_engine="whisper",
+        whisper_model=str(whisper_model_dir),
+        db_path=home / "shop.sqlite3",
+        model_dir=home,
+        trust_claimed_caller=True,  # the page's typed number is the caller (checked untrusted in test_app)
     )
     return open_hotline(settings)
 

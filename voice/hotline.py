@@ -69,6 +69,13 @@ class Hotline:
                 self._engine = create_engine(self.settings, vocabulary=words)
             return self._engine
 
+    def claimed_caller(self, number: str | None) -> str | None:
+        """A number a client says is the caller's (``POST /api/calls``, the softphone's field): caller ID
+        only when the operator trusts its clients (``IVR_TRUST_CLAIMED_CALLER``). A web page or an API
+        client cannot prove whose phone it is, so by default the call is anonymous and orders need
+        verification; Twilio's and SIP's caller ID are the carrier's and used as they come."""
+        return number if self.settings.trust_claimed_caller else None
+
     def session(self, caller: str | None, call_id: str | None = None, *, with_speech: bool = False) -> CallSession:
         from voice.session import CallSession
 

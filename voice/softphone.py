@@ -141,7 +141,8 @@ async def phone_call(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         return
     try:
-        call = await line_of(ws.app).open(line, caller=start.caller, rate=start.sample_rate)
+        caller = ws.app.state.hotline.claimed_caller(start.caller)  # a typed number proves nothing by default
+        call = await line_of(ws.app).open(line, caller=caller, rate=start.sample_rate)
     except IvrError as err:  # the line is full, or no recogniser can serve
         log.warning("softphone call refused: %s", err)
         await _refuse(line, f"热线暂时无法接听：{err}", CLOSE_TRY_LATER if err.retryable else CLOSE_UNAVAILABLE)
