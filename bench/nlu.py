@@ -2,13 +2,16 @@
 
 Own split (never trained on): ``dialog/data/intents.tsv`` rows with ``split=test``,
 ``dialog/data/multi_intent_test.tsv`` (turns with several needs and their gold intent sets),
-``dialog/data/emotion_test.tsv`` (turns labelled neutral/anxious/angry, some with synthetic prosody).
+``dialog/data/emotion_test.tsv`` (turns labelled neutral/anxious/angry, some with synthetic prosody),
+``dialog/data/context_test.tsv`` (short mid-call turns with the bot's previous utterance and the gold intent).
 
 Real dev set: ``../shared/data/real_turns_dev.tsv`` (``SHARED_DIR`` overrides ``../shared``), 401 real
 JD.com customer turns labelled with the taxonomy (see its README). It is for measurement only: nothing
 in it is trained on, and no line of it is written to the results, only figures. Our finer intents are
 scored as the dev set's label for them (``dialog.intents.DEV_LABEL``: 价保 questions are
-promotion.*, a delivery appointment or a courier contact is ``other`` there).
+promotion.*, a delivery appointment or a courier contact is ``other`` there). Mid-dialogue rows pass
+their ``context`` (the previous agent turn) as the understander's ``context``, as a live call does with
+the bot's previous utterance; first turns and mid-dialogue turns are also scored apart.
 
 Prints a table and writes ``bench/results/nlu.json``. Run: ``.venv/bin/python bench/nlu.py``.
 """
@@ -53,6 +56,7 @@ class Row:
     intents: tuple[str, ...] = ()  # gold, main first; empty when the row is not labelled for intents
     emotion: str = ""  # gold; empty when not labelled
     prosody: Prosody | None = None
+    context: str = ""  # what the bot said just before (mid-dialogue turns); empty for a first turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +87,15 @@ def own_rows() -> dict[str, list[Row]]:
         Row(r[0], emotion=r[1], prosody=prosody_from(r[2]) if len(r) > 2 else None)
         for r in read_tsv("emotion_test.tsv")
     ]
-    return {"intents": intents, "multi": multi, "emotion": emotion}
+    context = [Row(r[1], (r[2],), context=r[0]) for r in read_tsv("context_test.tsv")]
+    return {"intents": intents, "multi": multi, "emotion": emotion, "context": context}
 
 
 def dev_rows() -> list[Row]:
     with REAL_DEV.open(encoding="utf-8", newline="") as stream:
         return [
-            Row(r["text"], tuple(r["intents"].split(",")), r["emotion"]) for r in csv.DictReader(stream, delimiter="\t")
+            Row(r["text"], tuple(r["intents"].split(",")), r["emotion"], context=r["context"])
+            for r in csv.DictReader(stream, delimiter="\t")
         ]
 
 
@@ -98,7 +104,7 @@ def run(nlu: Understander, rows: Sequence[Row], latencies: list[float], scored: 
     results = []
     for row in rows:
         started = time.perf_counter()
-        u: Understanding = nlu.understand(row.text, NOW, row.prosody)
+        u: Understanding = nlu.understand(row.text, NOW, row.prosody, context=row.context or None)
         latencies.append((time.perf_counter() - started) * 1000)
         names = [DEV_LABEL.get(i.name, i.name) if scored else i.name for i in u.intents]
         results.append(Result(row, tuple(dict.fromkeys(names)), u.emotion.label.value))
@@ -181,6 +187,7 @@ def evaluate_own(nlu: Understander) -> dict[str, object]:
     intents = run(nlu, rows["intents"], latencies, scored=False)
     multi = run(nlu, rows["multi"], latencies, scored=False)
     emotion = run(nlu, rows["emotion"], latencies, scored=False)
+    context = run(nlu, rows["context"], latencies, scored=False)
     errors = [
         {"text": r.row.text, "gold": r.row.intents[0], "got": list(r.intents)}
         for r in intents
@@ -190,6 +197,7 @@ def evaluate_own(nlu: Understander) -> dict[str, object]:
         "intents": {**intent_scores(intents, INTENTS), "errors": errors},
         "multi_intent": multi_scores(multi),
         "emotion": emotion_scores(emotion),
+        "mid_dialogue": {"intents": intent_scores(context, INTENTS)},
         "latency_ms": latency(latencies),
     }
 
@@ -200,7 +208,11 @@ def evaluate_dev(nlu: Understander) -> dict[str, object] | None:
     latencies: list[float] = []
     results = run(nlu, dev_rows(), latencies, scored=True)
     multi = [r for r in results if len(r.row.intents) > 1]
+    first = [r for r in results if not r.row.context]
+    mid = [r for r in results if r.row.context]
     return {
+        "first_turn": {"intents": intent_scores(first, DEV_INTENTS), "emotion": emotion_scores(first)},
+        "mid_dialogue": {"intents": intent_scores(mid, DEV_INTENTS), "emotion": emotion_scores(mid)},
         "intents": intent_scores(results, DEV_INTENTS),
         "multi_intent": multi_scores(multi),
         "all_needs": multi_scores(results),
@@ -224,6 +236,8 @@ def _get(report: dict[str, object] | None, *path: str) -> object:
 
 SUMMARY = (
     ("main intent accuracy", ("intents", "accuracy")),
+    ("  first turns", ("first_turn", "intents", "accuracy")),
+    ("  mid-dialogue (context)", ("mid_dialogue", "intents", "accuracy")),
     ("macro-F1", ("intents", "macro_f1")),
     ("multi-need recall", ("multi_intent", "recall")),
     ("multi-need precision", ("multi_intent", "precision")),
@@ -231,6 +245,8 @@ SUMMARY = (
     ("emotion accuracy", ("emotion", "accuracy")),
     ("angry recall", ("emotion", "angry_recall")),
     ("angry precision", ("emotion", "angry_precision")),
+    ("  angry recall, first", ("first_turn", "emotion", "angry_recall")),
+    ("  angry recall, mid", ("mid_dialogue", "emotion", "angry_recall")),
     ("latency p50 ms", ("latency_ms", "p50")),
     ("latency p95 ms", ("latency_ms", "p95")),
 )

@@ -8,6 +8,12 @@ confident enough, and of two labels that name the same need the stronger stays. 
 rules say more clearly than a classifier: short answers (对/是的/不用了), asking for a human
 (转人工), threats that make a complaint (12315, 投诉).
 
+Context: in a live call the bot's previous utterance is known. A short turn that does not say its
+topic (「要多久」, 「那怎么办」) is read together with it: the previous utterance is classified too and
+that reading is added to the turn's own (``CONTEXT_WEIGHT``), so 「要多久」 after 「已经帮您催了」
+is about the parcel and after 「退款已经提交了」 about the refund. 「好的」/「可以」 after a question is an
+answer either way (the short-answer rules).
+
 Order: a complaint first, then the need the whole turn is mostly about, then the other needs in the
 order they were said, then a request for a human (after the need it is about); affirm/deny and
 goodbye last; a bare greeting only when nothing else was said.
@@ -19,6 +25,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+import numpy as np
 
 from core.types import Intent, Prosody, Understanding
 from dialog.emotion import detect_emotion
@@ -39,54 +47,115 @@ SPLIT_MAX_CHARS = 30
 SPLIT_MIN = 0.8  # both halves of such a cut must be at least this confident
 MIN_NEED = 6  # an opening 喂你好/请问 is dropped only when at least this much follows it
 OTHER_CEILING = 0.4  # "other" means not understood, so it never carries a confident score
+CONTEXT_MAX_CHARS = 12  # a turn this short may lean on the bot's previous utterance for its topic
+CONTEXT_TAIL = 40  # the end of the previous utterance is what the turn answers
+CONTEXT_WEIGHT = 1.0  # the turn read with the previous utterance counts as much as the turn alone (tuned on
+# context_test.tsv: a short turn's own reading is often sure and wrong, 「要多久」 alone is about shipping)
 
 # Connectors start a new clause and are dropped from it; question cues start a new clause and stay in it.
-_CONNECTORS = ("还有就是", "还有", "另外", "然后", "顺便问下", "顺便问一下", "顺便", "再就是", "再一个", "还想问一下",
-               "还想问下", "还想问", "还要问", "对了", "而且", "以及", "不过", "再问下", "再问一下", "再说")
-_QUESTION_CUES = ("能不能", "可不可以", "能否", "还能不能", "还能", "为什么", "什么时候", "怎么", "最快", "现在",
-                  "我急", "我想", "我要", "帮我", "麻烦", "请问", "但是", "可是", "结果", "你好", "您好", "谢谢",
-                  "再见", "要是")
+_CONNECTORS = tuple(
+    (
+        "还有就是 还有 另外 然后 顺便问下 顺便问一下 顺便 再就是 再一个 还想问一下 还想问下 还想问 "
+        "还要问 对了 而且 以及 不过 再问下 再问一下 再说"
+    ).split()
+)
+_QUESTION_CUES = tuple(
+    (
+        "能不能 可不可以 能否 还能不能 还能 为什么 什么时候 怎么 最快 现在 我急 我想 我要 帮我 "
+        "麻烦 请问 但是 可是 结果 你好 您好 谢谢 再见 要是"
+    ).split()
+)
 _STOCK_AFTER = r"(?!货|吗|没|库存|现货|码|别的|多少|几|剩|的|[A-Z0-9]|[一二两三四五六七八九十])"
-_CUE_PATTERN = re.compile("|".join(
-    [f"(?P<c{i}>{re.escape(c)}){_STOCK_AFTER if c == '还有' else ''}" for i, c in enumerate(_CONNECTORS)]
-    + [re.escape(c) for c in sorted(_QUESTION_CUES, key=len, reverse=True)]))
+_CUE_PATTERN = re.compile(
+    "|".join(
+        [f"(?P<c{i}>{re.escape(c)}){_STOCK_AFTER if c == '还有' else ''}" for i, c in enumerate(_CONNECTORS)]
+        + [re.escape(c) for c in sorted(_QUESTION_CUES, key=len, reverse=True)]
+    )
+)
 _FILLERS = re.compile(r"^(?:嗯|啊|哦|噢|呃|额|那个|就是)+|(?:啊|呀|吧|呢|哈|哦|嘛|啦|的)+$")
-_LEADING = re.compile(r"^(?:喂+|你好|您好|哈喽|嗨|在吗|请问|我想问一下|我想问下|想问一下|想问下|问一下"
-                      r"|麻烦问下|麻烦问一下|那个|嗯|呃|啊)+")
+_LEADING = re.compile(
+    r"^(?:喂+|你好|您好|哈喽|嗨|在吗|请问|我想问一下|我想问下|想问一下|想问下|问一下"
+    r"|麻烦问下|麻烦问一下|那个|嗯|呃|啊)+"
+)
 _GREETING_START = re.compile(r"^(?:喂|你好|您好|哈喽|嗨|在吗)")
 _REPEATS = re.compile(r"(.)\1{2,}")  # 对对对对 reads as 对对
-_AFFIRM = frozenset({"对", "对的", "是", "是的", "嗯", "嗯嗯", "好", "好的", "行", "行的", "可以", "可以的", "没问题",
-                     "对对", "对对对", "没错", "对没错", "确认", "好的可以", "中", "中中", "OK", "同意", "是我", "嗯对",
-                     "嗯好", "好嘞", "当然", "那行", "是这个", "就是这个", "就这个"})
-_DENY = frozenset({"不是", "不对", "不用", "不用了", "不要", "没有", "不行", "算了", "错了", "不需要", "不了",
-                   "否", "不必", "不是的", "不对不对", "不要了", "不不", "不用不用", "不可以", "没有了", "都不是",
-                   "不同意"})
+_AFFIRM = frozenset(
+    (
+        "对 对的 是 是的 嗯 嗯嗯 好 好的 行 行的 可以 可以的 没问题 对对 对对对 没错 对没错 "
+        "确认 好的可以 中 中中 OK 同意 是我 嗯对 嗯好 好嘞 当然 那行 是这个 就是这个 就这个"
+    ).split()
+)
+_DENY = frozenset(
+    (
+        "不是 不对 不用 不用了 不要 没有 不行 算了 错了 不需要 不了 否 不必 不是的 不对不对 "
+        "不要了 不不 不用不用 不可以 没有了 都不是 不同意"
+    ).split()
+)
 _GREETING = frozenset({"你好", "您好", "喂", "喂你好", "喂您好", "喂喂", "喂喂喂", "在吗", "有人吗", "哈喽", "嗨"})
-_HUMAN = re.compile(r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|真人|活人|转客服|转个客服"
-                    r"|不想跟机器人")
-_HOURS = re.compile(r"几点|上班|下班|营业时间|工作时间|服务时间|上班时间|几时|什么时候有人|什么时间有人"
-                    r"|二十四小时|24小时")
+_HUMAN = re.compile(
+    r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|真人|活人|转客服|转个客服"
+    r"|不想跟机器人"
+)
+_HOURS = re.compile(
+    r"几点|上班|下班|营业时间|工作时间|服务时间|上班时间|几时|什么时候有人|什么时间有人"
+    r"|二十四小时|24小时"
+)
 _SERVICE = re.compile(r"人工|客服|你们|售后|热线|电话")
 _TRANSFER = re.compile(r"转|接通|找人工|要人工|叫个|换个人|现在就")
 # Explicit criticism of the service makes a complaint (plain impatience does not).
-_CRITICISM = re.compile(r"服务(?:太|真|很|也太|这么)?差|态度(?:太|真|很|也太|这么)?(?:差|恶劣)|什么态度|什么破"
-                        r"|垃圾|骗子|骗人|坑人|黑店|奸商|不负责|差评|敷衍|推卸|不作为|欺骗|欺负人|太差劲|什么服务")
+_CRITICISM = re.compile(
+    r"服务(?:太|真|很|也太|这么)?差|态度(?:太|真|很|也太|这么)?(?:差|恶劣)|什么态度|什么破"
+    r"|垃圾|骗子|骗人|坑人|黑店|奸商|不负责|差评|敷衍|推卸|不作为|欺骗|欺负人|太差劲|什么服务"
+)
 _THREAT = re.compile(r"12315|投诉|消协|消费者协会|工商(?!银行)|曝光|找媒体|报警|起诉|告你们")
-_ID_MENTION = re.compile(r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?"
-                         r"(?:[A-Z]{1,4}\d{6,}|\d{8,})")  # any shop's numbers: letters then digits, or digits
+_ID_MENTION = re.compile(
+    r"(?:我的|这个|那个)?(?:订单号码|订单号|订单编号|单号|订单)?(?:是|为)?"
+    r"(?:[A-Z]{1,4}\d{6,}|\d{8,})"
+)  # any shop's numbers: letters then digits, or digits
 _ANSWERS = ("affirm", "deny")
 _SOCIAL = ("greeting", "goodbye", *_ANSWERS)
-_CONFUSABLE = ({"promotion.inquiry", "promotion.not_applied"}, {"logistics.ship_time", "logistics.expedite"},
-               {"logistics.track", "logistics.ship_time"}, {"logistics.track", "order.status"},
-               {"order.status", "logistics.ship_time"},
-               {"aftersale.exchange", "order.modify"}, {"promotion.inquiry", "promotion.bundle"})
+_CONFUSABLE = (
+    {"promotion.inquiry", "promotion.not_applied"},
+    {"logistics.ship_time", "logistics.expedite"},
+    {"logistics.track", "logistics.ship_time"},
+    {"logistics.track", "order.status"},
+    {"order.status", "logistics.ship_time"},
+    {"aftersale.exchange", "order.modify"},
+    {"promotion.inquiry", "promotion.bundle"},
+)
 _NO_SLOTS = frozenset({"greeting", "goodbye"})
-_TASK_ONLY = {"urgency": frozenset({"logistics.track", "logistics.ship_time", "logistics.carrier",
-                                    "logistics.expedite", "order.modify", "order.cancel", "order.status",
-                                    "aftersale.return", "aftersale.refund_status", "aftersale.exchange",
-                                    "aftersale.damage", "inventory.stock", "complaint", "human_agent"}),
-              "promotion": frozenset({"promotion.inquiry", "promotion.not_applied", "promotion.bundle",
-                                      "order.modify", "order.status", "aftersale.refund_status", "complaint"})}
+_NO_TOPIC = frozenset({*_SOCIAL, "other", "human_agent", "complaint"})  # what a bot utterance cannot lend a turn
+_TASK_ONLY = {
+    "urgency": frozenset(
+        {
+            "logistics.track",
+            "logistics.ship_time",
+            "logistics.carrier",
+            "logistics.expedite",
+            "order.modify",
+            "order.cancel",
+            "order.status",
+            "aftersale.return",
+            "aftersale.refund_status",
+            "aftersale.exchange",
+            "aftersale.damage",
+            "inventory.stock",
+            "complaint",
+            "human_agent",
+        }
+    ),
+    "promotion": frozenset(
+        {
+            "promotion.inquiry",
+            "promotion.not_applied",
+            "promotion.bundle",
+            "order.modify",
+            "order.status",
+            "aftersale.refund_status",
+            "complaint",
+        }
+    ),
+}
 _TASK_ONLY["coupon"] = _TASK_ONLY["promotion"]
 
 
@@ -149,8 +218,10 @@ def windows(text: str) -> list[Span]:
     spans = [Span(0, text, whole=True)]
     if len(clauses) > 1:
         spans += clauses
-        spans += [Span(a.start, _strip_connectors(text[a.start : b.start + len(b.text)]))
-                  for a, b in zip(clauses, clauses[1:], strict=False)]
+        spans += [
+            Span(a.start, _strip_connectors(text[a.start : b.start + len(b.text)]))
+            for a, b in zip(clauses, clauses[1:], strict=False)
+        ]
     return spans
 
 
@@ -209,17 +280,26 @@ def _rule_candidates(text: str) -> list[Candidate]:
 # --- choosing and ordering ---------------------------------------------------------------------
 
 
-def _classified(classifier: TextClassifier, mask: ProductMask, text: str) -> tuple[list[Candidate], str]:
+def _classified(
+    classifier: TextClassifier, mask: ProductMask, text: str, topic: np.ndarray | None = None
+) -> tuple[list[Candidate], str]:
     """Confident top labels of the windows and of the best two-need split of each long clause.
 
     Also returns the whole text's top label. Everything is classified in one batch, products masked.
+    ``topic``: the short turn read after the previous bot utterance, added to the whole turn's reading.
     """
     spans, clauses = windows(text), split_clauses(text)
     splits = [pair for clause in clauses for pair in _halves(clause)]
     rows = classifier.probabilities([mask(s.text) for s in spans] + [mask(h.text) for pair in splits for h in pair])
+    if topic is not None:
+        leaned = rows[0] + CONTEXT_WEIGHT * topic
+        rows[0] = leaned / leaned.sum()
     top = [(classifier.labels[int(r.argmax())], float(r.max())) for r in rows]
-    found = [Candidate(name, p, span) for span, (name, p) in zip(spans, top, strict=False)
-             if p >= (WHOLE_MIN if span.whole else WINDOW_MIN)]
+    found = [
+        Candidate(name, p, span)
+        for span, (name, p) in zip(spans, top, strict=False)
+        if p >= (WHOLE_MIN if span.whole else WINDOW_MIN)
+    ]
     found += _best_splits(splits, top[len(spans) :])
     return found, top[0][0]
 
@@ -229,8 +309,10 @@ def _halves(clause: Span) -> list[tuple[Span, Span]]:
     n = len(clause.text)
     if not SPLIT_MIN_CHARS <= n <= SPLIT_MAX_CHARS:
         return []
-    return [(Span(clause.start, clause.text[:k]), Span(clause.start + k, clause.text[k:]))
-            for k in range(MIN_CLAUSE, n - MIN_CLAUSE + 1)]
+    return [
+        (Span(clause.start, clause.text[:k]), Span(clause.start + k, clause.text[k:]))
+        for k in range(MIN_CLAUSE, n - MIN_CLAUSE + 1)
+    ]
 
 
 def _best_splits(splits: list[tuple[Span, Span]], top: list[tuple[str, float]]) -> list[Candidate]:
@@ -305,14 +387,29 @@ class Understander:
         self._emotion = emotion_classifier(cache_dir)
         self._mask = ProductMask(tuple(vocabulary.terms))
 
-    def understand(self, text: str, now: datetime, prosody: Prosody | None = None) -> Understanding:
-        """Every need in ``text`` (main need first) with slots, and the caller's emotion."""
+    def understand(
+        self, text: str, now: datetime, prosody: Prosody | None = None, context: str | None = None
+    ) -> Understanding:
+        """Every need in ``text`` (main need first) with slots, and the caller's emotion.
+
+        ``context``: what the bot said just before this turn, if anything (a short turn leans on it).
+        """
         normalized = self._normalize(text)
         focus = normalized[:MAX_CHARS]
-        intents = self._intents(focus, now)
+        intents = self._intents(focus, now, context)
         return Understanding(text, normalized, intents, detect_emotion(focus, prosody, self._emotion, text))
 
-    def _intents(self, text: str, now: datetime) -> tuple[Intent, ...]:
+    def _topic(self, context: str | None, turn: str) -> np.ndarray | None:
+        """The topic of the previous bot utterance read with the turn: label probabilities, social labels zeroed."""
+        if not context or not context.strip() or len(turn) > CONTEXT_MAX_CHARS:
+            return None
+        said = self._normalize(context)[-CONTEXT_TAIL:]
+        row = self._classifier.probabilities([self._mask(said + turn)])[0]
+        row[[i for i, name in enumerate(self._classifier.labels) if name in _NO_TOPIC]] = 0.0
+        total = float(row.sum())
+        return row / total if total > 0 else None
+
+    def _intents(self, text: str, now: datetime, context: str | None = None) -> tuple[Intent, ...]:
         whole_slots = extract_slots(text, now, self._vocabulary)
         focus = without_ids(text)
         answer = short_answer(focus)
@@ -320,7 +417,7 @@ class Understander:
             return (Intent(answer, 0.95, _slots_for(answer, {}, whole_slots)),)
         if not any(is_han(ch) for ch in focus) or (len(text) >= 3 and len(set(text)) == 1):
             return (Intent("other", 0.0, _slots_for("other", {}, whole_slots)),)  # no words, or noise (的的的的)
-        found, whole_top = _classified(self._classifier, self._mask, focus)
+        found, whole_top = _classified(self._classifier, self._mask, focus, self._topic(context, focus))
         rules = _rule_candidates(focus)
         if any(c.name == "service.hours" for c in rules):
             found = [c for c in found if c.name != "human_agent"]

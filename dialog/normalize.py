@@ -31,8 +31,22 @@ DATA_DIR = Path(__file__).parent / "data"
 COMMON_WORD_FREQ = 20  # jieba dictionary frequency from which a span counts as an ordinary word
 CONTEXT_WINDOW = 4  # characters either side of a span searched for a lexicon entry's context words
 
-_SPOKEN_DIGITS = {"零": "0", "〇": "0", "洞": "0", "幺": "1", "一": "1", "二": "2", "两": "2", "三": "3",
-                  "四": "4", "五": "5", "六": "6", "七": "7", "八": "8", "九": "9"}
+_SPOKEN_DIGITS = {
+    "零": "0",
+    "〇": "0",
+    "洞": "0",
+    "幺": "1",
+    "一": "1",
+    "二": "2",
+    "两": "2",
+    "三": "3",
+    "四": "4",
+    "五": "5",
+    "六": "6",
+    "七": "7",
+    "八": "8",
+    "九": "9",
+}
 _DIGIT_RUN = re.compile(f"[{''.join(_SPOKEN_DIGITS)}]{{4,}}")
 _FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"))
 _FUZZY_FINALS = (("ang", "an"), ("eng", "en"), ("ing", "in"))
@@ -119,7 +133,7 @@ def fuzzy_syllable(syllable: str) -> str:
     s = syllable.lower()
     for a, b in _FUZZY_INITIALS:
         if s.startswith(a):
-            s = b + s[len(a):]
+            s = b + s[len(a) :]
     if s.startswith("n"):
         s = "l" + s[1:]
     if s.startswith("f"):

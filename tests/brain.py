@@ -32,7 +32,9 @@ class Script:
     def __init__(self) -> None:
         self.next: list[Understanding] = []
 
-    def understand(self, text: str, now: datetime, prosody: Prosody | None = None) -> Understanding:
+    def understand(
+        self, text: str, now: datetime, prosody: Prosody | None = None, context: str | None = None
+    ) -> Understanding:
         u = self.next.pop(0)
         assert u.text == text, f"expected the turn {u.text!r}, got {text!r}"
         return u

@@ -65,7 +65,9 @@ class Expectation(StrEnum):
 
 
 class Understander(Protocol):
-    def understand(self, text: str, now: datetime, prosody: Prosody | None = None) -> Understanding: ...
+    def understand(
+        self, text: str, now: datetime, prosody: Prosody | None = None, context: str | None = None
+    ) -> Understanding: ...
 
 
 class Speech(Protocol):
@@ -215,7 +217,8 @@ class CallSession:
             raise ProtocolError("expected a live call, got a caller turn after the call ended")
         ctx = self._ctx()
         t0 = self._timer()
-        understanding = self.understander.understand(utterance.text, ctx.now, utterance.prosody)
+        said = next((line.text for line in reversed(state.transcript) if line.speaker == "bot"), None)
+        understanding = self.understander.understand(utterance.text, ctx.now, utterance.prosody, context=said)
         t1 = self._timer()
         state, actions = manager.handle(state, understanding, ctx)
         state, actions = self._carry_out(state, actions, ctx)
