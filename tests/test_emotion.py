@@ -56,6 +56,12 @@ def test_plain_question_is_neutral() -> None:
     assert feel("").label is EmotionLabel.NEUTRAL
 
 
+def test_calm_turns_that_address_the_shop_stay_neutral() -> None:
+    """A caller who says 你们 / 知道吗 / 行不行 calmly is not transferred as angry (a whisper transcript)."""
+    for text in ("我有的说不清楚你们知道吗", "你们那个保温杯能装开水吗知道吗", "那就周日下午送行不行"):
+        assert feel(text).label is EmotionLabel.NEUTRAL, text
+
+
 def test_calm_words_loud_and_fast_are_anxious_never_angry() -> None:
     emotion = feel("我想问一下我的快递到哪了", LOUD_FAST)
     assert emotion.label is EmotionLabel.ANXIOUS
