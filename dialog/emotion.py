@@ -149,6 +149,14 @@ _WORRY = (
 _DEGREE = ("非常", "特别", "太", "真的", "超级", "极其", "实在", "简直", "死了", "透了", "到底", "究竟")
 _DEGREE_GAIN = 1.3
 _SAID_AGAIN = re.compile(r"(.{4,})(?:.{0,12})\1")  # 什么时候发货…什么时候发货: the caller repeats themselves
+# After the bot reassured or asked to wait, a caller who pushes back (still/again/how long/you said) is fed up.
+_REASSURED = re.compile(
+    r"抱歉|不好意思|耐心|稍等|请等|已经(?:帮您|为您|给您)|催|反馈|登记|尽快|预计|正在处理|专员|理解您"
+)
+_PUSHBACK = re.compile(
+    r"还要等|还没|还是没|又|到底|怎么还|几天了|等了|说好|不是说|每次|一直|总是|有什么用|没用|别再|还让我"
+)
+PUSHBACK_ANGER = 0.3
 _MARKS = re.compile(r"[?？!！]{2,}")  # 到底发不发？？？ typed: impatience (spoken text has no marks)
 ANGRY_TEXT = 0.4  # text anger from which a caller is angry whatever the prosody
 FAST_RATE = 1.2  # rel_rate above which speech counts as faster than the caller's baseline
@@ -163,9 +171,12 @@ class _Reading:
     cues: tuple[str, ...]
 
 
-def _text_reading(text: str, raw: str = "") -> _Reading:
+def _text_reading(text: str, raw: str = "", context: str = "") -> _Reading:
     anger, anxiety = 0.0, 0.0
     cues: list[str] = []
+    pushback = _PUSHBACK.search(text) if context and _REASSURED.search(context) else None
+    if pushback:
+        anger, anxiety, cues = PUSHBACK_ANGER, 0.3, [f"pushback:{pushback.group()}"]
     marks = _MARKS.search(raw)
     if marks:
         anger, anxiety, cues = anger + 0.15, anxiety + 0.2, [*cues, f"marks:{marks.group()}"]
@@ -226,13 +237,14 @@ MODEL_CUE = 0.3  # the trained reading is named in the cues from this probabilit
 
 
 def detect_emotion(
-    text: str, prosody: Prosody | None = None, model: TextClassifier | None = None, raw: str = ""
+    text: str, prosody: Prosody | None = None, model: TextClassifier | None = None, raw: str = "", context: str = ""
 ) -> Emotion:
     """The caller's emotion in one turn; ``text`` should be normalised (dialect already standard).
 
-    ``raw`` is the turn as typed or recognised, before punctuation was removed (for ？？？ and ！！).
+    ``raw`` is the turn as typed or recognised, before punctuation was removed (for ？？？ and ！！);
+    ``context`` what the bot said just before (pushing back after 「已经帮您催了」 is being fed up).
     """
-    reading = _text_reading(text, raw)
+    reading = _text_reading(text, raw, context)
     level, prosody_cues = arousal(prosody)
     model = model or emotion_classifier()
     probs = dict(zip(model.labels, _row(model, text), strict=True))

@@ -397,7 +397,9 @@ class Understander:
         normalized = self._normalize(text)
         focus = normalized[:MAX_CHARS]
         intents = self._intents(focus, now, context)
-        return Understanding(text, normalized, intents, detect_emotion(focus, prosody, self._emotion, text))
+        return Understanding(
+            text, normalized, intents, detect_emotion(focus, prosody, self._emotion, text, context or "")
+        )
 
     def _topic(self, context: str | None, turn: str) -> np.ndarray | None:
         """The topic of the previous bot utterance read with the turn: label probabilities, social labels zeroed."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.types import Emotion, EmotionLabel, Prosody
-from dialog.emotion import EmotionTrend, detect_emotion, escalating, trend
+from dialog.emotion import EmotionTrend, detect_emotion, escalating, intensity, trend
 from dialog.normalize import normalize
 
 CALM = Prosody(speech_rate=4.0, f0_mean=180.0, f0_std=20.0, energy_db=-25.0, pause_ratio=0.2, voiced_seconds=2.0)
@@ -60,6 +60,18 @@ def test_calm_turns_that_address_the_shop_stay_neutral() -> None:
     """A caller who says 你们 / 知道吗 / 行不行 calmly is not transferred as angry (a whisper transcript)."""
     for text in ("我有的说不清楚你们知道吗", "你们那个保温杯能装开水吗知道吗", "那就周日下午送行不行"):
         assert feel(text).label is EmotionLabel.NEUTRAL, text
+
+
+def test_pushing_back_after_being_asked_to_wait_is_fed_up() -> None:
+    said = "已经帮您催了仓库，请您耐心等待。"
+    pushed = detect_emotion(normalize("怎么还没发我都等了五天了"), context=said)
+    alone = detect_emotion(normalize("怎么还没发我都等了五天了"))
+    assert any(c.startswith("pushback:") for c in pushed.cues) and not any(
+        c.startswith("pushback:") for c in alone.cues
+    )
+    assert intensity(pushed) > intensity(alone)
+    thanks = detect_emotion(normalize("好的谢谢"), context=said)
+    assert thanks.label is EmotionLabel.NEUTRAL and not any(c.startswith("pushback:") for c in thanks.cues)
 
 
 def test_calm_words_loud_and_fast_are_anxious_never_angry() -> None:
