@@ -129,7 +129,9 @@ EMOTION_C = 4.0
 # Plain questions from intents.tsv that train the emotion model as neutral: not the escalations, not
 # rushing, and without words of hurry or blame.
 _NOT_PLAIN_INTENTS = frozenset({"complaint", "human_agent", "logistics.expedite"})
-_STIRRED = re.compile(r"急|快点|赶紧|怎么还|到底|又|投诉|差评|骗|垃圾|破|气|烦|什么态度|好几天|一直")
+_STIRRED = re.compile(
+    r"急|快点|赶紧|怎么还|到底|又|投诉|差评|骗|垃圾|破|气|烦|什么态度|好几天|一直|还是没|还不|几天了|凭什么|根本|必须"
+)
 
 
 def emotion_examples() -> list[tuple[str, str]]:
