@@ -23,6 +23,9 @@ transcripts); vosk with the Korean small model on espeak-ng Korean speech, stand
 Chinese small model's compute (no Chinese vosk model can be had here) — the dialog understands no
 Korean, so its replies are the re-prompt: the figures are of the pipeline, not of understanding.
 
+With whisper, the gain of speculative recognition is measured on its own too: the live speech path
+in-process, fed in real time, speech end → text with and without speculation at the first pause.
+
 Prints a table and writes ``bench/results/turns.json``.
 Run: ``.venv/bin/python bench/turns.py [--engines vosk,whisper] [--calls 1,2,5,10] [--turns 2]``.
 """
@@ -339,7 +342,7 @@ async def bench_engine(engine: str, levels: list[int], turns: int, tmp: Path) ->
     clips = clips_for(engine)
     rows = []
     with serve(engine, tmp) as base:
-        await one_caller(base, 0, clips, 1)  # warm-up: model loaded, first-use costs paid
+        await one_caller(base, 0, clips, turns)  # warm-up: model loaded, first-use costs of every turn paid
         offset = 1
         for calls in levels:
             level = await run_level(base, engine, calls, clips, turns, offset)
@@ -347,6 +350,45 @@ async def bench_engine(engine: str, levels: list[int], turns: int, tmp: Path) ->
             rows.append(summary(level))
             print_table(rows[-1:])
     return rows
+
+
+def speculation_gain(clips: list[Clip]) -> dict[str, Any]:
+    """Whisper in-process, fed in real time: speech end → text, with and without speculation at the pause.
+
+    The same ``SpeechPath`` a live call uses (its VAD settings), 20 ms frames pushed at their real
+    time from one thread, as the call's path job does (a push waiting on whisper delays the next
+    ones). Measured from the push time of the clip's last voiced frame to the ``Utterance``.
+    """
+    from asr.whisper_engine import WhisperEngine
+    from voice.live_turns import LiveConfig
+    from voice.speech import SpeechPath
+
+    model = whisper_base_dir()
+    assert model is not None
+    engine, config = WhisperEngine(model), LiveConfig()
+    vad: dict[str, object] = {"hangover_ms": config.hangover_ms, "start_ms": config.vad_start_ms}
+    out: dict[str, Any] = {}
+    for label, pause in (("without", None), ("with", config.pause_ms)):
+        waits = [_text_ready(SpeechPath(engine, 8000, pause_ms=pause, vad_options=vad), clip) for clip in clips]
+        out[label] = {"p50": pct(waits, 50), "mean": _mean(waits), "each": waits}
+    return out
+
+
+def _text_ready(path: Any, clip: Clip) -> float:
+    from core.types import AudioFrame, Utterance
+
+    pcm = bytes(8000) + clip.pcm + bytes(16000)  # 0.5 s of line silence before, 1 s after
+    origin, speech_end = time.monotonic(), None
+    for n in range(len(pcm) // 320):
+        time.sleep(max(0.0, origin + n * 0.02 - time.monotonic()))
+        if n == 25 + clip.last_voiced:
+            speech_end = time.monotonic()
+        if any(isinstance(e, Utterance) for e in path.push(AudioFrame(pcm[n * 320 : (n + 1) * 320], 8000))):
+            path.close()
+            assert speech_end is not None
+            return round((time.monotonic() - speech_end) * 1000, 1)
+    path.close()
+    raise SystemExit(f"no text for {clip.name}")
 
 
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:
@@ -372,13 +414,18 @@ def main() -> None:
     levels = [int(n) for n in args.calls.split(",")]
     load = os.getloadavg()
     rows: list[dict[str, Any]] = []
+    engines = [e.strip() for e in args.engines.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-turns-") as tmp:
-        for engine in args.engines.split(","):
-            rows += asyncio.run(bench_engine(engine.strip(), levels, args.turns, Path(tmp)))
+        for engine in engines:
+            rows += asyncio.run(bench_engine(engine, levels, args.turns, Path(tmp)))
+    gain = speculation_gain(clips_for("whisper")) if "whisper" in engines else None
     print()
     print_table(rows)
     for line in verdicts(rows):
         print(line)
+    if gain is not None:
+        print(f"whisper speech end → text, p50: {gain['without']['p50']} ms without speculation, "
+              f"{gain['with']['p50']} ms with it (in-process, real-time feed)")  # fmt: skip
     run = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -386,7 +433,7 @@ def main() -> None:
         "turns_per_caller": args.turns,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"run": run, "levels": rows, "verdicts": verdicts(rows)}
+    doc = {"run": run, "levels": rows, "verdicts": verdicts(rows), "whisper_speculation_ms": gain}
     args.output.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
 
