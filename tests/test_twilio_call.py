@@ -78,7 +78,7 @@ async def _quiet(peer: TwilioPeer, for_s: float = 0.6) -> None:
 def test_a_twilio_call_with_real_speech(whisper_server: tuple[str, FastAPI]) -> None:
     base, app = whisper_server
     backchannel = _clip(shared(REAL_ZH.parent / "zh_more" / "wenet_nst_data_example_ID001_48k.wav"), 2.18, 2.5)
-    question_name = "TEST_NET_Y0000000000_-KTKHdZ2fb8_S00000.wav"
+    question_name = "BAC009S0764W0121.wav"
     question = _clip(shared(REAL_ZH / question_name))
     interruption = _clip(shared(REAL_ZH / "BAC009S0764W0122.wav"))
 

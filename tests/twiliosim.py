@@ -115,7 +115,11 @@ class TwilioPeer:
         self._sent_at = []
         self._clip_done = asyncio.Event()
         self._clip = ulaw_frames(pcm8k)
-        await self._clip_done.wait()
+        said = asyncio.ensure_future(self._clip_done.wait())
+        await asyncio.wait({said, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
+        if not said.done():
+            said.cancel()
+            raise ConnectionError(f"the media stream ended while the caller was speaking: {self.closed}")
         return list(self._sent_at)
 
     async def _talk(self) -> None:
