@@ -59,6 +59,16 @@ class AsrStream(Protocol):
 
     def set_grammar(self, phrases: Sequence[str] | None) -> None: ...
 
+    def speculate(self) -> None:
+        """The caller has paused: an engine that decodes whole utterances may start on the audio so far.
+
+        The next ``flush()`` reuses that work unless ``drop_speculation()`` came first (the caller
+        went on speaking). A streaming engine (vosk) has nothing to do.
+        """
+
+    def drop_speculation(self) -> None:
+        """Speech went on after ``speculate()``: its result must not stand for the utterance."""
+
 
 class AsrEngine(Protocol):
     """A loaded recogniser. Thread-safe; each call gets its own stream."""
@@ -224,6 +234,14 @@ class BaseStream(ABC):
         end = max(self._timeline.end, self._floor)
         return [*events, TranscriptEvent(TranscriptKind.END, start=end, end=end)]
 
+    def speculate(self) -> None:
+        self._require_open()
+        self._guarded(self._speculate)
+
+    def drop_speculation(self) -> None:
+        self._require_open()
+        self._drop_speculation()
+
     def set_grammar(self, phrases: Sequence[str] | None) -> None:
         self._require_open()
         grammar = normalize_grammar(phrases)
@@ -254,6 +272,14 @@ class BaseStream(ABC):
     @abstractmethod
     def _release(self) -> None:
         """Give back native resources once the stream is closed or failed (may be called twice)."""
+
+    def _speculate(self) -> None:
+        """Start decoding the utterance so far, for ``_finish`` to reuse (streaming engines: nothing)."""
+        return None
+
+    def _drop_speculation(self) -> None:
+        """Forget a speculative decoding: the utterance went on after it."""
+        return None
 
     def _utterance_done(self) -> None:
         """Call after every utterance boundary (FINAL or not): a waiting grammar takes effect."""

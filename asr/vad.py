@@ -117,6 +117,11 @@ class VadSegmenter:
         """True while an utterance is open (SpeechStarted emitted, SpeechEnded not yet)."""
         return bool(self._utt)
 
+    @property
+    def silent_ms(self) -> int:
+        """Non-speech since the open utterance's last speech frame, in ms (0 when idle or speaking)."""
+        return self._silence_run * self.frame_ms if self._utt else 0
+
     def push(self, frame: AudioFrame) -> list[VadEvent]:
         """Feed a chunk of any length; return the events it completes, in order.
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from testmodels import INSTALL_HINT, concat, espeak, require, silence, telephone, vosk_ko_dir, whisper_base_dir
 
@@ -239,3 +241,98 @@ def test_speech_that_matches_nothing_in_the_grammar_gives_no_utterance(whisper) 
     events = run(path, audio)
     assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
     assert (path.stats.segments, path.stats.empty_segments, path.stats.utterances) == (1, 1, 0)
+
+
+# -- speculative recognition at the first short pause (live calls) ---------------------------------
+
+LIVE_VAD: dict[str, object] = {"hangover_ms": 300, "start_ms": 120}
+
+
+def _voiced(name: str) -> tuple[AudioFrame, str]:
+    """A real recording at telephone quality, cut to its voiced part (±60 ms), and its human transcript."""
+    from paths import REAL_ZH, shared
+
+    audio = telephone(read_wav(shared(REAL_ZH / name).read_bytes()))
+    rows = dict(line.split("\t")[:2] for line in shared(REAL_ZH / "transcripts.tsv").read_text().splitlines())
+    x = np.frombuffer(audio.pcm, "<i2").astype(float)
+    n = len(x) // 160
+    level = 20 * np.log10(np.maximum(np.sqrt(np.mean(x[: n * 160].reshape(n, 160) ** 2, axis=1)), 1e-9) / 32768)
+    loud = np.flatnonzero(level >= -40)
+    first, last = max(0, loud[0] * 160 - 480), min(len(x), (loud[-1] + 1) * 160 + 480)
+    return AudioFrame(audio.pcm[first * 2 : last * 2], 8000), rows[name]
+
+
+class _Counting:
+    """The real whisper engine, counting its transcriptions made outside the speculation thread."""
+
+    def __init__(self, engine, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        self.runs = 0  # transcriptions not started speculatively
+        transcribe = engine.transcribe
+
+        def counted(*args: object) -> object:
+            if not threading.current_thread().name.startswith("whisper-speculate"):
+                self.runs += 1
+            return transcribe(*args)
+
+        monkeypatch.setattr(engine, "transcribe", counted)
+
+
+def _live_path(engine) -> SpeechPath:  # type: ignore[no-untyped-def]
+    return SpeechPath(engine, 8000, pause_ms=140, vad_options=LIVE_VAD)
+
+
+@dataclass
+class _Heard:
+    events: list[SpeechEvent]
+    last_speculation: int  # index of the frame whose push started the last speculation
+    closed: int  # index of the frame whose push closed the segment
+    runs_at_close: int  # whisper runs the closing push made itself (not speculative ones)
+
+
+def _hear_live(path: SpeechPath, audio: AudioFrame, counting: _Counting) -> _Heard:
+    stream = path._stream
+    events: list[SpeechEvent] = []
+    last, closed, runs_at_close, speculations = -1, -1, -1, 0
+    for i, frame in enumerate(frames(audio)):
+        runs = counting.runs
+        new = path.push(frame)
+        events += new
+        if stream.speculations > speculations:  # type: ignore[attr-defined]
+            last, speculations = i, stream.speculations  # type: ignore[attr-defined]
+        if any(isinstance(e, SpeechEnded) for e in new):
+            closed, runs_at_close = i, counting.runs - runs
+    path.close()
+    return _Heard(events, last, closed, runs_at_close)
+
+
+def test_whisper_starts_at_the_first_pause_and_its_text_is_reused_at_segment_close(
+    whisper_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    speech, text = _voiced("BAC009S0764W0121.wav")
+    counting = _Counting(whisper_engine, monkeypatch)
+    path = _live_path(whisper_engine)
+    stream = path._stream
+    heard = _hear_live(path, concat(silence(0.5), speech, silence(0.6)), counting)
+    assert 0 <= heard.last_speculation < heard.closed
+    assert (heard.closed - heard.last_speculation) * 20 >= 300 - 140 - 20  # started the rest of a hangover early
+    (utterance,) = utterances(heard.events)
+    assert cer(text, utterance.text) <= 0.35, utterance.text
+    assert stream.reused == 1 and heard.runs_at_close == 0  # the close took the speculative text: no second run
+
+
+def test_speech_after_the_pause_drops_the_speculation_and_the_whole_utterance_is_recognised(
+    whisper_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    first, first_text = _voiced("BAC009S0764W0121.wav")
+    second, second_text = _voiced("BAC009S0764W0122.wav")  # the same speaker goes on
+    counting = _Counting(whisper_engine, monkeypatch)
+    path = _live_path(whisper_engine)
+    stream = path._stream
+    audio = concat(silence(0.5), first, silence(0.22), second, silence(0.6))  # a pause shorter than the hangover
+    heard = _hear_live(path, audio, counting)
+    kinds = [type(e) for e in heard.events if isinstance(e, SpeechStarted | SpeechEnded)]
+    assert kinds == [SpeechStarted, SpeechEnded]  # one segment: the caller went on after the pause
+    (utterance,) = utterances(heard.events)
+    assert cer(first_text + second_text, utterance.text) <= 0.35, utterance.text
+    assert stream.speculations >= 2 and stream.reused == 1  # the pause's guess was dropped, the end's reused
+    assert heard.runs_at_close == 0

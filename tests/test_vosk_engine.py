@@ -224,6 +224,12 @@ class ThreadRecorder:
     def set_grammar(self, phrases: list[str] | None) -> None:
         self.stream.set_grammar(phrases)
 
+    def speculate(self) -> None:
+        self.stream.speculate()
+
+    def drop_speculation(self) -> None:
+        self.stream.drop_speculation()
+
 
 def test_async_stream_runs_the_engine_off_the_event_loop(vosk_ko_engine: VoskEngine, speech: AudioFrame) -> None:
     recorder = ThreadRecorder(vosk_ko_engine.new_stream())

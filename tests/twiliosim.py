@@ -111,25 +111,19 @@ class TwilioPeer:
         await self.ws.send(json.dumps(message))
 
     async def say(self, pcm8k: bytes) -> list[float]:
-        """Send ``pcm8k`` as the caller's next audio; returns the send time of each of its frames.
-
-        Raises ``ConnectionError`` when the server closed the stream before the clip was all sent."""
+        """Send ``pcm8k`` as the caller's next audio; returns the send time of each of its frames."""
         self._sent_at = []
         self._clip_done = asyncio.Event()
         self._clip = ulaw_frames(pcm8k)
-        await self._clip_done.wait()
-        if self._clip:
-            raise ConnectionError(f"the stream closed while the caller was talking: {self.closed}")
+        said = asyncio.ensure_future(self._clip_done.wait())
+        await asyncio.wait({said, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
+        if not said.done():
+            said.cancel()
+            raise ConnectionError(f"the media stream ended while the caller was speaking: {self.closed}")
         return list(self._sent_at)
 
     async def _talk(self) -> None:
         """A media frame every 20 ms of real time: the clip being said, else line silence."""
-        try:
-            await self._frames()
-        finally:
-            self._clip_done.set()  # a closed stream must not leave ``say`` waiting forever
-
-    async def _frames(self) -> None:
         origin, n = time.monotonic(), 0
         while True:
             payload = self._clip.pop(0) if self._clip else SILENCE

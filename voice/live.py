@@ -44,7 +44,7 @@ LIVE_EVENT_KINDS = (
     "turn",  # {"text", "intents": [{"name", "confidence", "slots"}], "emotion": {"label", "score"}}
     "reply",  # {"text", "sentences"}
     "heard",  # {"text", "complete"}: a reply sentence reached the caller whole, or was cut off
-    "barge_in",  # {"confirmed": bool, "resumed": bool}: speech paused the reply; dropped it; or it went on
+    "barge_in",  # {"confirmed", "resumed"}: speech held the reply (clear sent); dropped it; or it went on
     "latency",  # {"asr_ms", "wait_ms", "understand_ms", "dialog_ms", "reply_ms", "total_ms", "first_audio_ms"}
     "ended",  # {"outcome": ..., "reason"}
     "error",  # {"message"}

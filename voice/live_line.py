@@ -127,7 +127,8 @@ class LiveLine:
     def _speech(self, rate: int) -> AsyncSpeechPath:
         vad: dict[str, object] = {"hangover_ms": self.config.hangover_ms, "start_ms": self.config.vad_start_ms}
         settings = self.hotline.settings
-        path = SpeechPath(self.hotline.engine(), rate, settings.vad_aggressiveness, vad_options=vad)
+        engine, pause = self.hotline.engine(), self.config.pause_ms
+        path = SpeechPath(engine, rate, settings.vad_aggressiveness, pause_ms=pause, vad_options=vad)
         return AsyncSpeechPath(path, max_frames=250, executor=self.asr_pool)  # 5 s: whisper may be busy that long
 
     async def shutdown(self) -> None:

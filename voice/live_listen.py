@@ -97,9 +97,16 @@ class Listener:
         elif isinstance(event, SpeechEnded):
             self._speech_end = self._fed_time(event.end)
             self._segment_s = event.end - event.start
-            self._schedule_commit(self.call.config.turn_wait(self.call.session.expecting(), None))
+            self._schedule_commit(self._wait_left(None))
         elif isinstance(event, Utterance):
             self._on_utterance(event)
+
+    def _wait_left(self, confidence: float | None) -> float:
+        """What is left of the end-of-turn wait, which counts from the caller's speech end."""
+        wait = self.call.config.turn_wait(self.call.session.expecting(), confidence)
+        if wait == 0.0 or self._speech_end is None:
+            return wait
+        return max(0.0, self._speech_end + wait - self.call.time.now())
 
     def _on_utterance(self, utterance: Utterance) -> None:
         self.call.emit("final", text=utterance.text, confidence=round(utterance.confidence, 3))
@@ -108,7 +115,7 @@ class Listener:
             return
         self._utterances.append(utterance)
         self._final_at = self.call.time.now()
-        wait = self.call.config.turn_wait(self.call.session.expecting(), utterance.confidence)
+        wait = self._wait_left(utterance.confidence)
         if wait == 0.0 or self._commit is None:
             self._schedule_commit(wait)
 
@@ -173,29 +180,35 @@ class Barge:
 
     def __init__(self, call: LiveCall) -> None:
         self.call = call
-        self.candidate_at: float | None = None  # a reply is paused on caller speech since then
+        self.candidate_at: float | None = None  # a reply is held (paused, cleared) on caller speech since then
         self.cleared = False  # this reply was dropped by a barge-in
         self.count = 0  # confirmed barge-ins in the call
+        self._held = False  # the far end was told ``clear`` for the reply as it stands now
         self._decide: asyncio.Task[None] | None = None
 
     def reset(self) -> None:
         """A new reply starts."""
-        self.candidate_at, self.cleared = None, False
+        self.candidate_at, self.cleared, self._held = None, False, False
 
     def _playing(self) -> SentencePlay | None:
         playback = self.call.playback
         return playback.current if playback is not None and not self.cleared else None
 
     def speech_started(self) -> None:
+        """Hold the reply at once: nothing more is sent and the far end drops what it has queued."""
         play = self._playing()
         if play is None or self.candidate_at is not None:
             return
         now = self.call.time.now()
         if play.started_at is not None and now - play.started_at < self.call.config.echo_guard_s:
             return  # too soon after our own sentence began: taken as its echo until the final says otherwise
-        assert self.call.playback is not None
-        self.call.playback.pause()
+        playback = self.call.playback
+        assert playback is not None
+        playback.pause()
+        playback.rewind_unplayed()  # what ``clear`` drops is sent again if the reply resumes
         self.candidate_at = now
+        self._held = True
+        self.call.spawn(self.call.wire.clear(), "clear")
         self.call.emit("barge_in", confirmed=False, resumed=False)
         self._decide = self.call.spawn(self._decide_after(self.call.config.decide_after_s), "decide")
 
@@ -228,24 +241,26 @@ class Barge:
         return False
 
     def nothing_said(self) -> bool:
-        """A segment ended without text: resume a paused reply; ``True`` if one was paused."""
+        """A segment ended without text: resume a held reply; ``True`` if one was held."""
         if self.candidate_at is None:
             return False
         self._resume()
         return True
 
     def _resume(self) -> None:
+        """Not a barge-in: the reply goes on from the frame where the caller stopped hearing it."""
         if self.candidate_at is None:
             return
         self.candidate_at = None
         if self._decide is not None:
             self._decide.cancel()
         if self.call.playback is not None:
+            self._held = False
             self.call.playback.resume()
             self.call.emit("barge_in", confirmed=False, resumed=True)
 
     async def confirm(self) -> None:
-        """It is a barge-in: stop the reply on the far end (``clear``) and drop the rest of it."""
+        """It is a barge-in: drop the rest of the reply (``clear``, unless the hold already sent it)."""
         if self.cleared or self.call.playback is None:
             return
         self.cleared = True
@@ -253,7 +268,9 @@ class Barge:
         self.count += 1
         self.call.cut_off()
         self.call.emit("barge_in", confirmed=True, resumed=False)
-        await self.call.wire.clear()
+        if not self._held:
+            self._held = True
+            await self.call.wire.clear()
 
 
 def _dbfs(pcm: bytes) -> float:

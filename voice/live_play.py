@@ -4,7 +4,8 @@
 from the cache rendered at start-up; the rest is synthesised in an executor, so the first sentence
 plays while later ones are still being made). ``Playback`` sends one reply's 20 ms frames to the
 wire no more than ``lead_s`` ahead of real time, a ``mark`` after each sentence, and can be paused,
-resumed (a backchannel) and cancelled (a barge-in); it records what was sent of each sentence.
+rewound by what the far end dropped on ``clear``, resumed (a backchannel) and cancelled (a
+barge-in); it records what was sent of each sentence.
 """
 
 from __future__ import annotations
@@ -142,16 +143,33 @@ class Playback:
     def sentence_for_mark(self, name: str) -> SentencePlay | None:
         return next((s for s in self.sentences if s.mark == name), None)
 
+    def rewind_unplayed(self) -> int:
+        """The far end dropped what it had not played yet (``clear``): send those frames again.
+
+        Frames go out at most ``lead_s`` ahead of real time, so at most that much of the current
+        sentence is taken back; returns how many frames.
+        """
+        play = self.current
+        if play is None or self._origin is None or play.sent >= play.frames:
+            return 0  # a sentence sent whole: its mark is out, the far end returns it on ``clear``
+        played = max(0, int((self.time.now() - self._origin) / self.frame_s + 1e-6))
+        back = min(max(0, self._frames_sent - played), play.sent)
+        play.sent -= back
+        self._frames_sent -= back
+        self._origin = None  # pacing restarts when the reply resumes
+        return back
+
     async def play(self, audio: AsyncIterator[SentenceAudio]) -> None:
         """Send every sentence of ``audio``; returns when the last frame and mark are sent."""
         async for sentence in audio:
             play = SentencePlay(sentence.text, f"{self.reply_id}.{len(self.sentences)}", len(sentence.frames))
             self.sentences.append(play)
-            for ulaw in sentence.frames:
-                await self._send(play, ulaw)
+            while play.sent < play.frames:
+                await self._send(play, sentence.frames)
             await self.wire.mark(play.mark)
 
-    async def _send(self, play: SentencePlay, ulaw: bytes) -> None:
+    async def _send(self, play: SentencePlay, frames: tuple[bytes, ...]) -> None:
+        """Send the sentence's next frame when it is due (``play.sent`` may be rewound meanwhile)."""
         await self._resume.wait()
         now = self.time.now()
         if self._origin is None:
@@ -164,6 +182,7 @@ class Playback:
             play.started_at = self.time.now()
         if self._frames_sent == 0 and self.on_first_frame is not None:
             self.on_first_frame(self.time.now())
+        ulaw = frames[play.sent]
         await self.wire.send_audio(AudioFrame(ulaw_to_pcm16(ulaw), REPLY_RATE))
         play.sent += 1
         self._frames_sent += 1

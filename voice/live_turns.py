@@ -1,25 +1,35 @@
 """Turn-taking and barge-in rules of a live call: pure functions of text, expectation and time.
 
-End of turn: the VAD closes a segment after a short silence (``LiveConfig.hangover_ms``), which is
-when recognition runs, so the text is ready early; the turn is then committed after a further wait
-chosen by what the dialog expects (short after a yes/no question, long while the caller dictates
-digits), or at once when the final is confident and no digits are expected. Speech that starts
-inside the wait continues the same turn.
+End of turn: the VAD closes a segment after ``LiveConfig.hangover_ms`` of silence, when the text
+is final; whisper has usually started on it already, at the first ``pause_ms`` of silence
+(speculation, see ``voice.speech``), so its text is ready about when the segment closes. The turn
+is taken ``turn_wait`` after the caller's speech end, chosen by what the dialog expects: 0.3 s
+after a yes/no question, 0.45 s for free speech, 1.5 s while the caller dictates digits (an order
+number, a phone number, an address) — or as soon as the text is there when the final is confident
+and no digits are expected. The wait counts from the speech end, so the VAD's hangover is part of
+it, not added to it. Speech that starts inside the wait continues the same turn.
 
 Barge-in: speech detected while a reply plays (the VAD opens a segment after ``vad_start_ms`` of
-mostly voiced audio, ~0.1 s after the onset) pauses the reply at once: nothing more is sent and at
-most ``lead_s`` of audio is queued at the far end, so the caller hears it stop within ~0.15 s of
-speaking. ``decide_after_s`` later, speech still going confirms the barge-in: ``clear``, the rest
-of the reply is dropped and the session is told which sentences were cut off. Speech that has
-stopped by then (嗯, 对, 好 last about 0.2–0.35 s) resumes the reply where it paused, and its final
-still decides: a backchannel (嗯 / 对 / 好 / 哦 / 是 / 行) or nothing is not a turn; anything else
-confirms the barge-in late. So ``clear`` itself goes out ~0.5 s after the onset: deciding sooner
-would clear on every 嗯.
+mostly voiced audio, ~0.1 s after the onset) *holds* the reply at once: nothing more is sent, the
+far end is told ``clear`` (it drops the at most ``lead_s`` of audio it had queued), and the frames
+it dropped are taken back. So the caller hears the reply stop, and ``clear`` reaches the wire,
+within ~0.15 s of speaking. Then the hold is decided: speech still going ``decide_after_s`` later,
+or a final that is neither a backchannel nor our echo, confirms the barge-in: the rest of the reply
+is dropped and the session is told which sentences were cut off. Speech that has stopped by then
+(嗯, 对, 好 last about 0.2–0.35 s) resumes the reply where the caller stopped hearing it (nothing
+is lost, nothing repeated), and its final still decides: a backchannel (嗯 / 对 / 好 / 哦 / 是 / 行)
+or nothing is not a turn; anything else confirms the barge-in late (a second ``clear``).
+
+Why ``clear`` goes out before the backchannel is ruled out: ``clear`` within 200 ms of speech
+start leaves ~80 ms after detection to decide, and the first 150 ms of 好 or 对 are the first
+150 ms of 好的我要退货 or 对不起: no honest rule tells them apart that early. Holding at once and
+resuming costs a backchannel a gap of ~0.4 s in the reply and nothing else; deciding first would
+either clear on every 嗯 anyway or keep talking over a real interruption for half a second.
 
 Echo of our own reply: speech detected within ``echo_guard_s`` of a sentence's first frame is not
 taken as a barge-in (the far end's echo canceller has not converged yet), and a final whose
 characters are mostly those of the sentence being played is our own voice coming back, never a
-caller turn.
+caller turn (a hold it caused is resumed).
 """
 
 from __future__ import annotations
@@ -36,7 +46,8 @@ _FILLER_CHARS = frozenset("的啊呀嘛吧呢哈哼唔噢喔额呃")
 _NOT_TEXT = re.compile(r"[\s\W_]+", re.UNICODE)
 DTMF_KEYS = frozenset("0123456789*#")
 
-_WAITS = {Expectation.FREE: 0.2, Expectation.YES_NO: 0.0, Expectation.CHOICE: 0.15, Expectation.DIGITS: 1.2}
+# silence after the caller's last word before the turn is taken (the VAD's hangover is part of it)
+_WAITS = {Expectation.FREE: 0.45, Expectation.YES_NO: 0.3, Expectation.CHOICE: 0.4, Expectation.DIGITS: 1.5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +56,12 @@ class LiveConfig:
 
     waits: Mapping[Expectation, float] = field(default_factory=lambda: MappingProxyType(_WAITS))
     confident: float = 0.8  # a final this confident ends the turn without waiting (unless digits are expected)
-    hangover_ms: int = 300  # VAD silence that closes a segment (recognition runs then)
+    hangover_ms: int = 300  # VAD silence that closes a segment (recognition is final then)
+    pause_ms: int = 140  # silence inside a segment after which whisper starts recognising speculatively
     vad_start_ms: int = 120  # speech this long (80 % voiced) opens a segment: barge-in reacts this fast
     dtmf_timeout_s: float = 4.0  # keys without a # are taken as the answer after this long
     echo_guard_s: float = 0.25
-    decide_after_s: float = 0.4  # barge-in confirmed when speech goes on this long after detection
+    decide_after_s: float = 0.4  # a hold becomes a barge-in when speech goes on this long after detection
     quiet_s: float = 0.1  # no loud caller frame for this long: the caller has stopped
     loud_dbfs: float = -45.0  # a caller frame at least this loud counts as sound for the barge-in decision
     ack_after_s: float = 0.4  # no reply audio this long after the turn ended: play the acknowledgement
@@ -59,7 +71,7 @@ class LiveConfig:
     mark_timeout_s: float = 3.0  # longest wait for the last mark before hanging up
 
     def turn_wait(self, expect: Expectation, confidence: float | None) -> float:
-        """How long to wait for more speech after a segment ended, before taking the turn."""
+        """How long after the caller's speech end the turn is taken (0: as soon as the text is there)."""
         if confidence is not None and expect is not Expectation.DIGITS and confidence >= self.confident:
             return 0.0
         return self.waits[expect]

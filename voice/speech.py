@@ -21,6 +21,12 @@ How audio reaches the recogniser (the decisions):
   segments. A FINAL arriving when no segment is open (only possible from ``close()`` at the end)
   still becomes an Utterance of its own: text is never dropped. Empty finals (speech that matched
   nothing) give no Utterance (counted in ``stats.empty_segments``).
+* **Speculation at the first short pause** (live calls: ``pause_ms``; off for whole recordings).
+  When an open segment has been silent for ``pause_ms`` (shorter than the VAD's hangover), the
+  recogniser is fed everything so far and told ``speculate()``: whisper starts transcribing then,
+  so its text is ready about the rest of the hangover sooner; speech resuming in that segment
+  calls ``drop_speculation()`` (the whole utterance is transcribed at its end), and the next pause
+  speculates again. vosk streams: nothing to do.
 * **Times.** Stream seconds from the first frame's ``timestamp``. A frame whose timestamp lies
   later than where the previous frame ended (dropped frames) is preceded by silence up to that
   timestamp (at most ``max_gap_s``; counted in ``stats.gap_seconds``), so VAD and ASR times stay
@@ -152,6 +158,7 @@ class SpeechPath:
         history_s: float = 40.0,
         max_gap_s: float = 5.0,
         asr_chunk_ms: int = 100,
+        pause_ms: int | None = None,
         vad_options: dict[str, object] | None = None,
     ) -> None:
         options = dict(vad_options or {})
@@ -175,6 +182,8 @@ class SpeechPath:
         self._rest = b""  # less than one VAD frame, waiting for more
         self._fed = 0  # absolute sample index up to which the recogniser has been fed
         self._segment: _Segment | None = None
+        self._pause_ms = pause_ms
+        self._speculating = False  # the recogniser was told speculate() in this pause
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -264,7 +273,22 @@ class SpeechPath:
                 self._fed = max(self._fed, self._index(vad_event.at) - self._preroll, self._recent.first)
         if self._segment is not None and piece_end - self._fed >= self._chunk:
             events.extend(self._feed_to(piece_end))
+        if self._segment is not None:
+            events.extend(self._speculation(piece_end))
         return events
+
+    def _speculation(self, piece_end: int) -> list[SpeechEvent]:
+        """At the segment's first ``pause_ms`` of silence: speculate; speech again: drop it."""
+        silent = self._vad.silent_ms
+        if silent == 0 and self._speculating:
+            self._speculating = False
+            self._stream.drop_speculation()
+        elif self._pause_ms is not None and silent >= self._pause_ms and not self._speculating:
+            self._speculating = True
+            events = self._feed_to(piece_end)
+            self._stream.speculate()
+            return events
+        return []
 
     def _take(self, pcm: bytes) -> int:
         """Keep ``pcm`` in the recent-audio buffer; returns the sample index of its first sample."""
@@ -321,6 +345,7 @@ class SpeechPath:
         return [utterance] if utterance is not None else []
 
     def _close_segment(self, ended: SpeechEnded) -> list[SpeechEvent]:
+        self._speculating = False
         for event in self._stream.flush():
             self._on_asr(event)
         segment = self._segment or _Segment(ended.start)
