@@ -34,6 +34,7 @@ test: $(DEV)
 bench: $(DEV)
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/nlu.py
+	$(BIN)/python bench/turns.py
 
 fixtures: $(DEV)
 	$(BIN)/python audio_fixtures/generate.py
