@@ -42,7 +42,6 @@ class Settings:
     tts_rate: int = 175  # words per minute for espeak-ng
     shop_file: Path | None = None  # a shop-snapshot/1 JSON; None = the embedded sample shop
     db_path: Path = Path("~/.cache/ivr/shop.sqlite3")
-    redis_url: str | None = None  # None = in-process state (one server)
     host: str = "127.0.0.1"
     port: int = 8080
     max_calls: int = 500  # calls held at once; the next caller gets 503 and /healthz says the line is full
@@ -97,8 +96,6 @@ class Settings:
             raise ConfigError("TWILIO_ACCOUNT_SID must be AC followed by 32 hex digits (see the Twilio console)")
         if self.twilio_auth_token is not None and not re.fullmatch(r"[0-9a-zA-Z]{16,64}", self.twilio_auth_token):
             raise ConfigError("TWILIO_AUTH_TOKEN must be the account's auth token: 16..64 letters and digits")
-        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"IVR_REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
 
     def expanded(self) -> Settings:
         """The same settings with ``~`` expanded in every path."""

@@ -32,7 +32,6 @@ def test_settings_defaults_and_overrides() -> None:
         ({"IVR_PORT": "70000"}, "IVR_PORT"),
         ({"IVR_ASR_ENGINE": "kaldi"}, "IVR_ASR_ENGINE"),
         ({"IVR_VAD_AGGRESSIVENESS": "7"}, "IVR_VAD_AGGRESSIVENESS"),
-        ({"IVR_REDIS_URL": "localhost:6379"}, "IVR_REDIS_URL"),
         ({"IVR_ASR_ENGNE": "vosk"}, "IVR_ASR_ENGNE"),
     ],
 )
