@@ -120,16 +120,17 @@ def is_backchannel(text: str) -> bool:
 
 def is_preamble(text: str) -> bool:
     """Only an opener (喂 / 请问 / 我想问一下 / 那个 …), with fillers: nothing asked yet."""
-    chars = "".join(c for c in bare(text) if c not in _FILLER_CHARS)
+    chars = "".join(c for c in bare(text) if c not in _FILLER_CHARS and c != "嗯")  # 嗯 here: hesitation
     return bool(chars) and _PREAMBLE.fullmatch(chars) is not None
 
 
 def sounds_unfinished(text: str) -> bool:
     """The text so far is a preamble, or ends with a clause left open (…的话 / …因为 / 我的 …)."""
-    chars = bare(text).rstrip("".join(_FILLER_CHARS))
-    if not chars:
+    chars = bare(text)
+    spoken = chars.rstrip("".join(_FILLER_CHARS))  # 我想问啊 → 我想问
+    if not spoken:
         return False
-    return is_preamble(chars) or chars.endswith(_OPEN_ENDINGS)
+    return is_preamble(spoken) or chars.endswith(_OPEN_ENDINGS) or spoken.endswith(_OPEN_ENDINGS)
 
 
 def is_echo(text: str, playing: str) -> bool:
