@@ -219,13 +219,13 @@ class LiveCall:
     ) -> None:
         """A caller turn is complete (speech or keys): queue it for the dialog.
 
-        Speech that began within ``continue_s`` of the last turn's end, before the caller heard a
+        Speech that began within ``continue_s`` of the last turn being taken, before the caller heard a
         sentence of its answer whole, continues that turn: its answer is dropped and the two are
         heard as one (``_answer`` retracts the last turn in the session).
         """
         turn = _Turn(utterance, speech_end, final_at, self.time.now())
         last = self._last_turn
-        if speech_start is not None and last is not None and speech_start - last.speech_end <= self.config.continue_s:
+        if speech_start is not None and last is not None and speech_start - last.committed <= self.config.continue_s:
             turn.continues = last
             self._generation += 1  # an answer still being prepared is not played
             if self.playback is not None:

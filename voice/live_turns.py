@@ -14,9 +14,10 @@ far only opens a sentence (``is_preamble``: greetings, 请问 / 我想问 / 那�
 unfinished clause (``sounds_unfinished``: a trailing 的话 / 因为 / 然后 / 还有 / 我的 / 和 …), the
 wait is ``unfinished_wait`` (1.2 s) from the speech end, even after a confident final. A turn that
 is only a preamble is never answered as a question: the caller is asked to go on
-(``LivePrompts.go_on``). Speech that starts within ``continue_s`` of a turn's end, before the
-caller heard a sentence of its reply whole, continues that turn: the reply is dropped, the session
-retracts the turn (``CallSession.retract_last_turn``) and the joined text is heard as one turn.
+(``LivePrompts.go_on``) and what they say next is heard after the preamble. Speech that starts
+within ``continue_s`` of a turn being taken, before the caller heard a sentence of its reply
+whole, continues that turn: the reply is dropped, the session retracts the turn
+(``CallSession.retract_last_turn``) and the joined text is heard as one turn.
 
 Barge-in: speech detected while a reply plays (the VAD opens a segment after ``vad_start_ms`` of
 mostly voiced audio, ~0.1 s after the onset) *holds* the reply at once: nothing more is sent, the
@@ -78,7 +79,7 @@ class LiveConfig:
 
     waits: Mapping[Expectation, float] = field(default_factory=lambda: MappingProxyType(_WAITS))
     unfinished_wait: float = 1.2  # the text so far sounds unfinished (a preamble, an open clause)
-    continue_s: float = 1.5  # speech starting this soon after a turn's end may continue that turn
+    continue_s: float = 1.5  # speech starting this soon after a turn was taken may continue that turn
     confident: float = 0.8  # a final this confident ends the turn without waiting (unless digits are expected)
     hangover_ms: int = 300  # VAD silence that closes a segment (recognition is final then)
     pause_ms: int = 140  # silence inside a segment after which whisper starts recognising speculatively
