@@ -269,7 +269,7 @@ class LiveCall:
         result = await self._hear(turn) if turn.utterance.text else None
         turn.answered = result is not None
         turn.dialog_done = self.time.now()
-        text = result.reply if result is not None else self.prompts.not_heard
+        text = turn.reply = result.reply if result is not None else self.prompts.not_heard
         if result is not None:
             self._emit_turn(result, continued=turn.continues is not None)
             turn.understand_s = result.latency_ms.get("understand", 0.0) / 1000
@@ -282,7 +282,8 @@ class LiveCall:
             turn.continues = None
             return
         if earlier.answered and not await self._in_work(self.session.retract_last_turn):
-            turn.continues = None  # the earlier turn changed something: this one is a turn of its own
+            turn.continues = None  # the earlier turn changed something: its answer is due, this turn is new
+            await self.say(earlier.reply)
             return
         turn.utterance = joined([earlier.utterance, turn.utterance])
 
@@ -423,6 +424,7 @@ class _Turn:
     understand_s: float = 0.0  # of the dialog stage, the understanding (normalise, NLU, emotion)
     continues: _Turn | None = None  # the earlier turn this one goes on with (its answer is dropped)
     answered: bool = False  # the session heard this turn (so continuing it retracts it there)
+    reply: str = ""  # what the dialog answered
 
     @property
     def asr_ms(self) -> float:
