@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from brain import Call, U, open_order, shop_for
 from livefakes import settle
-from shops import SHOPS
+from shops import SHOPS, snapshot_data
 from test_live import CONFIG, Rig, hotline, live
 
 from core.types import ChangeOrder
@@ -133,3 +133,36 @@ def test_a_turn_that_changed_an_order_is_never_retracted(name: str, tmp_path: Pa
     state = call.session.state
     assert not call.session.retract_last_turn()
     assert call.session.state is state
+
+
+def _paid_order() -> tuple[str, str]:
+    """An order of the sample shop whose address can still change, and its owner's phone."""
+    data = snapshot_data("sample")
+    order = next(o for o in data["orders"] if o["status"] == "paid")
+    return order["id"], next(c["phone"] for c in data["customers"] if c["id"] == order["customer"])
+
+
+PAID, OWNER = _paid_order()
+
+
+@live(caller=OWNER)
+async def test_speech_right_after_an_order_was_changed_does_not_undo_it(rig: Rig) -> None:
+    shop = rig.call.session.shop
+    new = "江苏省苏州市工业园区星湖街328号"
+    for text, wait in ((f"订单{PAID}我想改个收货地址", Expectation.FREE), (new, Expectation.DIGITS)):
+        await rig.speak(text, confidence=0.6)
+        await rig.time.advance(CONFIG.waits[wait] + 0.05)
+        await settle(lambda t=text: rig.turns()[-1:] == [t])  # type: ignore[misc]
+        await rig.play_out()
+    assert rig.call.session.expecting() is Expectation.YES_NO
+    await rig.speak("对的", seconds=0.4, confidence=0.95)
+    await settle(lambda: shop.order(PAID).address == new)  # type: ignore[union-attr]
+    await rig.speak("好的谢谢", seconds=0.5, confidence=0.95)  # at once, before the answer was heard
+    await settle(lambda: len(rig.wire.kinds("reply")) >= 5)  # the change's confirmation again: it stands
+    assert rig.wire.kinds("reply")[-1].data["text"] == rig.wire.kinds("reply")[-2].data["text"]
+    await rig.play_out()
+    await settle(lambda: rig.turns()[-1:] == ["好的谢谢"])
+    assert shop.order(PAID).address == new  # type: ignore[union-attr]
+    assert rig.wire.kinds("turn")[-1].data["continued"] is False
+    caller = [line.text for line in rig.call.session.state.transcript if line.speaker == "caller"]
+    assert caller[-2:] == ["对的", "好的谢谢"]
