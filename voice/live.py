@@ -146,7 +146,7 @@ class LiveCall:
         if play is None or play.heard or self.barge.cleared:
             return
         play.heard = True
-        if self._last_turn is not None and play.started_at is not None and play.started_at >= self._last_turn.committed:
+        if self._last_turn is not None and self.playback is not None and self.playback.answers is self._last_turn:
             self._last_turn = None  # the caller heard a sentence of the answer whole: what they say next is new
         self.session.note_heard(play.text, True)
         self.emit("heard", text=play.text, complete=True)
@@ -263,7 +263,7 @@ class LiveCall:
             self.emit(
                 "turn", text=turn.utterance.text, intents=[], emotion=neutral, continued=turn.continues is not None
             )
-            await self.say(self.prompts.go_on, generation=generation)
+            await self.say(self.prompts.go_on, turn, generation=generation)
             return
         ack = self.spawn(self._acknowledge_later(turn), "ack")
         result = await self._hear(turn) if turn.utterance.text else None
@@ -341,6 +341,7 @@ class LiveCall:
             self.wire, self.time, f"r{self._replies}", self.config.frame_s, self.config.lead_s,
             on_first_frame=(lambda at: self._first_audio(turn, at)) if turn else None,
         )  # fmt: skip
+        playback.answers = turn
         self.playback = playback
         self.barge.reset()
         task = self.spawn(playback.play(_chain(first, audio)), "playback")
