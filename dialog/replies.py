@@ -215,6 +215,7 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "greeting": _F(),
         "anything_else": _F(),
         "goodbye": _F({"shop"}),
+        "prompt.go_on": _F(),
         "transfer": _F({"desk"}),
         "callback": _F({"start", "end", "when", "desk"}),
         "callback.today": _F({"start"}),

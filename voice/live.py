@@ -25,12 +25,12 @@ from types import MappingProxyType
 from typing import Protocol, TypeVar
 
 from core.errors import IvrError
-from core.types import AudioFrame, Utterance
+from core.types import AudioFrame, EmotionLabel, Utterance
 from voice.codec import Resampler
-from voice.live_listen import Barge, Listener
+from voice.live_listen import Barge, Listener, joined
 from voice.live_play import Playback, RealTime, Timebase, Voice
-from voice.live_turns import LiveConfig, LivePrompts, unheard_tail
-from voice.session import CallOutcome, CallSession, TurnResult
+from voice.live_turns import LiveConfig, LivePrompts, is_preamble, unheard_tail
+from voice.session import CallOutcome, CallSession, Expectation, TurnResult
 from voice.speech_async import AsyncSpeechPath
 from voice.tts import SentenceAudio, split_sentences
 
@@ -41,7 +41,7 @@ LIVE_EVENT_KINDS = (
     "state",  # {"state": "listening" | "thinking" | "speaking"}
     "partial",  # {"text"}: the caller's words so far (vosk; whisper has no partials)
     "final",  # {"text", "confidence"}: a recognised segment
-    "turn",  # {"text", "intents": [{"name", "confidence", "slots"}], "emotion": {"label", "score"}}
+    "turn",  # {"text", "intents": [...{"name", "confidence", "slots"}], "emotion": {"label", "score"}, "continued"}
     "reply",  # {"text", "sentences"}
     "heard",  # {"text", "complete"}: a reply sentence reached the caller whole, or was cut off
     "barge_in",  # {"confirmed", "resumed"}: speech held the reply (clear sent); dropped it; or it went on
@@ -121,6 +121,8 @@ class LiveCall:
         self._replies = 0
         self._last_heard: list[str] = []
         self._generation = 0  # bumped by every confirmed barge-in: a reply begun before it is not played
+        self._last_turn: _Turn | None = None  # the caller may still be continuing it (see take_turn_heard)
+        self._preamble: _Turn | None = None  # a turn that was only a preamble: the next turn goes on from it
 
     # -- inbound, from the wire (never blocks) ----------------------------------------------------
 
@@ -144,6 +146,8 @@ class LiveCall:
         if play is None or play.heard or self.barge.cleared:
             return
         play.heard = True
+        if self._last_turn is not None and self.playback is not None and self.playback.answers is self._last_turn:
+            self._last_turn = None  # the caller heard a sentence of the answer whole: what they say next is new
         self.session.note_heard(play.text, True)
         self.emit("heard", text=play.text, complete=True)
 
@@ -210,9 +214,24 @@ class LiveCall:
 
     # -- turns ------------------------------------------------------------------------------------
 
-    def take_turn_heard(self, utterance: Utterance, speech_end: float, final_at: float) -> None:
-        """A caller turn is complete (speech or keys): queue it for the dialog."""
-        self._queue(_Turn(utterance, speech_end, final_at, self.time.now()))
+    def take_turn_heard(
+        self, utterance: Utterance, speech_end: float, final_at: float, speech_start: float | None = None
+    ) -> None:
+        """A caller turn is complete (speech or keys): queue it for the dialog.
+
+        Speech that began within ``continue_s`` of the last turn being taken, before the caller heard a
+        sentence of its answer whole, continues that turn: its answer is dropped and the two are
+        heard as one (``_answer`` retracts the last turn in the session).
+        """
+        turn = _Turn(utterance, speech_end, final_at, self.time.now())
+        last = self._last_turn
+        if speech_start is not None and last is not None and speech_start - last.committed <= self.config.continue_s:
+            turn.continues = last
+            self._generation += 1  # an answer still being prepared is not played
+            if self.playback is not None:
+                self.spawn(self.barge.confirm(), "confirm")
+        self._last_turn = turn if speech_start is not None else None
+        self._queue(turn)
 
     def take_turn_unheard(self, speech_end: float) -> None:
         """The caller spoke but nothing was recognised: ask them to repeat."""
@@ -237,14 +256,36 @@ class LiveCall:
     async def _answer(self, turn: _Turn) -> None:
         self.emit("state", state="thinking")
         generation = self._generation
+        await self._join_earlier(turn)
+        if turn.utterance.text and is_preamble(turn.utterance.text) and self.session.expecting() is Expectation.FREE:
+            self._preamble = turn  # nothing asked yet: no intent's answer, the caller is asked to go on
+            neutral = {"label": EmotionLabel.NEUTRAL.value, "score": 0.0}
+            self.emit(
+                "turn", text=turn.utterance.text, intents=[], emotion=neutral, continued=turn.continues is not None
+            )
+            await self.say(self.prompts.go_on, turn, generation=generation)
+            return
         ack = self.spawn(self._acknowledge_later(turn), "ack")
         result = await self._hear(turn) if turn.utterance.text else None
+        turn.answered = result is not None
         turn.dialog_done = self.time.now()
-        text = result.reply if result is not None else self.prompts.not_heard
+        text = turn.reply = result.reply if result is not None else self.prompts.not_heard
         if result is not None:
-            self._emit_turn(result)
+            self._emit_turn(result, continued=turn.continues is not None)
             turn.understand_s = result.latency_ms.get("understand", 0.0) / 1000
         await self.say(text, turn, ack=ack, generation=generation)
+
+    async def _join_earlier(self, turn: _Turn) -> None:
+        """A continued turn (retracted from the session) or a preamble goes in front of this turn's text."""
+        earlier, self._preamble = turn.continues or self._preamble, None
+        if earlier is None or not turn.utterance.text or not earlier.utterance.text:
+            turn.continues = None
+            return
+        if earlier.answered and not await self._in_work(self.session.retract_last_turn):
+            turn.continues = None  # the earlier turn changed something: its answer is due, this turn is new
+            await self.say(earlier.reply)
+            return
+        turn.utterance = joined([earlier.utterance, turn.utterance])
 
     async def _hear(self, turn: _Turn) -> TurnResult | None:
         try:
@@ -263,11 +304,11 @@ class LiveCall:
         turn.first_audio = self.time.now()
         await self.say(self.prompts.acknowledge)
 
-    def _emit_turn(self, result: TurnResult) -> None:
+    def _emit_turn(self, result: TurnResult, *, continued: bool) -> None:
         u = result.understanding
         intents = [{"name": i.name, "confidence": round(i.confidence, 3), "slots": dict(i.slots)} for i in u.intents]
         emotion = {"label": u.emotion.label.value, "score": round(u.emotion.score, 3)}
-        self.emit("turn", text=result.heard, intents=intents, emotion=emotion)
+        self.emit("turn", text=result.heard, intents=intents, emotion=emotion, continued=continued)
 
     # -- speaking ---------------------------------------------------------------------------------
 
@@ -300,6 +341,7 @@ class LiveCall:
             self.wire, self.time, f"r{self._replies}", self.config.frame_s, self.config.lead_s,
             on_first_frame=(lambda at: self._first_audio(turn, at)) if turn else None,
         )  # fmt: skip
+        playback.answers = turn
         self.playback = playback
         self.barge.reset()
         task = self.spawn(playback.play(_chain(first, audio)), "playback")
@@ -381,6 +423,9 @@ class _Turn:
     dialog_done: float | None = None
     first_audio: float | None = None  # first audio of any kind (the acknowledgement counts)
     understand_s: float = 0.0  # of the dialog stage, the understanding (normalise, NLU, emotion)
+    continues: _Turn | None = None  # the earlier turn this one goes on with (its answer is dropped)
+    answered: bool = False  # the session heard this turn (so continuing it retracts it there)
+    reply: str = ""  # what the dialog answered
 
     @property
     def asr_ms(self) -> float:

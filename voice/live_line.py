@@ -41,7 +41,7 @@ class LiveLine:
     ) -> None:
         self.hotline = hotline
         self.config = config or LiveConfig()
-        self.prompts = prompts or LivePrompts(goodbye=_goodbye(hotline))
+        self.prompts = prompts or _prompts(hotline)
         self.max_calls = max_calls
         self._own_pools = asr_pool is None or work_pool is None
         self.asr_pool = asr_pool or ThreadPoolExecutor(2, thread_name_prefix="live-asr")
@@ -141,10 +141,10 @@ class LiveLine:
                 pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _goodbye(hotline: Hotline) -> str:
+def _prompts(hotline: Hotline) -> LivePrompts:
     from dialog.replies import render
 
-    return render("goodbye", shop=hotline.shop.info().name)
+    return LivePrompts(go_on=render("prompt.go_on"), goodbye=render("goodbye", shop=hotline.shop.info().name))
 
 
 class LineFullError(IvrError):

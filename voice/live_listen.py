@@ -42,6 +42,8 @@ class Listener:
         self._segment_s = 0.0
         self._final_at = 0.0
         self._swallowed = False
+        self._speaking = False  # inside a segment: no turn is taken while the caller talks
+        self._turn_start: float | None = None  # when the caller began the turn being collected
         self._commit: asyncio.Task[None] | None = None
         self._digits = ""
         self._dtmf_timer: asyncio.Task[None] | None = None
@@ -90,11 +92,15 @@ class Listener:
         if isinstance(event, SpeechStarted):
             self._cancel_commit()
             self._swallowed = False
+            self._speaking = True
+            if not self._utterances:  # no text held yet: this speech begins a turn
+                self._turn_start = self.call.time.now()
             self.call.barge.speech_started()
         elif isinstance(event, TranscriptEvent) and event.kind is TranscriptKind.PARTIAL and event.text:
             self.call.emit("partial", text=event.text)
             self.call.barge.partial(event.text)
         elif isinstance(event, SpeechEnded):
+            self._speaking = False
             self._speech_end = self._fed_time(event.end)
             self._segment_s = event.end - event.start
             self._schedule_commit(self._wait_left(None))
@@ -103,7 +109,8 @@ class Listener:
 
     def _wait_left(self, confidence: float | None) -> float:
         """What is left of the end-of-turn wait, which counts from the caller's speech end."""
-        wait = self.call.config.turn_wait(self.call.session.expecting(), confidence)
+        text = join_words(u.text for u in self._utterances)
+        wait = self.call.config.turn_wait(self.call.session.expecting(), confidence, text)
         if wait == 0.0 or self._speech_end is None:
             return wait
         return max(0.0, self._speech_end + wait - self.call.time.now())
@@ -115,9 +122,8 @@ class Listener:
             return
         self._utterances.append(utterance)
         self._final_at = self.call.time.now()
-        wait = self._wait_left(utterance.confidence)
-        if wait == 0.0 or self._commit is None:
-            self._schedule_commit(wait)
+        if not self._speaking:  # a late final while the caller talks on: the next speech end decides
+            self._schedule_commit(self._wait_left(utterance.confidence))
 
     # -- end of turn ------------------------------------------------------------------------------
 
@@ -137,9 +143,10 @@ class Listener:
         now = self.call.time.now()
         speech_end = self._speech_end if self._speech_end is not None else now
         if self._utterances:
-            utterance = _joined(self._utterances)
+            utterance = joined(self._utterances)
             self._utterances = []
-            self.call.take_turn_heard(utterance, speech_end, min(self._final_at, now))
+            start, self._turn_start = self._turn_start, None
+            self.call.take_turn_heard(utterance, speech_end, min(self._final_at, now), start)
         elif self.call.barge.nothing_said() or self._swallowed:
             pass  # noise, echo or a backchannel over a reply: the reply goes on
         elif self._segment_s >= self.call.config.not_heard_s and self.call.playback is None:
@@ -281,7 +288,7 @@ def _dbfs(pcm: bytes) -> float:
     return 20 * np.log10(rms / 32768.0) if rms > 0 else -100.0
 
 
-def _joined(utterances: list[Utterance]) -> Utterance:
+def joined(utterances: list[Utterance]) -> Utterance:
     """Several segments of one turn as one utterance (prosody of the longest)."""
     if len(utterances) == 1:
         return utterances[0]

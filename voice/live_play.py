@@ -115,6 +115,7 @@ class Playback:
     frame_s: float = 0.02
     lead_s: float = 0.04
     on_first_frame: Callable[[float], None] | None = None
+    answers: object | None = None  # the caller turn this reply answers (None: a prompt of our own)
     sentences: list[SentencePlay] = field(default_factory=list)
     _resume: asyncio.Event = field(default_factory=asyncio.Event)
     _origin: float | None = None  # when frame 0 of the reply is due

@@ -9,6 +9,16 @@ number, a phone number, an address) — or as soon as the text is there when the
 and no digits are expected. The wait counts from the speech end, so the VAD's hangover is part of
 it, not added to it. Speech that starts inside the wait continues the same turn.
 
+Unfinished turns: callers pause mid-sentence (「我想问……」「那个……」「我的那个……」). When the text so
+far only opens a sentence (``is_preamble``: greetings, 请问 / 我想问 / 那个 / 就是 …) or ends like an
+unfinished clause (``sounds_unfinished``: a trailing 的话 / 因为 / 然后 / 还有 / 我的 / 和 …), the
+wait is ``unfinished_wait`` (1.2 s) from the speech end, even after a confident final. A turn that
+is only a preamble is never answered as a question: the caller is asked to go on
+(``LivePrompts.go_on``) and what they say next is heard after the preamble. Speech that starts
+within ``continue_s`` of a turn being taken, before the caller heard a sentence of its reply
+whole, continues that turn: the reply is dropped, the session retracts the turn
+(``CallSession.retract_last_turn``) and the joined text is heard as one turn.
+
 Barge-in: speech detected while a reply plays (the VAD opens a segment after ``vad_start_ms`` of
 mostly voiced audio, ~0.1 s after the onset) *holds* the reply at once: nothing more is sent, the
 far end is told ``clear`` (it drops the at most ``lead_s`` of audio it had queued), and the frames
@@ -46,6 +56,19 @@ _FILLER_CHARS = frozenset("的啊呀嘛吧呢哈哼唔噢喔额呃")
 _NOT_TEXT = re.compile(r"[\s\W_]+", re.UNICODE)
 DTMF_KEYS = frozenset("0123456789*#")
 
+# Openers that say a question is coming but carry none of it yet (attention, asking, hesitation).
+_PREAMBLE_WORDS = (
+    "喂", "您好", "你好", "在吗", "在不在", "请问", "问一下", "问下", "想问", "我想问", "我问", "我想",
+    "想咨询", "咨询", "咨询一下", "我要", "我想要", "那个", "这个", "就是", "就是说", "然后", "还有",
+    "另外", "是这样", "是这样的", "我跟你说", "麻烦", "麻烦你", "麻烦您", "一下", "我",
+)  # fmt: skip
+# Endings that leave a clause open: a conjunction, a condition, a possessive waiting for its noun.
+_OPEN_ENDINGS = (
+    "的话", "因为", "所以", "但是", "可是", "而且", "然后", "还有", "或者", "就是", "那个", "这个",
+    "如果", "要是", "我的", "你们的", "您的", "和", "跟", "想问", "请问", "问一下",
+)  # fmt: skip
+_PREAMBLE = re.compile("(?:" + "|".join(sorted(map(re.escape, _PREAMBLE_WORDS), key=len, reverse=True)) + ")+")
+
 # silence after the caller's last word before the turn is taken (the VAD's hangover is part of it)
 _WAITS = {Expectation.FREE: 0.45, Expectation.YES_NO: 0.3, Expectation.CHOICE: 0.4, Expectation.DIGITS: 1.5}
 
@@ -55,6 +78,8 @@ class LiveConfig:
     """Timing of a live call (seconds unless named otherwise)."""
 
     waits: Mapping[Expectation, float] = field(default_factory=lambda: MappingProxyType(_WAITS))
+    unfinished_wait: float = 1.2  # the text so far sounds unfinished (a preamble, an open clause)
+    continue_s: float = 1.5  # speech starting this soon after a turn was taken may continue that turn
     confident: float = 0.8  # a final this confident ends the turn without waiting (unless digits are expected)
     hangover_ms: int = 300  # VAD silence that closes a segment (recognition is final then)
     pause_ms: int = 140  # silence inside a segment after which whisper starts recognising speculatively
@@ -70,8 +95,10 @@ class LiveConfig:
     lead_s: float = 0.04  # reply audio is sent at most this far ahead of real time
     mark_timeout_s: float = 3.0  # longest wait for the last mark before hanging up
 
-    def turn_wait(self, expect: Expectation, confidence: float | None) -> float:
+    def turn_wait(self, expect: Expectation, confidence: float | None, text: str = "") -> float:
         """How long after the caller's speech end the turn is taken (0: as soon as the text is there)."""
+        if text and sounds_unfinished(text):
+            return max(self.unfinished_wait, self.waits[expect])
         if confidence is not None and expect is not Expectation.DIGITS and confidence >= self.confident:
             return 0.0
         return self.waits[expect]
@@ -90,6 +117,21 @@ def is_backchannel(text: str) -> bool:
     return any(c in BACKCHANNEL_CHARS for c in chars) and all(
         c in BACKCHANNEL_CHARS or c in _FILLER_CHARS for c in chars
     )
+
+
+def is_preamble(text: str) -> bool:
+    """Only an opener (喂 / 请问 / 我想问一下 / 那个 …), with fillers: nothing asked yet."""
+    chars = "".join(c for c in bare(text) if c not in _FILLER_CHARS and c != "嗯")  # 嗯 here: hesitation
+    return bool(chars) and _PREAMBLE.fullmatch(chars) is not None
+
+
+def sounds_unfinished(text: str) -> bool:
+    """The text so far is a preamble, or ends with a clause left open (…的话 / …因为 / 我的 …)."""
+    chars = bare(text)
+    spoken = chars.rstrip("".join(_FILLER_CHARS))  # 我想问啊 → 我想问
+    if not spoken:
+        return False
+    return is_preamble(spoken) or chars.endswith(_OPEN_ENDINGS) or spoken.endswith(_OPEN_ENDINGS)
 
 
 def is_echo(text: str, playing: str) -> bool:
@@ -115,7 +157,8 @@ class LivePrompts:
 
     acknowledge: str = "好的，我帮您查一下。"  # an answer is taking a while
     not_heard: str = "抱歉，我没听清，请再说一遍。"  # speech that gave no text, or recognition failed
+    go_on: str = "嗯，您请说。"  # a turn that is only a preamble (dialog/data/replies.json ``prompt.go_on``)
     goodbye: str = ""  # the dialog's goodbye (dialog/data/replies.json), said when the server shuts down
 
     def all(self) -> tuple[str, ...]:
-        return tuple(t for t in (self.acknowledge, self.not_heard, self.goodbye) if t)
+        return tuple(t for t in (self.acknowledge, self.not_heard, self.go_on, self.goodbye) if t)

@@ -31,6 +31,7 @@ from core.types import (
     AudioFrame,
     ChangeOrder,
     DialogAction,
+    Hangup,
     Prosody,
     Transfer,
     TransferRequest,
@@ -155,6 +156,7 @@ class CallSession:
         self._state: CallState | None = None
         self._outcome: CallOutcome | None = None
         self.heard: list[tuple[str, bool]] = []  # reply sentences played, and whether the caller heard them whole
+        self._before: CallState | None = None  # the state before the last turn, while it may be retracted
 
     @property
     def state(self) -> CallState:
@@ -223,11 +225,25 @@ class CallSession:
         state, actions = manager.handle(state, understanding, ctx)
         state, actions = self._carry_out(state, actions, ctx)
         t2 = self._timer()
+        undoable = not state.ended and not any(isinstance(a, ChangeOrder | Transfer | Hangup) for a in actions)
+        self._before = self._state if undoable else None
         self._state = state
         latency = {"asr": asr_ms, "understand": (t1 - t0) * 1000, "dialog": (t2 - t1) * 1000}
         latency["total"] = (t2 - started) * 1000
         rounded = MappingProxyType({k: round(v, 1) for k, v in latency.items()})
         return TurnResult(utterance.text, understanding, utterance.prosody, actions, rounded, state.ended)
+
+    def retract_last_turn(self) -> bool:
+        """Undo the last caller turn (the caller had not finished it): the state goes back to before it.
+
+        Only a turn that changed nothing outside the dialog can be undone: not one whose actions
+        changed an order, transferred or hung up. ``True`` when the turn was undone; the retracted
+        turn leaves no line in the transcript (the caller's whole turn is heard next).
+        """
+        if self._before is None or self._outcome is not None:
+            return False
+        self._state, self._before = self._before, None
+        return True
 
     def _carry_out(
         self, state: CallState, actions: tuple[DialogAction, ...], ctx: Context
