@@ -8,6 +8,10 @@ A caller waits for the greeting to finish, then says a clip and waits for the re
 ``--turns`` times. N callers do this at once, for each N in ``--calls`` (whisper:
 ``--whisper-calls``), so they all talk at the same moments (the worst case for the CPU); then the
 most callers once more, calling ``--stagger`` seconds apart (a line's usual, unsynchronised load).
+Before the levels, the most callers call once at the same moment on the fresh server (the "cold"
+row): a vosk recogniser spends about 2-3x the CPU on its first few utterances (its lookahead
+cache fills), and the engine keeps the recognisers of ended calls warm for later calls, so the
+cold row is the first burst after start-up and the others a server that has been taking calls.
 
 Measured per turn:
 
@@ -99,6 +103,7 @@ class Level:
     engine: str
     calls: int
     stagger_s: float  # callers call this far apart (0: all at once, so all talk at once)
+    fresh: bool = False  # the server's first round of this many calls (recognisers not yet warm)
     samples: list[TurnSample] = field(default_factory=list)
     server: dict[str, dict[str, float | None]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -275,9 +280,9 @@ async def one_caller(base: str, index: int, clips: list[Clip], turns: int, delay
 
 
 async def run_level(
-    base: str, engine: str, calls: int, clips: list[Clip], turns: int, offset: int, stagger: float
+    base: str, engine: str, calls: int, clips: list[Clip], turns: int, offset: int, stagger: float, fresh: bool = False
 ) -> Level:
-    level = Level(engine, calls, stagger)
+    level = Level(engine, calls, stagger, fresh)
     before = await asyncio.to_thread(scrape, base)
     results = await asyncio.gather(
         *(one_caller(base, offset + i, clips, turns, i * stagger) for i in range(calls)), return_exceptions=True
@@ -312,6 +317,7 @@ def summary(level: Level) -> dict[str, Any]:
         "engine": level.engine,
         "calls": level.calls,
         "stagger_s": level.stagger_s,
+        "fresh_server": level.fresh,
         "turns": len(level.samples),
         "no_reply": sum(s.first_audio_ms is None for s in level.samples),
         "early_replies": sum(s.early for s in level.samples),
@@ -349,7 +355,8 @@ def _ints(text: str) -> list[int]:
 
 
 def _calls(row: dict[str, Any]) -> str:
-    return f"{row['calls']}" + (f" ~{row['stagger_s']:g}s" if row["stagger_s"] else "")
+    label = f"{row['calls']}" + (f" ~{row['stagger_s']:g}s" if row["stagger_s"] else "")
+    return label + (" cold" if row.get("fresh_server") else "")
 
 
 def _f(value: float | None) -> str:
@@ -362,6 +369,11 @@ async def bench_engine(engine: str, levels: list[int], turns: int, stagger: floa
     with serve(engine, tmp) as base:
         await one_caller(base, 0, clips, turns)  # warm-up: model loaded, first-use costs of every turn paid
         offset = 1
+        if max(levels) > 1:  # the most callers on a fresh server: their recognisers start cold
+            level = await run_level(base, engine, max(levels), clips, turns, offset, 0.0, fresh=True)
+            offset += max(levels)
+            rows.append(summary(level))
+            print_table(rows[-1:])
         for calls in levels:
             level = await run_level(base, engine, calls, clips, turns, offset, 0.0)
             offset += calls
