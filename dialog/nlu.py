@@ -49,6 +49,7 @@ MIN_NEED = 6  # an opening 喂你好/请问 is dropped only when at least this m
 OTHER_CEILING = 0.4  # "other" means not understood, so it never carries a confident score
 CONTEXT_MAX_CHARS = 12  # a turn this short may lean on the bot's previous utterance for its topic
 CONTEXT_TAIL = 40  # the end of the previous utterance is what the turn answers
+SOCIAL_SURE = 0.6  # a turn read this surely as thanks/bye/yes/no keeps that reading whatever the bot said
 CONTEXT_WEIGHT = 1.0  # the turn read with the previous utterance counts as much as the turn alone (tuned on
 # context_test.tsv: a short turn's own reading is often sure and wrong, 「要多久」 alone is about shipping)
 
@@ -291,8 +292,9 @@ def _classified(
     spans, clauses = windows(text), split_clauses(text)
     splits = [pair for clause in clauses for pair in _halves(clause)]
     rows = classifier.probabilities([mask(s.text) for s in spans] + [mask(h.text) for pair in splits for h in pair])
-    if topic is not None:
-        leaned = rows[0] + CONTEXT_WEIGHT * topic
+    own = classifier.labels[int(rows[0].argmax())]
+    if topic is not None and not (own in _SOCIAL and float(rows[0].max()) >= SOCIAL_SURE):
+        leaned = rows[0] + CONTEXT_WEIGHT * topic  # a sure 好的谢谢/再见 is not lent the bot's topic
         rows[0] = leaned / leaned.sum()
     top = [(classifier.labels[int(r.argmax())], float(r.max())) for r in rows]
     found = [

@@ -37,3 +37,10 @@ def test_answers_and_full_requests_do_not_lean_on_the_context(nlu: Understander)
     assert main(nlu, "不用了", offer) == "deny"
     long_turn = "我上周买的衣服还没发货你们什么时候发"
     assert main(nlu, long_turn, "您的退款申请已经提交了。") == main(nlu, long_turn, None)
+
+
+@pytest.mark.parametrize("text", ["好的谢谢", "谢谢", "好的再见"])
+def test_thanks_after_a_done_change_stays_thanks(nlu: Understander, text: str) -> None:
+    """A sure social turn is not lent the bot's topic (it once became another order.modify)."""
+    done = "好的，已经把收货地址改成江苏省苏州市工业园区星湖街328号了。"
+    assert main(nlu, text, done) == main(nlu, text, None) == "goodbye"
