@@ -181,8 +181,11 @@ async def test_speech_right_after_an_order_was_changed_does_not_undo_it(rig: Rig
     await settle(lambda: shop.order(PAID).address == new)  # type: ignore[union-attr]
     await rig.speak("好的谢谢", seconds=0.5, confidence=0.95)  # at once, before the answer was heard
     replies = lambda: _replies_after(rig, "对的")  # noqa: E731
-    await _run_until(rig, lambda: len(replies()) == 2)
-    assert len(set(replies())) == 1  # the confirmation, played again: the change stands
+    await _run_until(rig, lambda: len(replies()) >= 2)
+    first, second = replies()[:2]
+    assert new in first  # the change is told; spoken over, it is played again — or, when the dialog's
+    # thread was slow, it was heard whole and 好的谢谢 is answered as its own turn: never joined to 对的
+    assert second == first or rig.turns()[-1:] == ["好的谢谢"]
     await rig.play_out()
     await settle(lambda: rig.turns()[-1:] == ["好的谢谢"])
     assert shop.order(PAID).address == new  # type: ignore[union-attr]
