@@ -19,10 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from liveserver import serve
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twiliosim import TwilioPeer, answer_call, on_loopback, signed_post
@@ -231,20 +231,9 @@ def test_hang_up_goes_to_the_twilio_rest_api() -> None:
 
 @contextmanager
 def running(app: FastAPI) -> Iterator[str]:
-    """``app`` served by uvicorn on a free loopback port, in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws_max_size=2**20))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    """``app`` on a free loopback port (``tests/liveserver.py``); yields its base URL."""
+    with serve(app, ws_max_size=2**20) as host:
+        yield f"http://{host}"
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 from core.errors import AudioFormatError, NotFoundError, TransientError
 from voice import softphone
 from voice.app_errors import BodyLimit, body_limit_for, install_error_handlers
-from voice.calls import CallRegistry, LineFullError, LiveCall
+from voice.calls import CallRegistry, HttpCall, LineFullError
 from voice.hotline import Hotline
 from voice.live_routes import live_router
 from voice.report import outcome_json, turn_json, understanding_json
@@ -199,7 +199,7 @@ async def _run(executor: Executor, fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
 
-async def _turn(app: FastAPI, live: LiveCall, executor: Executor, fn: Callable[..., T], *args: Any) -> T:
+async def _turn(app: FastAPI, live: HttpCall, executor: Executor, fn: Callable[..., T], *args: Any) -> T:
     live.busy += 1
     try:
         async with live.lock:
@@ -209,7 +209,7 @@ async def _turn(app: FastAPI, live: LiveCall, executor: Executor, fn: Callable[.
         live.last_seen = app.state.calls.clock()
 
 
-async def _reply(app: FastAPI, live: LiveCall, result: TurnResult) -> dict[str, Any]:
+async def _reply(app: FastAPI, live: HttpCall, result: TurnResult) -> dict[str, Any]:
     body = {**turn_json(result), "ended": result.ended}
     if result.ended:  # the bot hung up, transferred or booked a callback: free the line now
         with contextlib.suppress(NotFoundError):
@@ -225,7 +225,7 @@ def _hear_wav(hotline: Hotline, session: CallSession, fmt: WavFormat, payload: b
     return session.hear_audio(frame)
 
 
-async def finish(app: FastAPI, live: LiveCall, why: str) -> CallOutcome:
+async def finish(app: FastAPI, live: HttpCall, why: str) -> CallOutcome:
     """End a call already removed from the registry: record it and keep its outcome for ``/end``."""
     async with live.lock:
         outcome = await control(app, live.session.end)

@@ -26,7 +26,7 @@ class LineFullError(IvrError):
 
 
 @dataclass
-class LiveCall:
+class HttpCall:
     session: CallSession
     last_seen: float
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -42,7 +42,7 @@ class CallRegistry:
 
     def __init__(self, limit: int, idle_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.idle_seconds, self.clock = limit, idle_seconds, clock
-        self._calls: OrderedDict[str, LiveCall] = OrderedDict()
+        self._calls: OrderedDict[str, HttpCall] = OrderedDict()
         self._finished: OrderedDict[str, CallOutcome] = OrderedDict()
 
     def __len__(self) -> int:
@@ -52,25 +52,25 @@ class CallRegistry:
     def full(self) -> bool:
         return len(self._calls) >= self.limit
 
-    def add(self, session: CallSession) -> LiveCall:
+    def add(self, session: CallSession) -> HttpCall:
         if self.full:
             raise LineFullError(f"all {self.limit} lines are busy; try again shortly")
-        live = self._calls[session.call_id] = LiveCall(session, self.clock())
+        live = self._calls[session.call_id] = HttpCall(session, self.clock())
         return live
 
-    def get(self, call_id: str) -> LiveCall:
+    def get(self, call_id: str) -> HttpCall:
         live = self._calls.get(call_id)
         if live is None:
             raise NotFoundError(f"no live call {call_id!r}")
         live.last_seen = self.clock()
         return live
 
-    def pop(self, call_id: str) -> LiveCall:
+    def pop(self, call_id: str) -> HttpCall:
         live = self.get(call_id)
         del self._calls[call_id]
         return live
 
-    def expired(self) -> list[LiveCall]:
+    def expired(self) -> list[HttpCall]:
         """Remove and return the calls idle for ``idle_seconds`` or more (none with a turn in flight)."""
         now = self.clock()
         due = [c for c in self._calls.values() if not c.busy and now - c.last_seen >= self.idle_seconds]
@@ -78,7 +78,7 @@ class CallRegistry:
             del self._calls[live.call_id]
         return due
 
-    def drain(self) -> list[LiveCall]:
+    def drain(self) -> list[HttpCall]:
         """Remove and return every live call (server shutdown)."""
         calls = list(self._calls.values())
         self._calls.clear()
