@@ -312,3 +312,89 @@ async def test_a_failed_recogniser_gets_a_spoken_fallback_and_a_fresh_path(rig: 
     await rig.play_out()
     await rig.speak("你们有什么优惠活动", confidence=0.95)  # the call goes on with the new path
     await settle(lambda: rig.turns() == ["你们有什么优惠活动"])
+
+
+async def _speak_unrecognised(rig: Rig, seconds: float = 0.8) -> tuple[float, float]:
+    """The caller speaks; the segment stays open (whisper still recognising). Stream start and end."""
+    start = rig.call.listener._fed_s
+    rig.speech.say(SpeechStarted(start))
+    await asyncio.sleep(0)
+    for _ in range(int(seconds / 0.02)):
+        rig.call.feed_audio(LOUD)
+        await rig.time.advance(0.02)
+    return start, rig.call.listener._fed_s
+
+
+async def _quiet(rig: Rig, seconds: float) -> None:
+    for _ in range(round(seconds / 0.02)):
+        rig.call.feed_audio(QUIET)
+        await rig.time.advance(0.02)
+
+
+@live()
+async def test_while_the_text_is_still_being_recognised_the_caller_hears_a_short_filler_then_the_answer(
+    rig: Rig,
+) -> None:
+    spoken_before = len(rig.voice.spoken)
+    start, end = await _speak_unrecognised(rig)
+    speech_end = rig.time.now()
+    wait = max(CONFIG.filler_after_s, CONFIG.waits[Expectation.FREE])
+    await _quiet(rig, wait - 0.06)
+    assert rig.voice.spoken[spoken_before:] == [] and not rig.wire.cleared  # not yet: the caller may go on
+    await _quiet(rig, 0.1)
+    assert rig.voice.spoken[spoken_before:] == ["嗯，"]
+    filler_at = next(t for t, _ in rig.wire.frames if t > speech_end)
+    assert filler_at - speech_end == pytest.approx(wait, abs=0.06)
+    rig.speech.say(SpeechEnded(start, end, QUIET), Utterance("你们有什么优惠活动", confidence=0.6))
+    await _quiet(rig, 0.1)
+    await settle(lambda: rig.turns() == ["你们有什么优惠活动"])
+    assert not rig.wire.cleared and rig.call.barge.count == 0  # the caller's own words never barge in on the 嗯
+    while not rig.wire.kinds("latency") or rig.call.playback is not None:  # the filler, then the answer
+        await rig.time.advance(0.02)
+        for name in rig.wire.marks:
+            rig.call.mark_played(name)
+        await asyncio.sleep(0.001)
+    answer = rig.voice.spoken[spoken_before + 1 :]
+    assert answer and "嗯，" not in answer
+    (latency,) = rig.wire.kinds("latency")
+    assert latency.data["first_audio_ms"] == pytest.approx(wait * 1000, abs=60)
+    assert latency.data["total_ms"] > latency.data["first_audio_ms"]
+    assert "嗯，" not in [text for text, _ in rig.call.session.heard], "a filler is not part of the conversation"
+
+
+@live()
+async def test_a_backchannel_word_recognised_during_the_filler_is_still_the_callers_turn(rig: Rig) -> None:
+    start, end = await _speak_unrecognised(rig, 0.3)
+    await _quiet(rig, max(CONFIG.filler_after_s, CONFIG.waits[Expectation.FREE]) + 0.04)
+    assert rig.call.playback is not None and rig.call.playback.filler
+    rig.speech.say(SpeechEnded(start, end, QUIET), Utterance("对", confidence=0.6))
+    await _quiet(rig, 0.1)
+    await settle(lambda: rig.turns() == ["对"])
+
+
+@live()
+async def test_text_ready_before_the_filler_is_due_means_no_filler(rig: Rig) -> None:
+    spoken_before = len(rig.voice.spoken)
+    await rig.speak("你们有什么优惠活动", confidence=0.6)  # vosk: the final comes with the speech end
+    await _quiet(rig, CONFIG.waits[Expectation.FREE] + 0.1)
+    await settle(lambda: rig.turns() == ["你们有什么优惠活动"])
+    await rig.play_out()
+    assert "嗯，" not in rig.voice.spoken[spoken_before:]
+
+
+@live()
+async def test_speech_over_the_filler_stops_it_and_the_whole_turn_is_answered(rig: Rig) -> None:
+    start, end = await _speak_unrecognised(rig, 0.6)
+    await _quiet(rig, max(CONFIG.filler_after_s, CONFIG.waits[Expectation.FREE]) + 0.02)
+    assert rig.call.playback is not None and rig.call.playback.filler
+    await _quiet(rig, CONFIG.echo_guard_s)  # the caller goes on: their first words come, then new speech
+    rig.speech.say(SpeechEnded(start, end, QUIET), Utterance("我想问一下", confidence=0.6))
+    start, _ = await _speak_unrecognised(rig, CONFIG.decide_after_s + 0.3)
+    assert rig.wire.cleared and rig.call.barge.count == 1
+    assert rig.call.playback is None, "a filler cut off leaves no reply playing"
+    rig.speech.say(SpeechEnded(start, rig.call.listener._fed_s, QUIET), Utterance("你们有什么优惠活动", confidence=0.6))
+    await _quiet(rig, CONFIG.waits[Expectation.FREE] + 0.1)
+    await settle(lambda: len(rig.turns()) == 1)
+    assert rig.turns()[0].replace(" ", "") == "我想问一下你们有什么优惠活动"
+    await rig.play_out()
+    assert rig.wire.kinds("reply")[-1].data["text"] != "嗯，"

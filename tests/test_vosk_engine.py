@@ -281,3 +281,41 @@ def test_async_flush_is_ordered_after_the_frames_pushed_before_it(
     events = asyncio.run(main())
     kinds = [e.kind for e in events if e.kind is not TranscriptKind.PARTIAL]
     assert kinds == [TranscriptKind.FINAL, TranscriptKind.END]
+
+
+def test_warm_up_fills_the_pool_with_recognisers_that_have_decoded_speech(
+    vosk_ko_model_dir: Path, speech: AudioFrame
+) -> None:
+    engine = VoskEngine(vosk_ko_model_dir, pool_size=4)
+    engine.warm(speech, 6)  # more than the pool keeps
+    lanes = list(engine._pool[speech.sample_rate])
+    assert len(lanes) == 4
+    assert all(lane.fed == len(speech.pcm) // 2 and not lane.dirty for lane in lanes)
+    stream = engine.new_stream()
+    assert any(stream.recognizer is lane.rec for lane in lanes), "a new call takes a warm recogniser"
+    (final,) = finals(run(stream, speech))
+    assert final.text, "a warm recogniser still hears the caller"
+    end = T0 + len(speech.pcm) / 2 / speech.sample_rate
+    assert all(T0 <= w.start <= w.end <= end + 0.05 for w in final.words), (
+        "timed from this call's audio"
+    )
+
+
+def test_a_server_preparing_speech_warms_the_recogniser_for_ten_phone_calls(
+    vosk_ko_model_dir: Path, tmp_path: Path
+) -> None:
+    from voice.hotline import open_hotline
+    from voice.speech_ready import WARM_STREAMS, SpeechReadiness
+
+    settings = Settings(
+        db_path=tmp_path / "shop.sqlite3", model_dir=tmp_path / "models", vosk_model=str(vosk_ko_model_dir)
+    )
+    hotline = open_hotline(settings)
+    readiness = SpeechReadiness(hotline)
+    readiness.prepare(install=False, progress=False)
+    assert readiness.status().ready
+    engine = hotline.engine()
+    assert isinstance(engine, VoskEngine)
+    lanes = engine._pool[8000]
+    assert len(lanes) == WARM_STREAMS == 10
+    assert all(lane.fed > 8000 for lane in lanes), "each decoded at least a second of speech"
