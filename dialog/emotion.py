@@ -127,7 +127,8 @@ _BLAME = (
     re.compile(r"再不(?:给我)?(?:解决|处理|退|发)"),
 )
 _BLAME_WEIGHT = 0.3
-# Sarcasm (呵呵, 真行啊你们) and rhetorical questions (有你们这么…的吗, 还要我等多久) accuse without an anger word.
+# Sarcasm (呵呵, 真行啊你们), rhetorical questions (有你们这么…的吗, 还要我等多久) and broken promises (说好的…怎么)
+# accuse without an anger word.
 _SARCASM = re.compile(r"呵呵|真行|真有你们的|厉害了|可真会|(?<!舒)服了|(?<!拒)绝了|我真的会谢|谢谢你们全家|长见识|笑死")
 _RHETORICAL = (
     re.compile(r"有(?:你们)?这么.{0,8}的吗"),
@@ -136,6 +137,7 @@ _RHETORICAL = (
     re.compile(r"(?:是不是|是在)(?:故意|耍|骗|糊弄)"),
     re.compile(r"(?:当|拿)我.{0,2}(?:傻|猴|好欺负)"),
     re.compile(r"要你们(?:有|干)"),
+    re.compile(r"说好(?:的|了)?.{0,10}(?:怎么|结果|又|还没|没有?给|呢)"),  # a broken promise
 )
 _ACCUSE_WEIGHT = 0.35
 # 都三天了 / 等了一个星期: time already waited, which wears a caller down.
