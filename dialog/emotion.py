@@ -3,11 +3,12 @@
 Three readings are added up. A classifier trained on labelled turns (``dialog/train.py``,
 ``emotion_train.tsv``) reads the meaning of the whole turn, so accusing, sarcastic or fed-up
 turns with no swear word still read as angry. Cues add what a short list says for sure: anger
-words, blame and threats make a caller angry; urgency, worry and repeated contacts make them
-anxious; negation (不急, 慢慢来) cancels urgency; degree adverbs (非常/特别/太) amplify. Prosody
-(faster, louder, higher than this caller earlier in the call) only raises arousal: it pushes a
-neutral text towards anxious and mild irritation towards angry, but calm words spoken loudly never
-make a caller angry on their own. Every cue that fired is named in ``Emotion.cues``
+words, blame, threats, sarcasm (呵呵, 真行) and rhetorical questions (有你们这么…的吗) make a caller
+angry; urgency, worry, time already waited (都三天了) and repeated contacts make them anxious;
+negation (不急, 慢慢来) cancels urgency; degree adverbs (非常/特别/太) amplify. Prosody (faster,
+louder, higher than this caller earlier in the call) only raises arousal: it pushes a neutral text
+towards anxious and mild irritation towards angry, but calm words spoken loudly never make a caller
+angry on their own. Every cue that fired is named in ``Emotion.cues``
 (``model:angry 0.71``, ``threat:12315``, ``prosody:louder+6dB``) so a transfer can say why.
 """
 
@@ -75,6 +76,23 @@ _ANGER = {
     "忍无可忍": 0.6,
     "不靠谱": 0.3,
     "气人": 0.45,
+    "撒谎": 0.5,
+    "骗谁": 0.5,
+    "耍人": 0.5,
+    "当傻子": 0.5,
+    "霸王条款": 0.5,
+    "虚假宣传": 0.5,
+    "虚假发货": 0.45,
+    "杀熟": 0.45,
+    "踢皮球": 0.45,
+    "推卸": 0.4,
+    "扯皮": 0.4,
+    "形同虚设": 0.45,
+    "摆设": 0.3,
+    "石沉大海": 0.4,
+    "窝火": 0.45,
+    "寒心": 0.4,
+    "失望": 0.3,
 }
 _THREATS = (
     "12315",
@@ -93,6 +111,11 @@ _THREATS = (
     "法院",
     "微博",
     "黑猫",
+    "举报",
+    "监管",
+    "仲裁",
+    "赔三",
+    "赔十",
 )
 _THREAT_WEIGHT = 0.5
 _BLAME = (
@@ -104,8 +127,25 @@ _BLAME = (
     re.compile(r"再不(?:给我)?(?:解决|处理|退|发)"),
 )
 _BLAME_WEIGHT = 0.3
+# Sarcasm (呵呵, 真行啊你们), rhetorical questions (有你们这么…的吗, 还要我等多久) and broken promises (说好的…怎么)
+# accuse without an anger word.
+_SARCASM = re.compile(r"呵呵|真行|真有你们的|厉害了|可真会|(?<!舒)服了|(?<!拒)绝了|我真的会谢|谢谢你们全家|长见识|笑死")
+_RHETORICAL = (
+    re.compile(r"有(?:你们)?这么.{0,8}的吗"),
+    re.compile(r"(?:还要|要)我.{0,4}(?:等|说|跑|问|证明).{0,4}(?:多久|几遍|几次|到什么时候)"),
+    re.compile(r"(?:怎么|还)好意思"),
+    re.compile(r"(?:是不是|是在)(?:故意|耍|骗|糊弄)"),
+    re.compile(r"(?:当|拿)我.{0,2}(?:傻|猴|好欺负)"),
+    re.compile(r"要你们(?:有|干)"),
+    re.compile(r"说好(?:的|了)?.{0,10}(?:怎么|结果|又|还没|没有?给|呢)"),  # a broken promise
+)
+_ACCUSE_WEIGHT = 0.35
+# 都三天了 / 等了一个星期: time already waited, which wears a caller down.
+_WAITED = re.compile(
+    r"(?:都|已经|等了)(?:快|整整)?(?:[一二两三四五六七八九十几半\d]+|好几)个?(?:天|周|星期|礼拜|月|小时|钟头)"
+)
 _REPEAT = re.compile(
-    r"又|第[二三四五六七八九两\d]次|还是没|好几次|多少次|多少遍|每次都|一直没|[两三四五几\d]次了"
+    r"又|第[二三四五六七八九两\d][次遍]|还是没|好几次|多少次|多少遍|每次都|一直没|[两三四五几\d][次遍]了"
     r"|打了好几"
 )
 _URGENT = (
@@ -193,6 +233,12 @@ def _text_reading(text: str, raw: str = "", context: str = "") -> _Reading:
         match = pattern.search(text)
         if match:
             anger, cues = anger + _BLAME_WEIGHT, [*cues, f"blame:{match.group()}"]
+    accused = [m.group() for m in (_SARCASM.search(text), *(p.search(text) for p in _RHETORICAL)) if m]
+    if accused:
+        anger, cues = anger + _ACCUSE_WEIGHT, [*cues, f"accuse:{accused[0]}"]
+    waited = _WAITED.search(text)
+    if waited:
+        anger, anxiety, cues = anger + 0.1, anxiety + 0.3, [*cues, f"waited:{waited.group()}"]
     for match in list(_REPEAT.finditer(text))[:2]:
         anger, anxiety, cues = anger + 0.15, anxiety + 0.2, [*cues, f"repeat:{match.group()}"]
     calm = [w for w in _CALM if w in text]

@@ -124,3 +124,17 @@ def test_escalating_on_strong_anger_or_two_rises() -> None:
     assert escalating([neutral, anxious, _e(EmotionLabel.ANGRY, 0.6)])
     assert not escalating([anxious, anxious, anxious])
     assert not escalating([])
+
+
+def test_sarcasm_and_rhetorical_questions_accuse_without_an_anger_word() -> None:
+    for text, cue in (("呵呵你们可真行", "accuse:呵呵"), ("有你们这么卖东西的吗", "accuse:有你们这么卖东西的吗")):
+        emotion = feel(text)
+        assert emotion.label is EmotionLabel.ANGRY, text
+        assert cue in emotion.cues
+    assert not any(c.startswith("accuse:") for c in feel("申请被拒绝了想问下原因").cues)
+
+
+def test_time_already_waited_is_named_and_not_calm() -> None:
+    emotion = feel("都五天了物流还没更新")
+    assert "waited:都五天" in emotion.cues
+    assert emotion.label is not EmotionLabel.NEUTRAL
