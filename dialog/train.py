@@ -33,7 +33,7 @@ class Example:
     text: str
     intent: str
     split: str  # train | test
-    source: str  # hand | variant
+    source: str  # hand | variant | hand2
 
 
 def load_examples(split: str | None = None, name: str = "intents.tsv") -> list[Example]:
@@ -129,6 +129,8 @@ EMOTION_C = 4.0
 # Plain questions from intents.tsv that train the emotion model as neutral: not the escalations, not
 # rushing, and without words of hurry or blame.
 _NOT_PLAIN_INTENTS = frozenset({"complaint", "human_agent", "logistics.expedite"})
+# hand2 lines carry impatience and sarcasm their intent label does not mark, so they do not teach calm.
+_PLAIN_SOURCES = frozenset({"hand", "variant"})
 _STIRRED = re.compile(
     r"急|快点|赶紧|怎么还|到底|又|投诉|差评|骗|垃圾|破|气|烦|什么态度|好几天|一直|还是没|还不|几天了|凭什么|根本|必须"
 )
@@ -145,7 +147,9 @@ def emotion_examples() -> list[tuple[str, str]]:
             raise ValueError(f"emotion_train.tsv:{number}: expected text<TAB>{'|'.join(EMOTIONS)}, got {line!r}")
         rows.append((cells[0], cells[1]))
     plain = [
-        e.text for e in load_examples("train") if e.intent not in _NOT_PLAIN_INTENTS and not _STIRRED.search(e.text)
+        e.text
+        for e in load_examples("train")
+        if e.source in _PLAIN_SOURCES and e.intent not in _NOT_PLAIN_INTENTS and not _STIRRED.search(e.text)
     ]
     return rows + [(text, "neutral") for text in plain] + _with_a_need(rows, plain)
 
