@@ -15,7 +15,7 @@ angry on their own. Every cue that fired is named in ``Emotion.cues``
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -283,17 +283,26 @@ MODEL_CUE = 0.3  # the trained reading is named in the cues from this probabilit
 
 
 def detect_emotion(
-    text: str, prosody: Prosody | None = None, model: TextClassifier | None = None, raw: str = "", context: str = ""
+    text: str,
+    prosody: Prosody | None = None,
+    model: TextClassifier | None = None,
+    raw: str = "",
+    context: str = "",
+    meaning: Mapping[str, float] | None = None,
 ) -> Emotion:
     """The caller's emotion in one turn; ``text`` should be normalised (dialect already standard).
 
     ``raw`` is the turn as typed or recognised, before punctuation was removed (for ？？？ and ！！);
-    ``context`` what the bot said just before (pushing back after 「已经帮您催了」 is being fed up).
+    ``context`` what the bot said just before (pushing back after 「已经帮您催了」 is being fed up);
+    ``meaning`` the label probabilities of the turn's sentence embedding (``dialog/meaning.py``),
+    mixed half and half with the words' model.
     """
     reading = _text_reading(text, raw, context)
     level, prosody_cues = arousal(prosody)
     model = model or emotion_classifier()
     probs = dict(zip(model.labels, _row(model, text), strict=True))
+    if meaning is not None:
+        probs = {k: (1 - MEANING_WEIGHT) * p + MEANING_WEIGHT * meaning.get(k, 0.0) for k, p in probs.items()}
     p_angry, p_anxious = probs.get("angry", 0.0), probs.get("anxious", 0.0)
     learned = tuple(f"model:{n} {p:.2f}" for n, p in (("angry", p_angry), ("anxious", p_anxious)) if p >= MODEL_CUE)
     cues = learned + reading.cues + prosody_cues
@@ -308,6 +317,7 @@ def detect_emotion(
     return Emotion(EmotionLabel.NEUTRAL, round(max(0.5, 1.0 - stirred), 3), cues)
 
 
+MEANING_WEIGHT = 0.5  # the turn's meaning against its words, in the learnt part of the reading
 WINDOW = 12  # a long turn is also read in windows of this many characters
 WINDOW_STEP = 6
 WINDOW_WEIGHT = 0.85  # how much the most upset window counts against the whole turn

@@ -30,10 +30,11 @@ import numpy as np
 
 from core.types import Intent, Prosody, Understanding
 from dialog.emotion import detect_emotion
+from dialog.meaning import MeaningHead, embed
 from dialog.normalize import Normalizer, is_han
 from dialog.slots import extract_slots
 from dialog.textmodel import TextClassifier
-from dialog.train import ProductMask, default_classifier, emotion_classifier
+from dialog.train import ProductMask, default_classifier, emotion_classifier, emotion_head, intent_head
 from dialog.vocabulary import Vocabulary
 
 MAX_CHARS = 400  # longer turns are understood from their first 400 normalised characters
@@ -49,6 +50,7 @@ MIN_NEED = 6  # an opening 喂你好/请问 is dropped only when at least this m
 OTHER_CEILING = 0.4  # "other" means not understood, so it never carries a confident score
 CONTEXT_MAX_CHARS = 12  # a turn this short may lean on the bot's previous utterance for its topic
 CONTEXT_TAIL = 40  # the end of the previous utterance is what the turn answers
+MEANING_WEIGHT = 0.5  # the whole turn's reading: this much from its meaning (dialog/meaning.py), the rest TF-IDF
 SOCIAL_SURE = 0.6  # a turn read this surely as thanks/bye/yes/no keeps that reading whatever the bot said
 CONTEXT_WEIGHT = 1.0  # the turn read with the previous utterance counts as much as the turn alone (tuned on
 # context_test.tsv: a short turn's own reading is often sure and wrong, 「要多久」 alone is about shipping)
@@ -282,16 +284,23 @@ def _rule_candidates(text: str) -> list[Candidate]:
 
 
 def _classified(
-    classifier: TextClassifier, mask: ProductMask, text: str, topic: np.ndarray | None = None
+    classifier: TextClassifier,
+    mask: ProductMask,
+    text: str,
+    topic: np.ndarray | None = None,
+    meaning: np.ndarray | None = None,
 ) -> tuple[list[Candidate], str]:
     """Confident top labels of the windows and of the best two-need split of each long clause.
 
     Also returns the whole text's top label. Everything is classified in one batch, products masked.
     ``topic``: the short turn read after the previous bot utterance, added to the whole turn's reading.
+    ``meaning``: the whole turn's label probabilities from its sentence embedding, mixed into its reading.
     """
     spans, clauses = windows(text), split_clauses(text)
     splits = [pair for clause in clauses for pair in _halves(clause)]
     rows = classifier.probabilities([mask(s.text) for s in spans] + [mask(h.text) for pair in splits for h in pair])
+    if meaning is not None:
+        rows[0] = (1.0 - MEANING_WEIGHT) * rows[0] + MEANING_WEIGHT * meaning
     own = classifier.labels[int(rows[0].argmax())]
     if topic is not None and not (own in _SOCIAL and float(rows[0].max()) >= SOCIAL_SURE):
         leaned = rows[0] + CONTEXT_WEIGHT * topic  # a sure 好的谢谢/再见 is not lent the bot's topic
@@ -304,6 +313,14 @@ def _classified(
     ]
     found += _best_splits(splits, top[len(spans) :])
     return found, top[0][0]
+
+
+def _columns(head: MeaningHead, labels: tuple[str, ...]) -> list[int]:
+    """The head's columns in the order of ``labels`` (both are trained on the same intents)."""
+    missing = set(labels) - set(head.labels)
+    if missing:
+        raise ValueError(f"the meaning head does not know the intents {sorted(missing)}: retrain it")
+    return [head.labels.index(name) for name in labels]
 
 
 def _halves(clause: Span) -> list[tuple[Span, Span]]:
@@ -387,6 +404,9 @@ class Understander:
         self._normalize = Normalizer(vocabulary.lexicon())
         self._classifier = default_classifier(cache_dir)
         self._emotion = emotion_classifier(cache_dir)
+        self._head = intent_head(cache_dir)
+        self._head_columns = _columns(self._head, self._classifier.labels)
+        self._feeling = emotion_head(cache_dir)
         self._mask = ProductMask(tuple(vocabulary.terms))
 
     def understand(
@@ -398,10 +418,11 @@ class Understander:
         """
         normalized = self._normalize(text)
         focus = normalized[:MAX_CHARS]
-        intents = self._intents(focus, now, context)
-        return Understanding(
-            text, normalized, intents, detect_emotion(focus, prosody, self._emotion, text, context or "")
-        )
+        vector = embed([without_ids(focus) or focus])
+        intents = self._intents(focus, now, context, vector)
+        feeling = dict(zip(self._feeling.labels, map(float, self._feeling.probabilities(vector)[0]), strict=True))
+        emotion = detect_emotion(focus, prosody, self._emotion, text, context or "", feeling)
+        return Understanding(text, normalized, intents, emotion)
 
     def _topic(self, context: str | None, turn: str) -> np.ndarray | None:
         """The topic of the previous bot utterance read with the turn: label probabilities, social labels zeroed."""
@@ -413,7 +434,10 @@ class Understander:
         total = float(row.sum())
         return row / total if total > 0 else None
 
-    def _intents(self, text: str, now: datetime, context: str | None = None) -> tuple[Intent, ...]:
+    def _intents(
+        self, text: str, now: datetime, context: str | None = None, vector: np.ndarray | None = None
+    ) -> tuple[Intent, ...]:
+        """``vector``: the turn's sentence embedding (``dialog/meaning.py``), when it was made."""
         whole_slots = extract_slots(text, now, self._vocabulary)
         focus = without_ids(text)
         answer = short_answer(focus)
@@ -421,7 +445,8 @@ class Understander:
             return (Intent(answer, 0.95, _slots_for(answer, {}, whole_slots)),)
         if not any(is_han(ch) for ch in focus) or (len(text) >= 3 and len(set(text)) == 1):
             return (Intent("other", 0.0, _slots_for("other", {}, whole_slots)),)  # no words, or noise (的的的的)
-        found, whole_top = _classified(self._classifier, self._mask, focus, self._topic(context, focus))
+        meaning = None if vector is None else self._head.probabilities(vector)[0][self._head_columns]
+        found, whole_top = _classified(self._classifier, self._mask, focus, self._topic(context, focus), meaning)
         rules = _rule_candidates(focus)
         if any(c.name == "service.hours" for c in rules):
             found = [c for c in found if c.name != "human_agent"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dialog.cache import fingerprint
 from dialog.intents import INTENTS
+from dialog.meaning import HEADS_DIR, MeaningHead, committed_or_fit, fit_head, head_key
 from dialog.normalize import DATA_DIR, normalize
 from dialog.textmodel import TextClassifier, fit, load_or_fit
 
@@ -184,6 +185,61 @@ def train_emotion() -> TextClassifier:
 def emotion_classifier(cache_dir: Path | None = None) -> TextClassifier:
     """How a turn's words feel (neutral / anxious / angry): from the disk cache, else trained and cached."""
     return load_or_fit("emotion", model_key(["emotion_train.tsv", "intents.tsv"]), train_emotion, cache_dir)
+
+
+INTENT_HEAD_C = 16.0  # the meaning head's inverse L2 strength (4 and 64 read real turns no better)
+
+
+def intent_head_key() -> str:
+    """What the intent meaning head is trained from: the intents' data, the normalisation, the code."""
+    data = [(DATA_DIR / name).read_bytes() for name in ("intents.tsv", *MODEL_INPUTS)]
+    here = Path(__file__)
+    return head_key(data, [here.with_name("meaning.py"), here.with_name("normalize.py")])
+
+
+def train_intent_head(key: str) -> MeaningHead:
+    examples = load_examples("train")
+    return fit_head([normalize(e.text) for e in examples], [e.intent for e in examples], INTENT_HEAD_C, key)
+
+
+@cache
+def intent_head(cache_dir: Path | None = None) -> MeaningHead:
+    """Intent probabilities from a turn's meaning (``dialog/meaning.py``): the committed head, or trained."""
+    return committed_or_fit("intents", intent_head_key(), train_intent_head, cache_dir)
+
+
+EMOTION_HEAD_C = 4.0
+
+
+def emotion_head_key() -> str:
+    """What the emotion meaning head is trained from (``emotion_examples`` reads both files)."""
+    data = [(DATA_DIR / name).read_bytes() for name in ("emotion_train.tsv", "intents.tsv", *MODEL_INPUTS)]
+    here = Path(__file__)
+    return head_key(data, [here.with_name("meaning.py"), here.with_name("normalize.py")])
+
+
+def train_emotion_head(key: str) -> MeaningHead:
+    rows = emotion_examples()
+    return fit_head([normalize(t) for t, _ in rows], [label for _, label in rows], EMOTION_HEAD_C, key)
+
+
+@cache
+def emotion_head(cache_dir: Path | None = None) -> MeaningHead:
+    """How a turn feels from its meaning (``dialog/meaning.py``): the committed head, or trained."""
+    return committed_or_fit("emotion", emotion_head_key(), train_emotion_head, cache_dir)
+
+
+def write_heads() -> None:
+    """Retrain the committed meaning heads from the current data (``python -m dialog.meaning``)."""
+    for name, key, build in (
+        ("intents", intent_head_key(), train_intent_head),
+        ("emotion", emotion_head_key(), train_emotion_head),
+    ):
+        if (HEADS_DIR / f"{name}.npz").exists() and MeaningHead.load(HEADS_DIR / f"{name}.npz").key == key:
+            print(f"{name}: up to date ({key})")
+            continue
+        build(key).save(HEADS_DIR / f"{name}.npz")
+        print(f"wrote {HEADS_DIR / f'{name}.npz'} ({key})")
 
 
 def main() -> None:
