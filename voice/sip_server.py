@@ -1,0 +1,291 @@
+"""The SIP front door: a shop's SIP trunk or PBX calls the hotline directly (``IVR_SIP_PORT``).
+
+The stack is ``aiosipua`` (SIP over UDP and TCP: parsing, dialogs, the INVITE server transaction
+with 100 Trying, 2xx retransmission until the ACK, CANCEL → 487, OPTIONS, BYE, 400 for requests
+missing mandatory headers) with ``aiortp`` for the media (``voice.sip_media``). Both are pure
+asyncio and run on the server's own event loop beside the HTTP front doors, so a SIP call is a
+``LiveCall`` on the shared ``LiveLine`` exactly as a Twilio call is.
+
+Why this stack: ``aiosipua`` + ``aiortp`` were tried first against real sipp (INVITE with PCMU/PCMA
+and telephone-event, RTP both ways, CANCEL, OPTIONS, re-INVITE hold/unhold, BYE both ways,
+garbage datagrams) and did the whole job; the PJSIP bindings (``pjsua2``) would bring a C
+media engine with its own threads, sound devices and event loop to bridge into asyncio, for
+nothing this front door needs. What the library lacks is here, each with a test: the source
+allowlist (``IVR_SIP_ALLOW``, a 403 for any other source, checked before the stack sees the
+message), ``tel:`` caller numbers (``voice.sip_wire``), and our own pacer and marks. Not done:
+digest authentication (aiosipua answers challenges as a client but has no server side; the
+allowlist is the guard), session timers (aiosipua would impose them on callers that did not
+offer them), REFER for transfers, and DTMF sending.
+
+A call: INVITE (allowed source, SDP offer) → 100 → 180 → the live call opens (a full line or no
+recogniser: 503; an offer without G.711: 488) → 200 with our answer → ACK → the call runs. A BYE
+from the caller stops it; when the hotline ends it, we send BYE. CANCEL before the 200 drops it.
+Media binds on ``IVR_HOST`` like the signalling, on even ports from ``IVR_SIP_RTP_PORTS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortp import PortAllocator
+from aiosipua import (
+    IncomingCall,
+    SipRequest,
+    SipResponse,
+    SipTransport,
+    SipUAS,
+    TcpSipTransport,
+    UdpSipTransport,
+    create_dialog_from_request,
+)
+
+from core.errors import IvrError
+from core.settings import Settings, rtp_port_range, sip_networks
+from voice.live import LiveCall
+from voice.live_line import LiveLine, line_of
+from voice.live_metrics import LIVE_CALLS
+from voice.sip_media import SipLeg
+from voice.sip_wire import SipMediaError, answer, caller_number
+from voice.twilio_routes import mask
+
+log = logging.getLogger(__name__)
+USER_AGENT = "ivr-hotline"
+_Handler = Callable[[SipRequest | SipResponse, tuple[str, int]], None]
+
+
+class _UdpTransport(UdpSipTransport):
+    """aiosipua's UDP transport, bound through our own protocol.
+
+    Its protocol asserts that the transport is an ``asyncio.DatagramTransport``, which Python 3.11's
+    selector datagram transport is not a subclass of (the assertion fails and is logged at every
+    start); the datagrams go to the library's own parse-and-dispatch all the same.
+    """
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._udp_transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self), local_addr=self.local_addr
+        )
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, owner: UdpSipTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.owner._dispatch(data, (str(addr[0]), int(addr[1])))
+
+
+@dataclass
+class SipCall:
+    """One SIP call: its INVITE transaction/dialog, media leg and live call."""
+
+    invite: IncomingCall
+    label: str  # our call id (the SIP Call-ID is the caller's to choose, so it is not used as a key)
+    port: int = 0
+    leg: SipLeg | None = None
+    live: LiveCall | None = None
+    answered: bool = False
+    cancelled: bool = False
+    version: int = 1  # our SDP's session version, bumped by every answer to a re-INVITE
+    sdp: Any = None  # our last SDP answer
+
+
+@dataclass
+class SipFrontDoor:
+    """The SIP listener of one app (see the module docstring)."""
+
+    line: LiveLine
+    host: str
+    port: int
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    ports: PortAllocator
+    calls: dict[str, SipCall] = field(default_factory=dict)  # by SIP Call-ID
+    rejected: int = 0  # requests refused by the allowlist
+    _stacks: list[SipUAS] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, app: Any, settings: Settings) -> SipFrontDoor:
+        assert settings.sip_port is not None
+        ports = PortAllocator(rtp_port_range(settings.sip_rtp_ports))
+        return cls(line_of(app), settings.host, settings.sip_port, sip_networks(settings.sip_allow), ports)
+
+    async def start(self) -> None:
+        """Listen on UDP and TCP ``host:port``."""
+        for transport in (
+            _UdpTransport(local_addr=(self.host, self.port)),
+            TcpSipTransport(local_addr=(self.host, self.port)),
+        ):
+            uas = SipUAS(transport, user_agent=USER_AGENT)
+            uas.on_invite = lambda call: self._spawn(self._answer(call), "sip-answer")
+            uas.on_reinvite = self._reinvite
+            uas.on_bye = lambda call, _request: self._ended(call.call_id, "caller hung up")
+            uas.on_cancel = lambda request, _addr: self._cancelled(request.call_id or "")
+            uas.on_ack_timeout = lambda call: self._ended(call.call_id, "no ACK for our 200")
+            await uas.start()
+            transport.on_message = self._guarded(transport, transport.on_message)
+            self._stacks.append(uas)
+        log.info("SIP listening on %s:%d (UDP, TCP)", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Hang up every call still up (BYE) and close the listeners."""
+        for call in list(self.calls.values()):
+            if call.live is not None:
+                await call.live.close("server shutting down")
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+        for uas in self._stacks:
+            await uas.stop()
+        self._stacks.clear()
+
+    # -- the allowlist ----------------------------------------------------------------------------
+
+    def _guarded(self, transport: SipTransport, inner: _Handler | None) -> _Handler:
+        def admit(message: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+            if self.allowed(addr[0]):
+                if inner is not None:
+                    inner(message, addr)
+                return
+            self.rejected += 1
+            if isinstance(message, SipRequest) and message.method.upper() != "ACK":
+                with contextlib.suppress(Exception):  # no Via to answer on: dropped
+                    transport.send_reply(create_dialog_from_request(message).create_response(message, 403, "Forbidden"))
+            log.warning("SIP request from a source outside IVR_SIP_ALLOW refused", extra={"source": addr[0]})
+
+        return admit
+
+    def allowed(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    # -- a call -----------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("SIP task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _answer(self, invite: IncomingCall) -> None:
+        call = SipCall(invite, f"sip-{uuid.uuid4().hex[:12]}")
+        self.calls[invite.call_id] = call
+        try:
+            if await self._set_up(call):
+                await self._run(call)
+        finally:
+            self.calls.pop(invite.call_id, None)
+            if call.leg is not None:
+                await call.leg.close()
+            if call.port:
+                await self.ports.release(call.port)
+
+    async def _set_up(self, call: SipCall) -> bool:
+        """Ringing, media and the live call; ``True`` once the 200 is sent."""
+        invite = call.invite
+        if invite.sdp_offer is None:
+            invite.reject(488, "Not Acceptable Here")  # an offer in the ACK (late offer) is not supported
+            return False
+        try:
+            call.port, _ = await self.ports.allocate()
+            call.sdp, media = answer(invite.sdp_offer, self.host, call.port, call.version)
+        except SipMediaError as err:
+            log.info("SIP offer refused: %s", err, extra={"sip_call": call.label})
+            invite.reject(488, "Not Acceptable Here")
+            return False
+        except RuntimeError:  # no free RTP port
+            invite.reject(503, "Service Unavailable")
+            return False
+        invite.ringing()
+        call.leg = await SipLeg.open(self.host, call.port, media, lambda: self._bye(call), call.label)
+        caller = caller_number(invite.invite)
+        try:
+            call.live = await self.line.open(call.leg, caller=caller, call_id=call.label)
+        except IvrError as err:  # the line is full, or no recogniser can serve
+            log.warning("SIP call refused: %s", err, extra={"sip_call": call.label})
+            if not call.cancelled:
+                invite.reject(503, "Service Unavailable")
+            return False
+        if call.cancelled:
+            self.line.closed(call.live)
+            return False
+        invite.accept(call.sdp)
+        call.answered = True
+        log.info("SIP call answered", extra={"sip_call": call.label, "caller": mask(caller or "")})
+        return True
+
+    async def _run(self, call: SipCall) -> None:
+        assert call.live is not None and call.leg is not None
+        LIVE_CALLS.labels("sip").inc()
+        call.leg.attach(call.live)
+        try:
+            outcome = await call.live.run()
+            log.info("SIP call ended", extra={"sip_call": call.label, "outcome": outcome.type})
+        finally:
+            self.line.closed(call.live)
+
+    def _bye(self, call: SipCall) -> None:
+        """The hotline ends the call: BYE (a call not yet answered is refused instead)."""
+        if call.answered:
+            call.invite.hangup()
+
+    def _ended(self, call_id: str, reason: str) -> None:
+        call = self.calls.get(call_id)
+        if call is not None and call.live is not None:
+            call.live.stop(reason)
+
+    def _cancelled(self, call_id: str) -> None:
+        """CANCEL: the stack answered 200 and 487; a call still being set up is dropped."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        call.cancelled = True
+        if call.answered and call.live is not None:  # CANCEL crossed our 200: the dialog is gone, end it
+            call.invite.hangup()
+            call.live.stop("caller cancelled")
+
+    def _reinvite(self, invite: IncomingCall) -> None:
+        """A re-INVITE (hold, unhold, new address): answer with the codec already in use."""
+        call = self.calls.get(invite.call_id)
+        if call is None or call.leg is None:
+            return
+        if invite.sdp_offer is None:  # an offerless re-INVITE: our 200 offers the session as it stands
+            invite.accept(call.sdp)
+            return
+        try:
+            sdp, media = answer(
+                invite.sdp_offer, self.host, call.port, call.version + 1, codecs=(call.leg.media.payload_type,)
+            )
+        except SipMediaError as err:
+            log.info("SIP re-INVITE refused: %s", err, extra={"sip_call": call.label})
+            invite.accept(call.sdp)  # the session stays as it was
+            return
+        call.version += 1
+        call.sdp = sdp
+        call.leg.renegotiated(media)
+        invite.accept(sdp)
+        log.info("SIP re-INVITE", extra={"sip_call": call.label, "held": media.held})
+
+
+async def start(app: Any, settings: Settings) -> SipFrontDoor | None:
+    """The app's SIP front door, listening, when ``IVR_SIP_PORT`` is set; else ``None``."""
+    if settings.sip_port is None:
+        return None
+    door = SipFrontDoor.of(app, settings)
+    await door.start()
+    app.state.sip = door
+    return door
