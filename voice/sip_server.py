@@ -44,6 +44,7 @@ from aiosipua import (
     TcpSipTransport,
     UdpSipTransport,
     create_dialog_from_request,
+    parse_sdp,
 )
 
 from core.errors import IvrError
@@ -125,7 +126,7 @@ class SipFrontDoor:
             TcpSipTransport(local_addr=(self.host, self.port)),
         ):
             uas = SipUAS(transport, user_agent=USER_AGENT)
-            uas.on_invite = lambda call: self._spawn(self._answer(call), "sip-answer")
+            uas.on_invite = self._invited
             uas.on_reinvite = self._reinvite
             uas.on_bye = lambda call, _request: self._ended(call.call_id, "caller hung up")
             uas.on_cancel = lambda request, _addr: self._cancelled(request.call_id or "")
@@ -149,16 +150,22 @@ class SipFrontDoor:
     # -- the allowlist ----------------------------------------------------------------------------
 
     def _guarded(self, transport: SipTransport, inner: _Handler | None) -> _Handler:
+        """The stack's message handler behind the allowlist and an SDP check.
+
+        A source outside ``IVR_SIP_ALLOW`` gets 403 (its ACKs and responses are dropped). An SDP body
+        aiosipua cannot parse would raise inside its INVITE handling and leave the caller unanswered:
+        it gets 400 here instead.
+        """
+
         def admit(message: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
-            if self.allowed(addr[0]):
-                if inner is not None:
-                    inner(message, addr)
-                return
-            self.rejected += 1
-            if isinstance(message, SipRequest) and message.method.upper() != "ACK":
-                with contextlib.suppress(Exception):  # no Via to answer on: dropped
-                    transport.send_reply(create_dialog_from_request(message).create_response(message, 403, "Forbidden"))
-            log.warning("SIP request from a source outside IVR_SIP_ALLOW refused", extra={"source": addr[0]})
+            if not self.allowed(addr[0]):
+                self.rejected += 1
+                log.warning("SIP message from a source outside IVR_SIP_ALLOW refused", extra={"source": addr[0]})
+                _refuse(transport, message, 403, "Forbidden")
+            elif not _sdp_parses(message):
+                _refuse(transport, message, 400, "Bad SDP")
+            elif inner is not None:
+                inner(message, addr)
 
         return admit
 
@@ -181,9 +188,16 @@ class SipFrontDoor:
         if not task.cancelled() and task.exception() is not None:
             log.error("SIP task %s failed", task.get_name(), exc_info=task.exception())
 
-    async def _answer(self, invite: IncomingCall) -> None:
+    def _invited(self, invite: IncomingCall) -> None:
+        """A new INVITE (the stack sent 100): known at once, so a CANCEL right behind it finds it."""
+        if invite.call_id in self.calls:
+            return  # a retransmission of an INVITE being set up: its 100 went out again
         call = SipCall(invite, f"sip-{uuid.uuid4().hex[:12]}")
         self.calls[invite.call_id] = call
+        self._spawn(self._answer(call), "sip-answer")
+
+    async def _answer(self, call: SipCall) -> None:
+        invite = call.invite
         try:
             if await self._set_up(call):
                 await self._run(call)
@@ -197,6 +211,8 @@ class SipFrontDoor:
     async def _set_up(self, call: SipCall) -> bool:
         """Ringing, media and the live call; ``True`` once the 200 is sent."""
         invite = call.invite
+        if call.cancelled:
+            return False
         if invite.sdp_offer is None:
             invite.reject(488, "Not Acceptable Here")  # an offer in the ACK (late offer) is not supported
             return False
@@ -279,6 +295,23 @@ class SipFrontDoor:
         call.leg.renegotiated(media)
         invite.accept(sdp)
         log.info("SIP re-INVITE", extra={"sip_call": call.label, "held": media.held})
+
+
+def _refuse(transport: SipTransport, message: SipRequest | SipResponse, status: int, reason: str) -> None:
+    """Answer a request outside any dialog with ``status`` (an ACK or a response is dropped)."""
+    if isinstance(message, SipRequest) and message.method.upper() != "ACK":
+        with contextlib.suppress(Exception):  # no Via to answer on: dropped
+            transport.send_reply(create_dialog_from_request(message).create_response(message, status, reason))
+
+
+def _sdp_parses(message: SipRequest | SipResponse) -> bool:
+    if not message.body or message.content_type != "application/sdp":
+        return True
+    try:
+        parse_sdp(message.text)
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return False
+    return True
 
 
 async def start(app: Any, settings: Settings) -> SipFrontDoor | None:
