@@ -42,8 +42,8 @@ JITTER_PREFETCH = 3  # frames held before the oldest is delivered: 60 ms of reor
 class SipLeg:
     """``Wire`` of one SIP call over its RTP session (see the module docstring)."""
 
-    def __init__(self, rtp: RTPSession, media: Media, hangup: Callable[[], None], label: str) -> None:
-        self.rtp, self.media, self._hangup, self.label = rtp, media, hangup, label
+    def __init__(self, rtp: RTPSession, port: int, media: Media, hangup: Callable[[], None], label: str) -> None:
+        self.rtp, self.rtp_port, self.media, self._hangup, self.label = rtp, port, media, hangup, label
         self.codec = G711(media.payload_type)
         self.call: LiveCall | None = None
         self.frames_sent = 0
@@ -69,7 +69,7 @@ class SipLeg:
             skip_audio_gaps=True,
             plc=True,
         )
-        return cls(rtp, media, hangup, label)
+        return cls(rtp, port, media, hangup, label)
 
     def attach(self, call: LiveCall) -> None:
         """Caller audio and keys go to ``call`` from now on; the pacer starts."""
