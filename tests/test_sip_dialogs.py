@@ -21,6 +21,7 @@ from paths import REAL_ZH, shared
 from sipp import RtpCounter, failed, free_port, run_scenario, sip_server, sipp_path, until
 from testmodels import telephone
 
+from voice import sip_server as sip_door
 from voice.codec import pcm16_to_ulaw
 from voice.live_line import line_of
 from voice.wav import read_wav
@@ -178,3 +179,13 @@ def test_the_hotline_hangs_up_with_bye_on_shutdown(tmp_path: Path, vosk_ko_model
         # leaving the block shut the server down: goodbye, then BYE; sipp answered it 200 and finished
         out, err = call.communicate(timeout=30)
         assert call.returncode == 0, f"sipp never got the hotline's BYE: {err[-800:]} {out[-800:]}"
+
+
+def test_a_caller_who_sends_no_rtp_is_hung_up(vosk_sip: tuple[Any, int, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    app, port, tmp = vosk_sip
+    monkeypatch.setattr(sip_door, "RTP_TIMEOUT_S", 1.5)
+    with RtpCounter() as rtp:
+        result = run_scenario("hotline_bye.xml", port, tmp, keys={"listen": str(rtp.port)}, timeout=30)
+        assert result.returncode == 0, failed(result)  # the caller sent nothing; the hotline's BYE came
+    _idle(app)
+    assert all(not uas.active_calls for uas in app.state.sip._stacks)  # the stack forgot the dialog too

@@ -11,11 +11,13 @@ is queued after the frames of its sentence: the pacer reports it played (``mark_
 every frame before it has gone out — our send pointer is what the caller heard. ``clear``
 (barge-in) drops the queued frames at once, so at most the frame on the wire still plays; marks
 still waiting are reported, as Twilio does on ``clear``. On hold nothing is sent (the frames are
-counted as dropped) until an offer takes the hold back.
+counted as dropped) and what the caller sends (music on hold) is not listened to, until an offer
+takes the hold back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections import deque
@@ -49,6 +51,7 @@ class SipLeg:
         self.frames_sent = 0
         self.frames_dropped = 0  # queue overflow, hold, or cut by ``clear``
         self.clears = 0
+        self.last_heard = 0.0  # event-loop time of the caller's last RTP (audio or key)
         self._queue: deque[bytes | str] = deque()  # payloads, and mark names after their sentence's frames
         self._frames_queued = 0
         self._timestamp = random.getrandbits(32)
@@ -74,11 +77,18 @@ class SipLeg:
     def attach(self, call: LiveCall) -> None:
         """Caller audio and keys go to ``call`` from now on; the pacer starts."""
         self.call = call
-        self.rtp.on_audio = lambda pcm, _ts: call.feed_audio(caller_audio(pcm))
+        self.rtp.on_audio = self._on_audio
         self.rtp.on_dtmf = self._on_dtmf
+        self.last_heard = asyncio.get_running_loop().time()
         self._clock.start()
 
+    def _on_audio(self, pcm: bytes, _timestamp: int) -> None:
+        self.last_heard = asyncio.get_running_loop().time()
+        if self.call is not None and not self.media.held:  # on hold the caller may send music: not speech
+            self.call.feed_audio(caller_audio(pcm))
+
     def _on_dtmf(self, digit: str, _duration: int) -> None:
+        self.last_heard = asyncio.get_running_loop().time()
         key = dtmf_digit(digit)
         if key is not None and self.call is not None:
             self.call.feed_dtmf(key)

@@ -58,6 +58,7 @@ from voice.twilio_routes import mask
 
 log = logging.getLogger(__name__)
 USER_AGENT = "ivr-hotline"
+RTP_TIMEOUT_S = 30.0  # a caller not on hold who sends no RTP this long is gone: BYE
 _Handler = Callable[[SipRequest | SipResponse, tuple[str, int]], None]
 
 
@@ -248,11 +249,34 @@ class SipFrontDoor:
         assert call.live is not None and call.leg is not None
         LIVE_CALLS.labels("sip").inc()
         call.leg.attach(call.live)
+        watchdog = asyncio.get_running_loop().create_task(self._watch_media(call), name="sip-rtp-watch")
         try:
             outcome = await call.live.run()
             log.info("SIP call ended", extra={"sip_call": call.label, "outcome": outcome.type})
         finally:
+            watchdog.cancel()
             self.line.closed(call.live)
+            self._forget(call)
+
+    async def _watch_media(self, call: SipCall) -> None:
+        """No RTP from a caller not on hold for ``RTP_TIMEOUT_S``: the far end is gone (BYE, stop)."""
+        assert call.leg is not None and call.live is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, RTP_TIMEOUT_S / 4))
+            if call.leg.media.held:
+                call.leg.last_heard = loop.time()
+            elif loop.time() - call.leg.last_heard > RTP_TIMEOUT_S:
+                log.warning("SIP call has no RTP: hanging up", extra={"sip_call": call.label})
+                self._bye(call)
+                call.live.stop("no RTP from the caller")
+                return
+
+    def _forget(self, call: SipCall) -> None:
+        """Drop the stack's record of a dialog we ended with BYE (aiosipua drops it only for the caller's BYE)."""
+        for uas in self._stacks:
+            if uas.get_call(call.invite.call_id) is call.invite:
+                uas._calls.pop(call.invite.call_id, None)  # no public way to forget a call in aiosipua 0.7
 
     def _bye(self, call: SipCall) -> None:
         """The hotline ends the call: BYE (a call not yet answered is refused instead)."""
