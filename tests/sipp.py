@@ -60,10 +60,18 @@ def sip_server(tmp: Path, **more: Any) -> Iterator[tuple[Any, int]]:
 
 
 def run_scenario(
-    name: str, port: int, cwd: Path, *, calls: int = 1, keys: dict[str, str] | None = None, timeout: float = 120
+    name: str,
+    port: int,
+    cwd: Path,
+    *,
+    calls: int = 1,
+    keys: dict[str, str] | None = None,
+    timeout: float = 120,
+    transport: str = "u1",
 ) -> subprocess.CompletedProcess[str]:
-    """sipp running ``tests/sip/<name>`` against ``127.0.0.1:port`` (UDP), ``calls`` at once."""
+    """sipp running ``tests/sip/<name>`` against ``127.0.0.1:port``, ``calls`` at once (u1: UDP, t1: TCP)."""
     command = [sipp_path(), f"127.0.0.1:{port}", "-sf", str(SCENARIOS / name), "-m", str(calls), "-l", str(calls)]
+    command += ["-t", transport]
     command += ["-r", str(calls), "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())]
     command += ["-mp", str(free_port()), "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error"]
     for key, value in (keys or {}).items():

@@ -189,3 +189,12 @@ def test_a_caller_who_sends_no_rtp_is_hung_up(vosk_sip: tuple[Any, int, Path], m
         assert result.returncode == 0, failed(result)  # the caller sent nothing; the hotline's BYE came
     _idle(app)
     assert all(not uas.active_calls for uas in app.state.sip._stacks)  # the stack forgot the dialog too
+
+
+def test_a_call_over_tcp(vosk_sip: tuple[Any, int, Path]) -> None:
+    app, port, tmp = vosk_sip
+    with RtpCounter() as rtp:
+        result = run_scenario("short_call.xml", port, tmp, keys={"listen": str(rtp.port)}, transport="t1", timeout=30)
+        assert result.returncode == 0, failed(result)
+        assert len(rtp.loud) > 20
+    _idle(app)
