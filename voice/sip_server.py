@@ -62,7 +62,7 @@ RTP_TIMEOUT_S = 30.0  # a caller not on hold who sends no RTP this long is gone:
 _Handler = Callable[[SipRequest | SipResponse, tuple[str, int]], None]
 
 
-class _UdpTransport(UdpSipTransport):
+class UdpTransport(UdpSipTransport):
     """aiosipua's UDP transport, bound through our own protocol.
 
     Its protocol asserts that the transport is an ``asyncio.DatagramTransport``, which Python 3.11's
@@ -123,7 +123,7 @@ class SipFrontDoor:
     async def start(self) -> None:
         """Listen on UDP and TCP ``host:port``."""
         for transport in (
-            _UdpTransport(local_addr=(self.host, self.port)),
+            UdpTransport(local_addr=(self.host, self.port)),
             TcpSipTransport(local_addr=(self.host, self.port)),
         ):
             uas = SipUAS(transport, user_agent=USER_AGENT)
