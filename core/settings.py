@@ -105,6 +105,11 @@ class Settings:
     def _validate_sip(self) -> None:
         if self.sip_port is not None and not 1 <= self.sip_port <= 65535:
             raise ConfigError(f"IVR_SIP_PORT must be 1..65535 or off, got {self.sip_port}")
+        if self.sip_port is not None and self.host in ("0.0.0.0", "::", ""):
+            raise ConfigError(
+                f"IVR_HOST must be the address callers reach when IVR_SIP_PORT is set (SDP and Contact carry it), "
+                f"got {self.host!r}"
+            )
         try:
             sip_networks(self.sip_allow)
         except ValueError:

@@ -115,3 +115,5 @@ def test_sip_settings_are_validated() -> None:
             Settings.from_env({var: value})
     with pytest.raises(ConfigError, match="whole number"):
         Settings.from_env({"IVR_SIP_PORT": "sip"})
+    with pytest.raises(ConfigError, match="IVR_HOST must be the address callers reach"):
+        Settings.from_env({"IVR_SIP_PORT": "5060", "IVR_HOST": "0.0.0.0"})
