@@ -198,3 +198,46 @@ def test_a_call_over_tcp(vosk_sip: tuple[Any, int, Path]) -> None:
         assert result.returncode == 0, failed(result)
         assert len(rtp.loud) > 20
     _idle(app)
+
+
+def _invite_text(me: int, listen: int, method: str = "INVITE", to_tag: str = "", cseq: int = 1) -> bytes:
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {listen} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+    body = sdp if method == "INVITE" else ""
+    branch = "z9hG4bKretrans" if method in ("INVITE", "CANCEL") else f"z9hG4bK{method}{cseq}"
+    return (
+        f"{method} sip:hotline@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch={branch}\r\n"
+        f"From: <sip:+8613800138001@127.0.0.1>;tag=caller\r\nTo: <sip:hotline@127.0.0.1>{to_tag}\r\n"
+        f"Call-ID: retransmitted-invite\r\nCSeq: {cseq} {method}\r\nContact: <sip:a@127.0.0.1:{me}>\r\n"
+        f"Max-Forwards: 70\r\n"
+        + ("Content-Type: application/sdp\r\n" if body else "")
+        + f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
+def test_a_retransmitted_invite_is_the_same_call(vosk_sip: tuple[Any, int, Path]) -> None:
+    """aiosipua alone would take the second INVITE for a new call and answer the caller's BYE with 481."""
+    app, port, tmp = vosk_sip
+    with RtpCounter() as rtp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        raw.bind(("127.0.0.1", 0))
+        raw.settimeout(10)
+        me = raw.getsockname()[1]
+        for _ in range(2):
+            raw.sendto(_invite_text(me, rtp.port), ("127.0.0.1", port))
+        replies: list[bytes] = []
+        while not any(r.startswith(b"SIP/2.0 200") for r in replies):
+            replies.append(raw.recv(4096))
+        tags = {r.split(b"To: ", 1)[1].split(b"\r\n", 1)[0] for r in replies if b"To: " in r}
+        assert len(tags) == 1, tags  # every response names the same dialog
+        to_tag = ";tag=" + tags.pop().split(b";tag=")[1].decode()
+        raw.sendto(_invite_text(me, rtp.port, "ACK", to_tag), ("127.0.0.1", port))
+        until(lambda: len(rtp.arrivals) > 10)  # the call is up: the greeting comes
+        assert len(app.state.sip.calls) == 1
+        raw.sendto(_invite_text(me, rtp.port, "BYE", to_tag, cseq=2), ("127.0.0.1", port))
+        status = b""
+        while b"CSeq: 2 BYE" not in status:
+            status = raw.recv(4096)
+        assert status.startswith(b"SIP/2.0 200"), status[:60]
+    _idle(app)

@@ -165,10 +165,29 @@ class SipFrontDoor:
                 _refuse(transport, message, 403, "Forbidden")
             elif not _sdp_parses(message):
                 _refuse(transport, message, 400, "Bad SDP")
+            elif self._retransmitted_invite(message):
+                return
             elif inner is not None:
                 inner(message, addr)
 
         return admit
+
+    def _retransmitted_invite(self, message: SipRequest | SipResponse) -> bool:
+        """An INVITE for a call we are setting up or have answered, without a To tag: a retransmission.
+
+        aiosipua would take it for a new call (a new local tag, its dialog replacing the first), so the
+        caller's ACK and BYE would no longer match; it gets our 100 again instead (a 200 already sent
+        is retransmitted by the stack until the ACK).
+        """
+        if not isinstance(message, SipRequest) or message.method.upper() != "INVITE":
+            return False
+        call = self.calls.get(message.call_id or "")
+        to = message.to_addr
+        if call is None or to is None or to.tag:
+            return False
+        if not call.answered and not call.cancelled:
+            call.invite.trying()
+        return True
 
     def allowed(self, host: str) -> bool:
         try:
@@ -191,8 +210,6 @@ class SipFrontDoor:
 
     def _invited(self, invite: IncomingCall) -> None:
         """A new INVITE (the stack sent 100): known at once, so a CANCEL right behind it finds it."""
-        if invite.call_id in self.calls:
-            return  # a retransmission of an INVITE being set up: its 100 went out again
         call = SipCall(invite, f"sip-{uuid.uuid4().hex[:12]}")
         self.calls[invite.call_id] = call
         self._spawn(self._answer(call), "sip-answer")
@@ -255,6 +272,7 @@ class SipFrontDoor:
             log.info("SIP call ended", extra={"sip_call": call.label, "outcome": outcome.type})
         finally:
             watchdog.cancel()
+            self._bye(call)  # however the call ended, the dialog ends with it (a no-op after the caller's BYE)
             self.line.closed(call.live)
             self._forget(call)
 
