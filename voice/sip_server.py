@@ -97,6 +97,7 @@ class SipCall:
     answered: bool = False
     cancelled: bool = False
     version: int = 1  # our SDP's session version, bumped by every answer to a re-INVITE
+    reinvite_cseq: int = -1  # the CSeq of the re-INVITE we last answered
     sdp: Any = None  # our last SDP answer
 
 
@@ -173,19 +174,24 @@ class SipFrontDoor:
         return admit
 
     def _retransmitted_invite(self, message: SipRequest | SipResponse) -> bool:
-        """An INVITE for a call we are setting up or have answered, without a To tag: a retransmission.
+        """A retransmitted INVITE (the caller saw no answer in time): answered again, not handed on.
 
-        aiosipua would take it for a new call (a new local tag, its dialog replacing the first), so the
-        caller's ACK and BYE would no longer match; it gets our 100 again instead (a 200 already sent
-        is retransmitted by the stack until the ACK).
+        aiosipua has no INVITE server transaction to absorb them. Without a To tag it would take the
+        INVITE for a new call (a new local tag, its dialog replacing the first), so the caller's ACK
+        and BYE would no longer match: it gets our 100 again (a 200 already sent is retransmitted by
+        the stack until the ACK). A re-INVITE with the CSeq we last answered gets that 200 again.
         """
         if not isinstance(message, SipRequest) or message.method.upper() != "INVITE":
             return False
         call = self.calls.get(message.call_id or "")
-        to = message.to_addr
-        if call is None or to is None or to.tag:
+        to, cseq = message.to_addr, message.cseq
+        if call is None or to is None or cseq is None:
             return False
-        if not call.answered and not call.cancelled:
+        if to.tag:  # in the dialog: the re-INVITE we last answered, again (the stack would answer 500)
+            if cseq.seq != call.reinvite_cseq or call.sdp is None:
+                return False
+            call.invite.accept(call.sdp)
+        elif not call.answered and not call.cancelled:
             call.invite.trying()
         return True
 
@@ -321,6 +327,7 @@ class SipFrontDoor:
         call = self.calls.get(invite.call_id)
         if call is None or call.leg is None:
             return
+        call.reinvite_cseq = invite.invite.cseq.seq if invite.invite.cseq is not None else -1
         if invite.sdp_offer is None:  # an offerless re-INVITE: our 200 offers the session as it stands
             invite.accept(call.sdp)
             return
@@ -334,6 +341,7 @@ class SipFrontDoor:
             return
         call.version += 1
         call.sdp = sdp
+
         call.leg.renegotiated(media)
         invite.accept(sdp)
         log.info("SIP re-INVITE", extra={"sip_call": call.label, "held": media.held})
