@@ -39,8 +39,10 @@ def vosk_sip(tmp_path_factory: pytest.TempPathFactory, vosk_ko_model_dir: Path) 
 
 
 def _idle(app: Any) -> None:
-    """Every SIP call is over: none set up, none live."""
-    until(lambda: not app.state.sip.calls and not line_of(app).calls, within=20)
+    """Every SIP call is over: none set up, none live, none left in the SIP stack's tables."""
+    door = app.state.sip
+    until(lambda: not door.calls and not line_of(app).calls, within=20)
+    until(lambda: all(not uas.active_calls for uas in door._stacks), within=5)
 
 
 def test_options_is_answered(vosk_sip: tuple[Any, int, Path]) -> None:
@@ -62,7 +64,7 @@ def test_cancel_before_answer_drops_the_call(tmp_path: Path, vosk_ko_model_dir: 
 
 def test_hold_and_unhold(vosk_sip: tuple[Any, int, Path]) -> None:
     app, port, tmp = vosk_sip
-    holds: list[tuple[float, bool]] = []  # (when, held) as the server's media leg changes
+    holds: list[tuple[float, bool, int]] = []  # (when, held, frames sent so far) as the server's media leg changes
     legs: list[Any] = []
     done = threading.Event()
 
@@ -74,7 +76,7 @@ def test_hold_and_unhold(vosk_sip: tuple[Any, int, Path]) -> None:
                         legs.append(call.leg)
                     held = call.leg.media.held
                     if not holds or holds[-1][1] != held:
-                        holds.append((time.monotonic(), held))
+                        holds.append((time.monotonic(), held, call.leg.frames_sent))
             time.sleep(0.005)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -84,9 +86,10 @@ def test_hold_and_unhold(vosk_sip: tuple[Any, int, Path]) -> None:
         done.set()
         watcher.join(timeout=2)
         assert result.returncode == 0, failed(result)  # the answers were recvonly, then sendrecv
-    assert [held for _, held in holds] == [False, True, False], holds
-    held_at, unheld_at = holds[1][0], holds[2][0]
-    during = [t for t in rtp.arrivals if held_at + 0.06 < t < unheld_at]
+    assert [held for _, held, _ in holds] == [False, True, False], holds
+    (held_at, _, sent_at_hold), (unheld_at, _, sent_at_unhold) = holds[1], holds[2]
+    assert sent_at_unhold - sent_at_hold <= 1  # (a tick may fall between the unhold and our look)
+    during = [t for t in rtp.arrivals if held_at + 0.3 < t < unheld_at]  # (the counter thread may lag)
     assert during == [], f"{len(during)} RTP packets while on hold"
     assert any(t < held_at for t in rtp.loud) and any(t > unheld_at for t in rtp.loud)
     assert legs[0].frames_dropped > 0  # the greeting went on while we were held: those frames were not sent
@@ -187,8 +190,7 @@ def test_a_caller_who_sends_no_rtp_is_hung_up(vosk_sip: tuple[Any, int, Path], m
     with RtpCounter() as rtp:
         result = run_scenario("hotline_bye.xml", port, tmp, keys={"listen": str(rtp.port)}, timeout=30)
         assert result.returncode == 0, failed(result)  # the caller sent nothing; the hotline's BYE came
-    _idle(app)
-    assert all(not uas.active_calls for uas in app.state.sip._stacks)  # the stack forgot the dialog too
+    _idle(app)  # and the stack forgot the dialog we ended
 
 
 def test_a_call_over_tcp(vosk_sip: tuple[Any, int, Path]) -> None:

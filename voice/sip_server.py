@@ -227,6 +227,7 @@ class SipFrontDoor:
                 await self._run(call)
         finally:
             self.calls.pop(invite.call_id, None)
+            self._forget(call)
             if call.leg is not None:
                 await call.leg.close()
             if call.port:
@@ -280,7 +281,6 @@ class SipFrontDoor:
             watchdog.cancel()
             self._bye(call)  # however the call ended, the dialog ends with it (a no-op after the caller's BYE)
             self.line.closed(call.live)
-            self._forget(call)
 
     async def _watch_media(self, call: SipCall) -> None:
         """No RTP from a caller not on hold for ``RTP_TIMEOUT_S``: the far end is gone (BYE, stop)."""
@@ -297,7 +297,11 @@ class SipFrontDoor:
                 return
 
     def _forget(self, call: SipCall) -> None:
-        """Drop the stack's record of a dialog we ended with BYE (aiosipua drops it only for the caller's BYE)."""
+        """Drop the stack's record of a call that is over.
+
+        aiosipua drops it on the caller's BYE or CANCEL, or on the ACK of our error response; a call we
+        ended with BYE, or refused to a caller who never ACKs, would stay in its table for good.
+        """
         for uas in self._stacks:
             if uas.get_call(call.invite.call_id) is call.invite:
                 uas._calls.pop(call.invite.call_id, None)  # no public way to forget a call in aiosipua 0.7
