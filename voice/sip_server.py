@@ -225,6 +225,10 @@ class SipFrontDoor:
         try:
             if await self._set_up(call):
                 await self._run(call)
+        except Exception:  # a bug must not leave the caller ringing until its INVITE times out
+            log.exception("SIP call failed", extra={"sip_call": call.label})
+            if not call.answered and not call.cancelled:
+                invite.reject(500, "Server Internal Error")
         finally:
             self.calls.pop(invite.call_id, None)
             self._forget(call)
