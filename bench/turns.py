@@ -1,4 +1,5 @@
-"""Benchmark live turns: N simulated Twilio callers over the real Media Streams WebSocket on loopback.
+"""Benchmark live turns: N simulated Twilio callers over the real Media Streams WebSocket on loopback
+(or, with ``--wire sip``, N SIP callers: ``bench/sip_peer.py``, INVITE and RTP on loopback).
 
 The hotline runs as a real ``ivr serve`` process (the embedded sample shop, the engine under test).
 Each simulated caller does what Twilio does (``tests/twiliosim.py``): posts the signed voice
@@ -32,8 +33,12 @@ Korean, so its replies are the re-prompt: the figures are of the pipeline, not o
 With whisper, the gain of speculative recognition is measured on its own too: the live speech path
 in-process, fed in real time, speech end → text with and without speculation at the first pause.
 
+With ``--wire sip`` the hotline's SIP front door is called instead (``IVR_SIP_PORT``): the caller
+sends PCMU RTP every 20 ms and times the hotline's RTP packets the same way; results go to
+``bench/results/turns_sip.json``, beside the Twilio figures in ``turns.json``.
+
 Prints a table and writes ``bench/results/turns.json``.
-Run: ``.venv/bin/python bench/turns.py [--engines vosk,whisper] [--calls 1,2,5,10] [--turns 2]``.
+Run: ``.venv/bin/python bench/turns.py [--engines vosk,whisper] [--calls 1,2,5,10] [--turns 2] [--wire sip]``.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ from paths import REAL_ZH  # noqa: E402
 from testmodels import espeak, telephone, vosk_ko_dir, whisper_base_dir  # noqa: E402
 from twiliosim import TwilioPeer, answer_call, on_loopback  # noqa: E402
 
+from bench.sip_peer import SipPeer  # noqa: E402
 from voice.wav import read_wav  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "turns.json"
@@ -152,8 +158,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(engine: str, tmp: Path) -> Iterator[str]:
-    """A real ``ivr serve`` on a free loopback port with ``engine``; yields its base URL."""
+def serve(engine: str, tmp: Path, sip_port: int | None = None) -> Iterator[str]:
+    """A real ``ivr serve`` on a free loopback port with ``engine`` (and SIP on ``sip_port``); yields its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IVR_", "TWILIO_"))}
@@ -167,6 +173,7 @@ def serve(engine: str, tmp: Path) -> Iterator[str]:
         IVR_LOG_LEVEL="WARNING",
         TWILIO_AUTH_TOKEN=AUTH,
         PYTHONPATH=str(ROOT),
+        IVR_SIP_PORT=str(sip_port) if sip_port else "off",
     )
     log = (tmp / f"serve-{engine}.log").open("w")
     proc = subprocess.Popen(
@@ -242,12 +249,12 @@ async def _until(condition: Any, within: float) -> bool:
     return True
 
 
-async def _quiet(peer: TwilioPeer, for_s: float = 0.8, within: float = REPLY_TIMEOUT_S) -> None:
+async def _quiet(peer: TwilioPeer | SipPeer, for_s: float = 0.8, within: float = REPLY_TIMEOUT_S) -> None:
     """Until no reply audio has arrived for ``for_s`` seconds (the greeting or reply has played)."""
     await _until(lambda: bool(peer.media) and time.monotonic() - peer.media[-1] > for_s, within)
 
 
-async def _first_after(peer: TwilioPeer, start: int, at: float) -> float | None:
+async def _first_after(peer: TwilioPeer | SipPeer, start: int, at: float) -> float | None:
     """Arrival time of the first reply media frame after ``at`` (None: none within the timeout)."""
 
     def first() -> float | None:
@@ -257,12 +264,22 @@ async def _first_after(peer: TwilioPeer, start: int, at: float) -> float | None:
     return first()
 
 
-async def one_caller(base: str, index: int, clips: list[Clip], turns: int, delay: float = 0.0) -> list[TurnSample]:
-    await asyncio.sleep(delay)
+async def _peer(base: str, index: int, sip_port: int | None) -> TwilioPeer | SipPeer:
+    """Caller ``index``: a SIP caller when the hotline's SIP port is given, else a Twilio call."""
+    caller = f"+8613900{index:06d}"
+    if sip_port:
+        return SipPeer(sip_port, caller)
     sid = f"CA{index:032x}"
-    url, token = await asyncio.to_thread(answer_call, base, base, AUTH, sid, f"+8613900{index:06d}")
+    url, token = await asyncio.to_thread(answer_call, base, base, AUTH, sid, caller)
+    return TwilioPeer(on_loopback(url, base), token, sid)
+
+
+async def one_caller(
+    base: str, index: int, clips: list[Clip], turns: int, delay: float = 0.0, sip_port: int | None = None
+) -> list[TurnSample]:
+    await asyncio.sleep(delay)
     samples: list[TurnSample] = []
-    async with TwilioPeer(on_loopback(url, base), token, sid) as peer:
+    async with await _peer(base, index, sip_port) as peer:
         await _quiet(peer)
         for turn in range(turns):
             clip = clips[(index + turn) % len(clips)]
@@ -280,12 +297,21 @@ async def one_caller(base: str, index: int, clips: list[Clip], turns: int, delay
 
 
 async def run_level(
-    base: str, engine: str, calls: int, clips: list[Clip], turns: int, offset: int, stagger: float, fresh: bool = False
+    base: str,
+    engine: str,
+    calls: int,
+    clips: list[Clip],
+    turns: int,
+    offset: int,
+    stagger: float,
+    fresh: bool = False,
+    sip_port: int | None = None,
 ) -> Level:
     level = Level(engine, calls, stagger, fresh)
     before = await asyncio.to_thread(scrape, base)
     results = await asyncio.gather(
-        *(one_caller(base, offset + i, clips, turns, i * stagger) for i in range(calls)), return_exceptions=True
+        *(one_caller(base, offset + i, clips, turns, i * stagger, sip_port) for i in range(calls)),
+        return_exceptions=True,
     )
     after = await asyncio.to_thread(scrape, base)
     for r in results:
@@ -343,7 +369,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         s, w = r["server_stage_ms"], r["wire_first_audio_ms"]
         print(
-            f"{r['engine']:8} {_calls(r):>9} {r['turns']:>5} {_f(w['p50']):>11}/{_f(w['p95']):<11} "
+            f"{_engine(r):8} {_calls(r):>9} {r['turns']:>5} {_f(w['p50']):>11}/{_f(w['p95']):<11} "
             f"{_f(s['total']['p50']):>10}/{_f(s['total']['p95']):<10} {_f(s['first_audio']['p95']):>15} "
             f"{_f(s['asr']['p95']):>8} {_f(s['wait']['p95']):>8} {_f(s['understand']['p95']):>8} "
             f"{_f(s['dialog']['p95']):>8} {_f(s['reply']['p95']):>9} {r['dropped_frames']:>6.0f} {len(r['errors']):>4}"
@@ -352,6 +378,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def _ints(text: str) -> list[int]:
     return [int(n) for n in text.split(",")]
+
+
+def _engine(row: dict[str, Any]) -> str:
+    return row["engine"] + ("/sip" if row.get("wire") == "sip" else "")
 
 
 def _calls(row: dict[str, Any]) -> str:
@@ -363,28 +393,30 @@ def _f(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f}"
 
 
-async def bench_engine(engine: str, levels: list[int], turns: int, stagger: float, tmp: Path) -> list[dict[str, Any]]:
+async def bench_engine(
+    engine: str, levels: list[int], turns: int, stagger: float, tmp: Path, wire: str = "twilio"
+) -> list[dict[str, Any]]:
     clips = clips_for(engine)
-    rows = []
-    with serve(engine, tmp) as base:
-        await one_caller(base, 0, clips, turns)  # warm-up: model loaded, first-use costs of every turn paid
+    rows: list[dict[str, Any]] = []
+    sip_port = free_port() if wire == "sip" else None
+
+    def report(level: Level) -> None:
+        rows.append({**summary(level), "wire": wire})
+        print_table(rows[-1:])
+
+    with serve(engine, tmp, sip_port) as base:
+        await one_caller(base, 0, clips, turns, sip_port=sip_port)  # warm-up: model loaded, first-use costs paid
         offset = 1
         if max(levels) > 1:  # the most callers on a fresh server: their recognisers start cold
-            level = await run_level(base, engine, max(levels), clips, turns, offset, 0.0, fresh=True)
+            report(await run_level(base, engine, max(levels), clips, turns, offset, 0.0, True, sip_port))
             offset += max(levels)
-            rows.append(summary(level))
-            print_table(rows[-1:])
         for calls in levels:
-            level = await run_level(base, engine, calls, clips, turns, offset, 0.0)
+            report(await run_level(base, engine, calls, clips, turns, offset, 0.0, sip_port=sip_port))
             offset += calls
-            rows.append(summary(level))
-            print_table(rows[-1:])
         if stagger > 0 and max(levels) > 1:
             calls = max(levels)
-            level = await run_level(base, engine, calls, clips, turns, offset, stagger)
+            report(await run_level(base, engine, calls, clips, turns, offset, stagger, sip_port=sip_port))
             offset += calls
-            rows.append(summary(level))
-            print_table(rows[-1:])
     return rows
 
 
@@ -445,7 +477,8 @@ def main() -> None:
     parser.add_argument("--whisper-calls", default="1,2", help="whisper: concurrent callers per level")
     parser.add_argument("--stagger", type=float, default=0.5, help="also the most callers, this many s apart")
     parser.add_argument("--turns", type=int, default=2, help="turns each caller speaks")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--wire", choices=("twilio", "sip"), default="twilio", help="how the callers reach the hotline")
+    parser.add_argument("--output", type=Path, help=f"default {RESULTS.name} (twilio), turns_sip.json (sip)")
     args = parser.parse_args()
     levels = {"vosk": _ints(args.calls), "whisper": _ints(args.whisper_calls)}
     load = os.getloadavg()
@@ -453,8 +486,9 @@ def main() -> None:
     engines = [e.strip() for e in args.engines.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-turns-") as tmp:
         for engine in engines:
-            rows += asyncio.run(bench_engine(engine, levels[engine], args.turns, args.stagger, Path(tmp)))
-    gain = speculation_gain(clips_for("whisper")) if "whisper" in engines else None
+            rows += asyncio.run(bench_engine(engine, levels[engine], args.turns, args.stagger, Path(tmp), args.wire))
+    gain = speculation_gain(clips_for("whisper")) if "whisper" in engines and args.wire == "twilio" else None
+    output = args.output or (RESULTS if args.wire == "twilio" else RESULTS.with_name("turns_sip.json"))
     print()
     print_table(rows)
     for line in verdicts(rows):
@@ -468,11 +502,12 @@ def main() -> None:
         "load_avg_at_start": [round(x, 2) for x in load],
         "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
         "turns_per_caller": args.turns,
+        "wire": args.wire,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
     doc = {"run": run, "levels": rows, "verdicts": verdicts(rows), "whisper_speculation_ms": gain}
-    args.output.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    output.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ A bad value fails fast with a message naming the variable and what it expects.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -53,6 +54,9 @@ class Settings:
     # TWILIO_AUTH_TOKEN: checks webhook signatures and signs stream tokens (kept out of repr)
     twilio_auth_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    sip_port: int | None = None  # SIP (UDP and TCP) on IVR_HOST:this port; unset or "off" = no SIP front door
+    sip_allow: str = "127.0.0.1/32,::1/128"  # CIDRs whose SIP requests are served; any other source gets 403
+    sip_rtp_ports: str = "20000-29999"  # even RTP ports (RTCP on the next odd one) for SIP calls' media
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -94,8 +98,27 @@ class Settings:
             raise ConfigError(f"IVR_PUBLIC_URL must be an http(s):// URL without query, got {self.public_url!r}")
         if self.twilio_account_sid is not None and not re.fullmatch(r"AC[0-9a-fA-F]{32}", self.twilio_account_sid):
             raise ConfigError("TWILIO_ACCOUNT_SID must be AC followed by 32 hex digits (see the Twilio console)")
+        self._validate_sip()
         if self.twilio_auth_token is not None and not re.fullmatch(r"[0-9a-zA-Z]{16,64}", self.twilio_auth_token):
             raise ConfigError("TWILIO_AUTH_TOKEN must be the account's auth token: 16..64 letters and digits")
+
+    def _validate_sip(self) -> None:
+        if self.sip_port is not None and not 1 <= self.sip_port <= 65535:
+            raise ConfigError(f"IVR_SIP_PORT must be 1..65535 or off, got {self.sip_port}")
+        if self.sip_port is not None and self.host in ("0.0.0.0", "::", ""):
+            raise ConfigError(
+                f"IVR_HOST must be the address callers reach when IVR_SIP_PORT is set (SDP and Contact carry it), "
+                f"got {self.host!r}"
+            )
+        try:
+            sip_networks(self.sip_allow)
+        except ValueError:
+            raise ConfigError(
+                f"IVR_SIP_ALLOW must be comma-separated CIDRs (10.0.0.0/8,::1/128), got {self.sip_allow!r}"
+            ) from None
+        low, high = rtp_port_range(self.sip_rtp_ports)
+        if not (1024 <= low < high <= 65534 and high - low >= 2):
+            raise ConfigError(f"IVR_SIP_RTP_PORTS must be LOW-HIGH within 1024..65534, got {self.sip_rtp_ports!r}")
 
     def expanded(self) -> Settings:
         """The same settings with ``~`` expanded in every path."""
@@ -105,10 +128,21 @@ class Settings:
         return type(self)(**{f.name: changes.get(f.name, getattr(self, f.name)) for f in fields(self)})
 
 
+def sip_networks(allow: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``IVR_SIP_ALLOW`` as networks; ``ValueError`` when an entry is not a CIDR."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in allow.split(",") if part.strip())
+
+
+def rtp_port_range(ports: str) -> tuple[int, int]:
+    """``IVR_SIP_RTP_PORTS`` (``LOW-HIGH``) as two ints; ``(0, 0)`` when it is not of that form."""
+    match = re.fullmatch(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*", ports)
+    return (int(match[1]), int(match[2])) if match else (0, 0)
+
+
 def _parse(var: str, type_name: str, raw: str) -> object:
     raw = raw.strip()
     optional = "None" in type_name
-    if optional and raw == "":
+    if optional and (raw == "" or ("int" in type_name and raw.lower() == "off")):
         return None
     if "int" in type_name:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from typing import Any
 
 from core.settings import Settings
@@ -27,9 +28,11 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     from voice.hotline import open_hotline
 
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = replace(settings, host=args.host or settings.host, port=args.port or settings.port)
+    settings.validate()  # --host/--port are checked like IVR_HOST/IVR_PORT (the SIP front door binds the same host)
     hotline = open_hotline(settings)
     info = hotline.shop.info()
-    host, port = args.host or settings.host, args.port or settings.port
+    host, port = settings.host, settings.port
     log = logging.getLogger("ivr")
     log.info("serving %s on http://%s:%d (shop clock %s)", info.name, host, port, hotline.clock.now())
     app = create_app(hotline, prepare_speech=True)

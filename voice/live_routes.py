@@ -1,10 +1,12 @@
-"""The live front doors as one router for ``create_app``: Twilio (``/twilio/*``) and ``/metrics``.
+"""The live front doors as one router for ``create_app``: Twilio (``/twilio/*``), ``/metrics``, and
+the SIP listener (``voice.sip_server``) when ``IVR_SIP_PORT`` is set.
 
 Its lifespan makes the app's ``LiveLine`` at start-up, renders the fixed prompts then, and at
 shutdown says goodbye on every live call, hangs it up and records it. uvicorn closes WebSockets
 (1012) *before* the lifespan's shutdown runs, so a goodbye can only be heard if
 ``LiveLine.shutdown`` runs first: it is also put on ``app.state.on_shutdown`` (the hooks the
-server runs on SIGTERM before stopping) when the app has that list.
+server runs on SIGTERM before stopping) when the app has that list; the SIP listener is closed
+after it (its calls' BYEs go out first).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from voice import live_metrics, twilio_routes
+from voice import live_metrics, sip_server, twilio_routes
 from voice.live_line import line_of
 
 log = logging.getLogger(__name__)
@@ -32,10 +34,15 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
         await line.ready()
     except Exception as err:  # no espeak-ng: the HTTP API still serves; live calls will fail to open
         log.error("live line prompts not rendered: %s", err)
+    sip = await sip_server.start(app, app.state.hotline.settings)
+    if sip is not None and isinstance(hooks, list):
+        hooks.append(sip.stop)
     try:
         yield
     finally:
         await line.shutdown()
+        if sip is not None:
+            await sip.stop()
 
 
 def live_router() -> APIRouter:

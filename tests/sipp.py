@@ -1,0 +1,134 @@
+"""Real sipp as the caller of a real ``ivr`` server's SIP front door (tests only).
+
+``sipp_path()`` is ``/usr/bin/sipp`` (Debian ``sip-tester``) or skips the test (fails under ``CI=true``).
+``sip_server(tmp, **settings)`` runs the app on loopback (tests/liveserver.py) with SIP on a free
+port and yields ``(app, sip_port)``. ``run_scenario`` runs one of the scenarios in ``tests/sip/``
+against it; ``RtpCounter`` is the side socket a scenario's SDP names, so the hotline's RTP lands
+there and is counted and decoded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from liveserver import serve
+from paths import in_ci
+
+from core.settings import Settings
+from voice.app import create_app
+from voice.codec import ulaw_to_pcm16
+from voice.hotline import open_hotline
+
+SCENARIOS = Path(__file__).parent / "sip"
+
+
+def sipp_path() -> str:
+    path = shutil.which("sipp")
+    if path is None:
+        reason = "sipp is not installed (Debian package sip-tester)"
+        if in_ci():
+            pytest.fail(f"{reason} — CI=true, so this is a failure, not a skip", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def sip_server(tmp: Path, **more: Any) -> Iterator[tuple[Any, int]]:
+    """The app with its SIP front door on a free loopback port (no Twilio account, no model install)."""
+    port = free_port()
+    base = {"db_path": tmp / "shop.sqlite3", "model_dir": tmp / "models", "model_install": False, "sip_port": port}
+    app = create_app(open_hotline(Settings(**{**base, **more})))
+    with serve(app):
+        yield app, port
+
+
+def run_scenario(
+    name: str,
+    port: int,
+    cwd: Path,
+    *,
+    calls: int = 1,
+    keys: dict[str, str] | None = None,
+    timeout: float = 120,
+    transport: str = "u1",
+) -> subprocess.CompletedProcess[str]:
+    """sipp running ``tests/sip/<name>`` against ``127.0.0.1:port``, ``calls`` at once (u1: UDP, t1: TCP)."""
+    command = [sipp_path(), f"127.0.0.1:{port}", "-sf", str(SCENARIOS / name), "-m", str(calls), "-l", str(calls)]
+    command += ["-t", transport]
+    command += ["-r", str(calls), "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())]
+    command += ["-mp", str(free_port()), "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error"]
+    for key, value in (keys or {}).items():
+        command += ["-key", key, value]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout + 30)
+
+
+def failed(result: subprocess.CompletedProcess[str]) -> str:
+    """What to print when a sipp run failed: its exit code and the end of its output."""
+    return f"sipp exit {result.returncode}: {result.stderr[-800:]} {result.stdout[-1500:]}"
+
+
+@dataclass
+class RtpCounter:
+    """A loopback UDP socket that receives the hotline's RTP (μ-law): arrival times and loud packets."""
+
+    sock: socket.socket = field(default_factory=lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    arrivals: list[float] = field(default_factory=list)
+    loud: list[float] = field(default_factory=list)  # arrival times of packets louder than -50 dBFS
+    ssrcs: set[int] = field(default_factory=set)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> RtpCounter:
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._receive, name="rtp-counter", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(2048)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if len(data) < 12 or data[0] >> 6 != 2 or data[1] & 0x7F != 0:
+                continue  # not an RTP PCMU packet (RTCP goes to the next port)
+            self.arrivals.append(time.monotonic())
+            self.ssrcs.add(int.from_bytes(data[8:12], "big"))
+            pcm = np.frombuffer(ulaw_to_pcm16(data[12:]), "<i2").astype(float)
+            if pcm.size and 20 * np.log10(np.sqrt(np.mean(pcm**2)) / 32768 + 1e-9) > -50:
+                self.loud.append(self.arrivals[-1])
+
+
+def until(condition: Any, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
