@@ -398,23 +398,3 @@ async def test_speech_over_the_filler_stops_it_and_the_whole_turn_is_answered(ri
     assert rig.turns()[0].replace(" ", "") == "我想问一下你们有什么优惠活动"
     await rig.play_out()
     assert rig.wire.kinds("reply")[-1].data["text"] != "嗯，"
-
-
-@live()
-async def test_a_filler_said_in_a_pause_the_caller_spoke_on_after_is_not_the_turns_first_audio(rig: Rig) -> None:
-    start, _ = await _speak_unrecognised(rig, 0.4)
-    await _quiet(rig, max(CONFIG.filler_after_s, CONFIG.waits[Expectation.FREE]) + 0.02)
-    assert rig.call.playback is not None and rig.call.playback.filler  # 「嗯，」 in the pause
-    await rig.play_out()
-    more, end = await _speak_unrecognised(rig, 0.6)  # the caller goes on (a new segment), then stops
-    rig.speech.say(SpeechEnded(start, end, QUIET), Utterance("你们有什么优惠活动", confidence=0.6))
-    await _quiet(rig, CONFIG.waits[Expectation.FREE] + 0.04)
-    await settle(lambda: rig.turns() == ["你们有什么优惠活动"])
-    assert [r.data["text"] for r in rig.wire.kinds("reply")].count("嗯，") == 1, "one 「嗯，」 a turn"
-    while not rig.wire.kinds("latency"):
-        await rig.time.advance(0.02)
-        for name in rig.wire.marks:
-            rig.call.mark_played(name)
-        await asyncio.sleep(0.001)
-    (latency,) = rig.wire.kinds("latency")
-    assert latency.data["first_audio_ms"] == latency.data["total_ms"] > 0, "the answer is the first audio after the end"

@@ -255,12 +255,8 @@ class LiveCall:
         self._filler = None
 
     def _with_filler(self, turn: _Turn) -> _Turn:
-        """The turn's answer waits for its 「嗯，」, which is its first audio if said after the caller's speech end
-        (one said in a pause the caller then spoke on after was a backchannel, not a first answer)."""
         if self._filler is not None:
-            turn.filler, said_at = self._filler
-            if said_at >= turn.speech_end:
-                turn.first_audio = said_at
+            turn.filler, turn.first_audio = self._filler
             self._filler = None
         return turn
 
