@@ -77,9 +77,6 @@ class AsrEngine(Protocol):
 
     def new_stream(self, sample_rate: int = 8000, grammar: Sequence[str] | None = None) -> AsrStream: ...
 
-    def warm(self, speech: AudioFrame, streams: int) -> None:
-        """Before the first calls: decode ``speech`` so that up to ``streams`` calls start warm. Blocking."""
-
 
 def create_engine(settings: Settings, vocabulary: Sequence[str] = ()) -> AsrEngine:
     """The engine ``IVR_ASR_ENGINE`` asks for (``auto``: vosk if a Chinese vosk model is there, else whisper).

@@ -31,7 +31,6 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +40,9 @@ from asr.engine import BaseStream, Grammar, RawWord
 from asr.models import supports_runtime_grammar, vosk_dir_problems
 from asr.textnorm import is_han, join_words
 from core.errors import ModelMissingError
-from core.types import PCM_SAMPLE_WIDTH, AudioFrame, TranscriptEvent
+from core.types import PCM_SAMPLE_WIDTH, TranscriptEvent
 
 log = logging.getLogger(__name__)
-_WARM_THREADS = 2  # vosk decodes without the GIL: warm-up uses both cores of a small server
 
 UNK = "[unk]"
 
@@ -159,22 +157,6 @@ class VoskEngine:
 
     def grammar_lane(self, rate: int, grammar_json: str) -> _Lane:
         return _Lane(vosk.KaldiRecognizer(self.model, rate, grammar_json))
-
-    def warm(self, speech: AudioFrame, streams: int) -> None:
-        """Fill the pool with ``streams`` recognizers (at ``speech``'s rate) that have decoded ``speech``.
-
-        A new KaldiRecognizer decodes its first seconds about twice as slowly as one that has decoded
-        before (its caches are empty), so ten calls arriving at once on a fresh server would each pay that.
-        """
-
-        def warm_one(_: int) -> None:
-            lane = _Lane(vosk.KaldiRecognizer(self.model, speech.sample_rate))
-            lane.feed(speech.pcm)
-            lane.final()
-            self.give_back(lane, speech.sample_rate)
-
-        with ThreadPoolExecutor(_WARM_THREADS, thread_name_prefix="vosk-warm") as pool:
-            list(pool.map(warm_one, range(min(streams, self._pool_size))))
 
     def give_back(self, lane: _Lane, rate: int) -> None:
         """Keep a closed stream's full-vocabulary recognizer (and its warm caches) for the next stream."""

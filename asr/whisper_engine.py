@@ -58,7 +58,7 @@ from asr.engine import BaseStream, Grammar, RawWord
 from asr.models import whisper_dir_problems
 from asr.textnorm import clean_text, is_han
 from core.errors import ModelMissingError
-from core.types import AudioFrame, TranscriptEvent
+from core.types import TranscriptEvent
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +143,6 @@ class WhisperEngine:
 
     def new_stream(self, sample_rate: int = 8000, grammar: Sequence[str] | None = None) -> WhisperStream:
         return WhisperStream(self, sample_rate, grammar)
-
-    def warm(self, speech: AudioFrame, streams: int) -> None:
-        """Transcribe ``speech`` once: the first transcription of a loaded model is the slowest.
-
-        Calls share the model, so ``streams`` does not matter here.
-        """
-        self.transcribe(np.frombuffer(speech.pcm, dtype="<i2"), speech.sample_rate)
 
     def prompt(self) -> str | None:
         """The initial prompt: the call's domain and the vocabulary as one sentence (None: no vocabulary).

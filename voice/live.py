@@ -123,7 +123,6 @@ class LiveCall:
         self._generation = 0  # bumped by every confirmed barge-in: a reply begun before it is not played
         self._last_turn: _Turn | None = None  # the caller may still be continuing it (see take_turn_heard)
         self._preamble: _Turn | None = None  # a turn that was only a preamble: the next turn goes on from it
-        self._filler: tuple[asyncio.Task[None], float] | None = None  # a 「嗯，」 for the turn being recognised
 
     # -- inbound, from the wire (never blocks) ----------------------------------------------------
 
@@ -147,8 +146,6 @@ class LiveCall:
         if play is None or play.heard or self.barge.cleared:
             return
         play.heard = True
-        if self.playback is not None and self.playback.filler:
-            return  # a 「嗯，」 is not part of the conversation
         if self._last_turn is not None and self.playback is not None and self.playback.answers is self._last_turn:
             self._last_turn = None  # the caller heard a sentence of the answer whole: what they say next is new
         self.session.note_heard(play.text, True)
@@ -226,7 +223,7 @@ class LiveCall:
         sentence of its answer whole, continues that turn: its answer is dropped and the two are
         heard as one (``_answer`` retracts the last turn in the session).
         """
-        turn = self._with_filler(_Turn(utterance, speech_end, final_at, self.time.now()))
+        turn = _Turn(utterance, speech_end, final_at, self.time.now())
         last = self._last_turn
         if speech_start is not None and last is not None and speech_start - last.committed <= self.config.continue_s:
             turn.continues = last
@@ -239,26 +236,7 @@ class LiveCall:
     def take_turn_unheard(self, speech_end: float) -> None:
         """The caller spoke but nothing was recognised: ask them to repeat."""
         now = self.time.now()
-        self._queue(self._with_filler(_Turn(Utterance("", confidence=0.0), speech_end, now, now)))
-
-    def fill_pause(self) -> None:
-        """The caller stopped a while ago and their words are still being recognised: 「嗯，」 now."""
-        if self.playback is not None or self._filler is not None or self._stopped.is_set():
-            return
-        self._filler = (self.spawn(self._say_filler(), "ack"), self.time.now())
-
-    async def _say_filler(self) -> None:
-        await self.say(self.prompts.filler, filler=True)
-
-    def drop_filler(self) -> None:
-        """The turn the 「嗯，」 was said for is taken (or was noise): the next turn starts without one."""
-        self._filler = None
-
-    def _with_filler(self, turn: _Turn) -> _Turn:
-        if self._filler is not None:
-            turn.filler, turn.first_audio = self._filler
-            self._filler = None
-        return turn
+        self._queue(_Turn(Utterance("", confidence=0.0), speech_end, now, now))
 
     def _queue(self, turn: _Turn) -> None:
         if self._turns.full():
@@ -323,11 +301,7 @@ class LiveCall:
 
     async def _acknowledge_later(self, turn: _Turn) -> None:
         await self.time.sleep(self.config.ack_after_s)
-        if turn.filler is not None:
-            await asyncio.wait({turn.filler})
-        turn.acknowledged = True
-        if turn.first_audio is None:
-            turn.first_audio = self.time.now()
+        turn.first_audio = self.time.now()
         await self.say(self.prompts.acknowledge)
 
     def _emit_turn(self, result: TurnResult, *, continued: bool) -> None:
@@ -345,23 +319,19 @@ class LiveCall:
         *,
         ack: asyncio.Task[None] | None = None,
         generation: int | None = None,
-        filler: bool = False,
     ) -> bool:
         """Play ``text``; ``False`` when a barge-in cut it off. Sentences heard last time are skipped.
 
         The first sentence is synthesised before anything else happens; an acknowledgement
-        (``ack``) still waiting by then is dropped, one already playing is let finish, and so is
-        the turn's 「嗯，」. A ``filler`` is not remembered as a reply the caller heard.
+        (``ack``) still waiting by then is dropped, one already playing is let finish.
         """
         sentences = unheard_tail(split_sentences(text), self._last_heard)
         audio = aiter(self.voice.sentences(sentences))
         first = await anext(audio, None)
         if ack is not None:
-            if turn is not None and not turn.acknowledged:
+            if turn is not None and turn.first_audio is None:
                 ack.cancel()
             await asyncio.wait({ack})
-        if turn is not None and turn.filler is not None:
-            await asyncio.wait({turn.filler})
         if first is None or (generation is not None and generation != self._generation):
             return False
         self._replies += 1
@@ -371,18 +341,14 @@ class LiveCall:
             self.wire, self.time, f"r{self._replies}", self.config.frame_s, self.config.lead_s,
             on_first_frame=(lambda at: self._first_audio(turn, at)) if turn else None,
         )  # fmt: skip
-        playback.answers, playback.filler = turn, filler
+        playback.answers = turn
         self.playback = playback
         self.barge.reset()
-        try:
-            task = self.spawn(playback.play(_chain(first, audio)), "playback")
-            await asyncio.wait({task})
-            await self._await_marks(playback)
-        finally:  # also when this say() itself is cancelled (an acknowledgement or a 嗯 cut off)
-            if self.playback is playback:
-                self.playback = None
-        if not filler:
-            self._last_heard = [s.text for s in playback.sentences if s.heard]
+        task = self.spawn(playback.play(_chain(first, audio)), "playback")
+        await asyncio.wait({task})
+        await self._await_marks(playback)
+        self._last_heard = [s.text for s in playback.sentences if s.heard]
+        self.playback = None
         self.emit("state", state="listening")
         return not task.cancelled()
 
@@ -455,9 +421,7 @@ class _Turn:
     final_at: float  # the recogniser's text was ready
     committed: float  # the end of turn was decided
     dialog_done: float | None = None
-    first_audio: float | None = None  # first audio of any kind (a 「嗯，」 or the acknowledgement counts)
-    filler: asyncio.Task[None] | None = None  # the 「嗯，」 said while this turn was recognised
-    acknowledged: bool = False  # the acknowledgement began (it is let finish)
+    first_audio: float | None = None  # first audio of any kind (the acknowledgement counts)
     understand_s: float = 0.0  # of the dialog stage, the understanding (normalise, NLU, emotion)
     continues: _Turn | None = None  # the earlier turn this one goes on with (its answer is dropped)
     answered: bool = False  # the session heard this turn (so continuing it retracts it there)

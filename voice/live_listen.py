@@ -43,7 +43,6 @@ class Listener:
         self._final_at = 0.0
         self._swallowed = False
         self._speaking = False  # inside a segment: no turn is taken while the caller talks
-        self._filler_wait: float | None = None  # quiet this long, no text yet: a 「嗯，」 (None: said, or off)
         self._turn_start: float | None = None  # when the caller began the turn being collected
         self._commit: asyncio.Task[None] | None = None
         self._digits = ""
@@ -59,10 +58,6 @@ class Listener:
         self._fed_at.append((self._fed_s, now))
         if not self.path.offer(frame):
             self.dropped_frames += 1
-        if self._filler_wait is not None and self._speaking and not self._utterances:
-            if self.call.playback is None and now - self._last_loud >= self._filler_wait:
-                self._filler_wait = None
-                self.call.fill_pause()
 
     def quiet_for(self) -> float:
         """Seconds since the caller's last loud frame."""
@@ -100,7 +95,6 @@ class Listener:
             self._speaking = True
             if not self._utterances:  # no text held yet: this speech begins a turn
                 self._turn_start = self.call.time.now()
-                self._filler_wait = self._quiet_before_filler()
             self.call.barge.speech_started()
         elif isinstance(event, TranscriptEvent) and event.kind is TranscriptKind.PARTIAL and event.text:
             self.call.emit("partial", text=event.text)
@@ -112,12 +106,6 @@ class Listener:
             self._schedule_commit(self._wait_left(None))
         elif isinstance(event, Utterance):
             self._on_utterance(event)
-
-    def _quiet_before_filler(self) -> float | None:
-        config = self.call.config
-        if config.filler_after_s <= 0 or not self.call.prompts.filler:
-            return None
-        return max(config.filler_after_s, config.turn_wait(self.call.session.expecting(), None))
 
     def _wait_left(self, confidence: float | None) -> float:
         """What is left of the end-of-turn wait, which counts from the caller's speech end."""
@@ -152,7 +140,6 @@ class Listener:
         if wait > 0:
             await self.call.time.sleep(wait)
         self._commit = None
-        self._filler_wait = None
         now = self.call.time.now()
         speech_end = self._speech_end if self._speech_end is not None else now
         if self._utterances:
@@ -164,7 +151,6 @@ class Listener:
             pass  # noise, echo or a backchannel over a reply: the reply goes on
         elif self._segment_s >= self.call.config.not_heard_s and self.call.playback is None:
             self.call.take_turn_unheard(speech_end)
-        self.call.drop_filler()  # a 「嗯，」 said for nothing (noise) is no turn's first audio
 
     # -- keys -------------------------------------------------------------------------------------
 
@@ -255,8 +241,6 @@ class Barge:
         play = self._playing()
         if play is None:
             return False
-        if self.call.playback is not None and self.call.playback.filler and self.candidate_at is None:
-            return False  # spoken before the 「嗯，」 began: the caller's turn (a 对 too), not a reaction to it
         if is_echo(text, play.text) or is_backchannel(text):
             self._resume()
             return True

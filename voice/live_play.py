@@ -116,7 +116,6 @@ class Playback:
     lead_s: float = 0.04
     on_first_frame: Callable[[float], None] | None = None
     answers: object | None = None  # the caller turn this reply answers (None: a prompt of our own)
-    filler: bool = False  # a 「嗯，」 while the caller's words are still being recognised
     sentences: list[SentencePlay] = field(default_factory=list)
     _resume: asyncio.Event = field(default_factory=asyncio.Event)
     _origin: float | None = None  # when frame 0 of the reply is due

@@ -9,12 +9,6 @@ number, a phone number, an address) — or as soon as the text is there when the
 and no digits are expected. The wait counts from the speech end, so the VAD's hangover is part of
 it, not added to it. Speech that starts inside the wait continues the same turn.
 
-Never silent while recognising: whisper's text is ready about 0.55 s after the speech end, after
-the turn's wait has passed. When the caller has been quiet for ``filler_after_s`` (and at least the
-turn's wait) and no text is there yet, the line says a short 「嗯，」 (``LivePrompts.filler``), as a
-person does before answering; the answer follows it. vosk's text is ready sooner, so its calls never
-hear it. Speech the caller began before the 「嗯，」 is their turn, never a barge-in on it.
-
 Unfinished turns: callers pause mid-sentence (「我想问……」「那个……」「我的那个……」). When the text so
 far only opens a sentence (``is_preamble``: greetings, 请问 / 我想问 / 那个 / 就是 …) or ends like an
 unfinished clause (``sounds_unfinished``: a trailing 的话 / 因为 / 然后 / 还有 / 我的 / 和 …), the
@@ -96,7 +90,6 @@ class LiveConfig:
     quiet_s: float = 0.1  # no loud caller frame for this long: the caller has stopped
     loud_dbfs: float = -45.0  # a caller frame at least this loud counts as sound for the barge-in decision
     ack_after_s: float = 0.4  # no reply audio this long after the turn ended: play the acknowledgement
-    filler_after_s: float = 0.4  # caller quiet this long (at least the turn's wait), text not ready: 「嗯，」
     not_heard_s: float = 0.6  # a segment this long that gave no text gets the "please repeat" prompt
     frame_s: float = 0.02  # reply frames are 20 ms
     lead_s: float = 0.04  # reply audio is sent at most this far ahead of real time
@@ -163,10 +156,9 @@ class LivePrompts:
     """The live line's own fixed sentences (the dialog's wording is in dialog/data/replies.json)."""
 
     acknowledge: str = "好的，我帮您查一下。"  # an answer is taking a while
-    filler: str = "嗯，"  # the caller has stopped but their words are still being recognised (whisper)
     not_heard: str = "抱歉，我没听清，请再说一遍。"  # speech that gave no text, or recognition failed
     go_on: str = "嗯，您请说。"  # a turn that is only a preamble (dialog/data/replies.json ``prompt.go_on``)
     goodbye: str = ""  # the dialog's goodbye (dialog/data/replies.json), said when the server shuts down
 
     def all(self) -> tuple[str, ...]:
-        return tuple(t for t in (self.acknowledge, self.filler, self.not_heard, self.go_on, self.goodbye) if t)
+        return tuple(t for t in (self.acknowledge, self.not_heard, self.go_on, self.goodbye) if t)
