@@ -344,11 +344,14 @@ class LiveCall:
         playback.answers = turn
         self.playback = playback
         self.barge.reset()
-        task = self.spawn(playback.play(_chain(first, audio)), "playback")
-        await asyncio.wait({task})
-        await self._await_marks(playback)
+        try:
+            task = self.spawn(playback.play(_chain(first, audio)), "playback")
+            await asyncio.wait({task})
+            await self._await_marks(playback)
+        finally:  # also when this say() itself is cancelled (an acknowledgement cut off by a barge-in)
+            if self.playback is playback:
+                self.playback = None
         self._last_heard = [s.text for s in playback.sentences if s.heard]
-        self.playback = None
         self.emit("state", state="listening")
         return not task.cancelled()
 
