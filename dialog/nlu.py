@@ -315,6 +315,14 @@ def _classified(
     return found, top[0][0]
 
 
+def _meaning_of(text: str) -> np.ndarray | None:
+    """The sentence embedding of the need in ``text``; None for what rules read alone (对 / 不用了 / noise)."""
+    need = without_ids(text)
+    if short_answer(need) is not None or not any(is_han(ch) for ch in need):
+        return None
+    return embed([need])
+
+
 def _columns(head: MeaningHead, labels: tuple[str, ...]) -> list[int]:
     """The head's columns in the order of ``labels`` (both are trained on the same intents)."""
     missing = set(labels) - set(head.labels)
@@ -418,9 +426,11 @@ class Understander:
         """
         normalized = self._normalize(text)
         focus = normalized[:MAX_CHARS]
-        vector = embed([without_ids(focus) or focus])
+        vector = _meaning_of(focus)
         intents = self._intents(focus, now, context, vector)
-        feeling = dict(zip(self._feeling.labels, map(float, self._feeling.probabilities(vector)[0]), strict=True))
+        feeling = None
+        if vector is not None:
+            feeling = dict(zip(self._feeling.labels, map(float, self._feeling.probabilities(vector)[0]), strict=True))
         emotion = detect_emotion(focus, prosody, self._emotion, text, context or "", feeling)
         return Understanding(text, normalized, intents, emotion)
 
