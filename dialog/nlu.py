@@ -415,6 +415,7 @@ class Understander:
         self._head = intent_head(cache_dir)
         self._head_columns = _columns(self._head, self._classifier.labels)
         self._feeling = emotion_head(cache_dir)
+        embed(["喂"])  # the embedding model loads now, not during the first caller's turn
         self._mask = ProductMask(tuple(vocabulary.terms))
 
     def understand(
