@@ -9,7 +9,9 @@ fails the run instead.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -24,11 +26,23 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() == "true"
 
 
+def missing(reason: str) -> NoReturn:
+    """Skip the test saying what is missing; under ``CI=true`` a missing part is a failure instead."""
+    if in_ci():
+        pytest.fail(f"{reason} — CI=true, so this is a failure, not a skip", pytrace=False)
+    pytest.skip(reason)
+
+
 def shared(path: Path) -> Path:
     """``path`` when the shared material has it; else skip (fail under ``CI=true``) saying what is missing."""
     if path.exists():
         return path
-    reason = f"{SKIP_MARK} ({path} is missing; set SHARED_DIR to run it)"
-    if in_ci():
-        pytest.fail(f"{reason} — CI=true, so this is a failure, not a skip", pytrace=False)
-    pytest.skip(reason)
+    missing(f"{SKIP_MARK} ({path} is missing; set SHARED_DIR to run it)")
+
+
+def program(name: str, package: str) -> str:
+    """The path of the program ``name``; else skip (fail under ``CI=true``) naming its Debian package."""
+    path = shutil.which(name)
+    if path is None:
+        missing(f"{name} is not installed (Debian package {package})")
+    return path

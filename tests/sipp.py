@@ -9,7 +9,6 @@ there and is counted and decoded.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import threading
@@ -21,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from liveserver import serve
-from paths import in_ci
+from paths import program
 
 from core.settings import Settings
 from voice.app import create_app
@@ -34,13 +32,7 @@ SCENARIOS = Path(__file__).parent / "sip"
 
 
 def sipp_path() -> str:
-    path = shutil.which("sipp")
-    if path is None:
-        reason = "sipp is not installed (Debian package sip-tester)"
-        if in_ci():
-            pytest.fail(f"{reason} — CI=true, so this is a failure, not a skip", pytrace=False)
-        pytest.skip(reason)
-    return path
+    return program("sipp", "sip-tester")
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:

@@ -7,13 +7,12 @@ baresip is driven through its ``cons`` module (commands as UDP datagrams on loop
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from paths import REAL_ZH, in_ci, shared
+from paths import REAL_ZH, program, shared
 from sipp import free_port, sip_server, until
 from testmodels import telephone
 
@@ -22,16 +21,6 @@ from voice.live_line import line_of
 from voice.wav import read_wav, write_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.models]
-
-
-def _baresip() -> str:
-    path = shutil.which("baresip")
-    if path is None:
-        reason = "baresip is not installed (Debian package baresip)"
-        if in_ci():
-            pytest.fail(f"{reason} — CI=true, so this is a failure, not a skip", pytrace=False)
-        pytest.skip(reason)
-    return path
 
 
 def _config(home: Path, sip_port: int, cons_port: int) -> None:
@@ -58,7 +47,7 @@ def _config(home: Path, sip_port: int, cons_port: int) -> None:
 
 
 def test_baresip_calls_presses_1_hash_and_hangs_up(tmp_path: Path, vosk_ko_model_dir: Path) -> None:
-    baresip = _baresip()
+    baresip = program("baresip", "baresip")
     home = tmp_path / "baresip"
     cons_port = free_port(socket.SOCK_STREAM)  # cons listens on UDP and TCP at this port
     _config(home, free_port(), cons_port)

@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from paths import REAL_ZH, shared
 from sipp import sip_server, until
+from test_twilio_call import _onset
 from testmodels import telephone
 
 from voice.live_line import line_of
@@ -25,16 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.sip_peer import SipPeer  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.models]
-
-
-def _onset(pcm: bytes, dbfs: float = -40.0) -> int:
-    """Index of the first 20 ms frame at least ``dbfs`` loud."""
-    x = np.frombuffer(pcm, "<i2").astype(float)
-    for i in range(len(x) // 160):
-        rms = np.sqrt(np.mean(x[i * 160 : (i + 1) * 160] ** 2))
-        if rms > 0 and 20 * np.log10(rms / 32768) >= dbfs:
-            return i
-    raise AssertionError("no speech in clip")
 
 
 def test_speech_over_the_greeting_stops_our_rtp_within_200_ms(tmp_path: Path, vosk_ko_model_dir: Path) -> None:
