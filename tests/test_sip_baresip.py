@@ -70,7 +70,7 @@ def test_baresip_calls_presses_1_hash_and_hangs_up(tmp_path: Path, vosk_ko_model
 
             until(answered, within=20)  # (the first /dial may come before baresip listens)
             live = next(c.live for c in app.state.sip.calls.values() if c.answered)
-            until(lambda: live.session.state.transcript, within=20)  # greeted
+            until(lambda: live.session.started and live.session.state.transcript, within=20)  # greeted
             command("/sndcode 1#")
             until(lambda: any(line.speaker == "caller" for line in live.session.state.transcript), within=20)
             until(lambda: live.session.state.transcript[-1].speaker == "bot", within=20)  # the keys were answered

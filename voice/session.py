@@ -159,6 +159,11 @@ class CallSession:
         self._before: CallState | None = None  # the state before the last turn, while it may be retracted
 
     @property
+    def started(self) -> bool:
+        """The caller has been greeted (``greet()`` ran)."""
+        return self._state is not None
+
+    @property
     def state(self) -> CallState:
         if self._state is None:
             raise ProtocolError("expected greet() before anything else, got a call that has not started")
