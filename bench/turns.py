@@ -89,6 +89,7 @@ KOREAN = ("택배가 아직 도착하지 않았어요", "주문을 취소하고 
 TARGETS_MS = {"vosk": (10, 800), "whisper": (2, 1500)}  # (calls, p95 speech end → first answer audio)
 FIRST_AUDIO_TARGET_MS = 600
 REPLY_TIMEOUT_S = 30.0
+HOLD_ON_S = 0.8  # reply audio this short is a 「嗯」 (voice.live_turns.LivePrompts.hold_on), not the answer
 
 
 @dataclass(frozen=True)
@@ -249,9 +250,20 @@ async def _until(condition: Any, within: float) -> bool:
     return True
 
 
-async def _quiet(peer: TwilioPeer | SipPeer, for_s: float = 0.8, within: float = REPLY_TIMEOUT_S) -> None:
-    """Until no reply audio has arrived for ``for_s`` seconds (the greeting or reply has played)."""
-    await _until(lambda: bool(peer.media) and time.monotonic() - peer.media[-1] > for_s, within)
+async def _quiet(
+    peer: TwilioPeer | SipPeer, for_s: float = 0.8, within: float = REPLY_TIMEOUT_S, since: int = 0
+) -> None:
+    """Until no reply audio has arrived for ``for_s`` seconds (the greeting or reply has played).
+
+    Audio shorter than ``HOLD_ON_S`` since frame ``since`` is the hotline's 「嗯」 (it heard the
+    caller, the answer is on its way): a caller waits on for the answer, as a person would.
+    """
+
+    def played() -> bool:
+        answered = (len(peer.media) - since) * 0.02 > HOLD_ON_S
+        return answered and time.monotonic() - peer.media[-1] > for_s
+
+    await _until(played, within)
 
 
 async def _first_after(peer: TwilioPeer | SipPeer, start: int, at: float) -> float | None:
@@ -292,7 +304,7 @@ async def one_caller(
             early = any(t < speech_end for t in peer.media[heard_before:])
             first = await _first_after(peer, heard_before, speech_end)
             samples.append(TurnSample(None if first is None else (first - speech_end) * 1000, early))
-            await _quiet(peer)
+            await _quiet(peer, since=heard_before)
     return samples
 
 

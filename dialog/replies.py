@@ -216,6 +216,7 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "anything_else": _F(),
         "goodbye": _F({"shop"}),
         "prompt.go_on": _F(),
+        "prompt.hold_on": _F(),
         "transfer": _F({"desk"}),
         "callback": _F({"start", "end", "when", "desk"}),
         "callback.today": _F({"start"}),

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from core.types import AudioFrame
+from core.types import AudioFrame, SpeechEnded
 from voice.live import LiveEvent
 from voice.tts import SentenceAudio
 
@@ -97,6 +97,12 @@ class ScriptedSpeech:
         self.frames: list[AudioFrame] = []
         self._events: asyncio.Queue[object] = asyncio.Queue()
         self.closed = False
+        self.on_segment_end: Callable[[SpeechEnded], None] | None = None
+
+    def segment_closed(self, ended: SpeechEnded) -> None:
+        """The VAD closed a segment; its events (``say``) come when the recogniser is done."""
+        if self.on_segment_end is not None:
+            self.on_segment_end(ended)
 
     def offer(self, frame: AudioFrame) -> bool:
         self.frames.append(frame)

@@ -312,3 +312,83 @@ async def test_a_failed_recogniser_gets_a_spoken_fallback_and_a_fresh_path(rig: 
     await rig.play_out()
     await rig.speak("你们有什么优惠活动", confidence=0.95)  # the call goes on with the new path
     await settle(lambda: rig.turns() == ["你们有什么优惠活动"])
+
+
+async def _speak_slowly_recognised(rig: Rig, text: str, recognised_after: float) -> float:
+    """The caller says ``text``; the VAD closes the segment at once, its text comes ``recognised_after`` later."""
+    start = rig.call.listener.stream_s  # (speech events carry stream times)
+    rig.speech.say(SpeechStarted(start))
+    for _ in range(40):
+        rig.call.feed_audio(LOUD)
+        await rig.time.advance(0.02)
+    end = rig.call.listener.stream_s
+    await asyncio.sleep(0)
+    rig.speech.segment_closed(SpeechEnded(start, end, QUIET))
+    await rig.time.advance(recognised_after)
+    rig.speech.say(SpeechEnded(start, end, QUIET), Utterance(text, confidence=0.95))
+    return end
+
+
+def _replies(rig: Rig) -> list[str]:
+    return [str(e.data["text"]) for e in rig.wire.kinds("reply")]
+
+
+@live()
+async def test_a_segment_still_being_recognised_gets_a_hold_on_then_the_answer(rig: Rig) -> None:
+    before = len(_replies(rig))
+    await _speak_slowly_recognised(rig, "你们有什么优惠活动", recognised_after=CONFIG.hold_on_s + 0.3)
+    assert _replies(rig)[before:] == [rig.call.prompts.hold_on]  # the caller hears 「嗯」 while whisper works
+    await settle(lambda: rig.turns() == ["你们有什么优惠活动"])
+    await rig.play_out()
+    replies = _replies(rig)[before:]
+    assert len(replies) == 2 and replies[1] != rig.call.prompts.acknowledge  # 「嗯」 stands for the acknowledgement
+    latency = rig.wire.kinds("latency")[-1].data
+    assert latency["first_audio_ms"] == pytest.approx(CONFIG.hold_on_s * 1000, abs=30)
+    assert latency["total_ms"] > CONFIG.hold_on_s * 1000 + 250
+
+
+@live()
+async def test_text_that_comes_in_time_gets_no_hold_on(rig: Rig) -> None:
+    before = len(_replies(rig))
+    await _speak_slowly_recognised(rig, "你们有什么优惠活动", recognised_after=0.1)  # vosk: the final is quick
+    await settle(lambda: rig.turns() == ["你们有什么优惠活动"])
+    await rig.time.advance(CONFIG.hold_on_s)
+    await rig.play_out()
+    assert rig.call.prompts.hold_on not in _replies(rig)[before:]
+
+
+@live()
+async def test_no_hold_on_when_the_caller_goes_on_speaking(rig: Rig) -> None:
+    before = len(_replies(rig))
+    start = rig.time.now()
+    rig.speech.say(SpeechStarted(start))
+    await rig.time.advance(0.5)
+    rig.speech.segment_closed(SpeechEnded(start, rig.time.now(), QUIET))
+    await rig.time.advance(0.2)
+    rig.speech.say(SpeechStarted(rig.time.now()))  # a pause inside the sentence, then more speech
+    await asyncio.sleep(0)
+    await rig.time.advance(CONFIG.hold_on_s + 0.2)
+    assert _replies(rig)[before:] == []
+
+
+@live()
+async def test_a_yes_recognised_while_its_hold_on_plays_is_still_the_callers_turn(rig: Rig) -> None:
+    await _speak_slowly_recognised(rig, "对", recognised_after=CONFIG.hold_on_s + 0.02)
+    assert rig.call.playback is not None and _replies(rig)[-1] == rig.call.prompts.hold_on  # 「嗯」 is playing
+    await settle(lambda: rig.turns() == ["对"])  # not taken for a backchannel over our 「嗯」
+    assert rig.call.barge.count == 0
+
+
+@live()
+async def test_no_hold_on_when_the_line_is_loud_though_the_recogniser_lags(rig: Rig) -> None:
+    before = len(_replies(rig))
+    start = rig.call.listener.stream_s
+    rig.speech.say(SpeechStarted(start))
+    for _ in range(20):
+        rig.call.feed_audio(LOUD)
+        await rig.time.advance(0.02)
+    rig.speech.segment_closed(SpeechEnded(start, rig.call.listener.stream_s, QUIET))
+    for _ in range(int((CONFIG.hold_on_s + 0.2) / 0.02)):  # the caller goes on; no SpeechStarted yet (busy path)
+        rig.call.feed_audio(LOUD)
+        await rig.time.advance(0.02)
+    assert _replies(rig)[before:] == []

@@ -336,3 +336,25 @@ def test_speech_after_the_pause_drops_the_speculation_and_the_whole_utterance_is
     assert cer(first_text + second_text, utterance.text) <= 0.35, utterance.text
     assert stream.speculations >= 2 and stream.reused == 1  # the pause's guess was dropped, the end's reused
     assert heard.runs_at_close == 0
+
+
+def test_the_async_path_tells_of_a_segment_end_before_its_text_is_recognised(whisper, call: Call) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> tuple[list[tuple[str, float]], int]:
+        told: list[tuple[str, float]] = []  # in arrival order: ("closed", end) from the callback, ("ended", end) events
+        async with AsyncSpeechPath(SpeechPath(whisper), max_frames=8) as path:
+            path.on_segment_end = lambda ended: told.append(("closed", ended.end))
+            for frame in frames(call.audio):
+                await path.put(frame)
+                while not path._outbox.empty():  # read what is there, as a live call does
+                    event = await anext(path)
+                    told.extend([("ended", event.end)] if isinstance(event, SpeechEnded) else [])
+            await path.end()
+            told.extend([("ended", e.end) async for e in path if isinstance(e, SpeechEnded)])
+            return told, len([t for t in told if t[0] == "ended"])
+
+    told, segments = asyncio.run(main())
+    assert segments >= 1
+    closed = [end for kind, end in told if kind == "closed"]
+    assert len(closed) == segments  # once per segment, with the same times
+    for end in closed:  # and each notice came before its SpeechEnded (which waits for whisper's text)
+        assert told.index(("closed", end)) < told.index(("ended", end))

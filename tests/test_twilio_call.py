@@ -100,9 +100,10 @@ def test_a_twilio_call_with_real_speech(whisper_server: tuple[str, FastAPI]) -> 
             assert all(complete for _, complete in call.session.heard)  # every greeting sentence heard whole
 
             # a question: transcribed right, answered with reply audio and marks in order
-            before = len(peer.media)
+            before, lines = len(peer.media), len(call.session.state.transcript)
             await peer.say(question)
-            await _until(lambda: len(peer.media) > before + 25)
+            await _until(lambda: len(call.session.state.transcript) >= lines + 2)  # heard and answered
+            await _until(lambda: len(peer.media) > before + 50)  # (a 「嗯」 may come first) the answer is playing
             caller_lines = [line.text for line in call.session.state.transcript if line.speaker == "caller"]
             expected = _transcript(question_name)
             assert Levenshtein.normalized_distance(caller_lines[-1], expected) <= 0.35, caller_lines

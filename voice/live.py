@@ -123,6 +123,10 @@ class LiveCall:
         self._generation = 0  # bumped by every confirmed barge-in: a reply begun before it is not played
         self._last_turn: _Turn | None = None  # the caller may still be continuing it (see take_turn_heard)
         self._preamble: _Turn | None = None  # a turn that was only a preamble: the next turn goes on from it
+        self._answering = False  # the brain is working on a turn (or saying its answer)
+        self._hold: asyncio.Task[None] | None = None  # the 「嗯」 of a segment still being recognised
+        self._hold_at: float | None = None  # when that 「嗯」 began playing
+        self.held_segment_end: float | None = None  # stream time of the segment end the last 「嗯」 followed
 
     # -- inbound, from the wire (never blocks) ----------------------------------------------------
 
@@ -249,7 +253,11 @@ class LiveCall:
         await self.say("".join(a.text for a in greeting))
         while not self.session.ended:
             turn = await self._turns.get()
-            await self._answer(turn)
+            self._answering = True
+            try:
+                await self._answer(turn)
+            finally:
+                self._answering = False
         await self._await_last_marks()
         await self._hang_up()
 
@@ -265,7 +273,7 @@ class LiveCall:
             )
             await self.say(self.prompts.go_on, turn, generation=generation)
             return
-        ack = self.spawn(self._acknowledge_later(turn), "ack")
+        ack = self._held_on(turn) or self.spawn(self._acknowledge_later(turn), "ack")
         result = await self._hear(turn) if turn.utterance.text else None
         turn.answered = result is not None
         turn.dialog_done = self.time.now()
@@ -298,6 +306,42 @@ class LiveCall:
             log.exception("turn failed")
             self.emit("error", message="internal error")
             return None
+
+    def hold_on_later(self, speech_end: float, segment_end: float) -> None:
+        """The VAD closed a segment whose text is still being recognised: 「嗯」 at ``speech_end + hold_on_s``.
+
+        Only on a quiet line with no turn being answered; dropped (``drop_hold_on``) when the text
+        comes first or the caller speaks again. With whisper the text of a turn comes ~0.5-1 s after
+        the speech end: this is the first thing the caller hears then, not silence.
+        """
+        if not self.prompts.hold_on or self._answering or self.playback is not None or not self._turns.empty():
+            return
+        self.drop_hold_on()
+        self._hold_at, self.held_segment_end = None, segment_end
+        self._hold = self.spawn(self._hold_on_at(speech_end + self.config.hold_on_s), "hold")
+
+    def drop_hold_on(self) -> None:
+        """A 「嗯」 not yet begun is not needed any more; one playing is let finish."""
+        if self._hold is not None and self._hold_at is None and not self._hold.done():
+            self._hold.cancel()
+
+    async def _hold_on_at(self, at: float) -> None:
+        await self.time.sleep(max(0.0, at - self.time.now()))
+        if self._answering or self.playback is not None or self.listener.quiet_for() < self.config.hold_quiet_s:
+            return  # (loud frames since: the caller went on, and the recogniser has not caught up yet)
+        self._hold_at = self.time.now()
+        await self.say(self.prompts.hold_on)
+
+    def _held_on(self, turn: _Turn) -> asyncio.Task[None] | None:
+        """The 「嗯」 heard (or being heard) since this turn's speech end: it stands for the acknowledgement."""
+        hold, at = self._hold, self._hold_at
+        self._hold = None
+        if hold is not None and at is None:
+            hold.cancel()
+        if hold is None or at is None or at < turn.speech_end:
+            return None
+        turn.first_audio = at
+        return hold
 
     async def _acknowledge_later(self, turn: _Turn) -> None:
         await self.time.sleep(self.config.ack_after_s)
@@ -362,7 +406,7 @@ class LiveCall:
             return
         self._generation += 1
         for task in list(self._tasks):
-            if task.get_name() in ("playback", "ack"):
+            if task.get_name() in ("playback", "ack", "hold"):
                 task.cancel()
         for play in playback.sentences:
             if not play.heard:
@@ -395,7 +439,7 @@ class LiveCall:
         if self._stopped.is_set():
             return
         for task in list(self._tasks):
-            if task.get_name() in ("brain", "ack", "playback", "commit", "decide", "dtmf"):
+            if task.get_name() in ("brain", "ack", "hold", "playback", "commit", "decide", "dtmf"):
                 task.cancel()
         self.playback = None
         if self.prompts.goodbye:

@@ -144,7 +144,11 @@ class LiveLine:
 def _prompts(hotline: Hotline) -> LivePrompts:
     from dialog.replies import render
 
-    return LivePrompts(go_on=render("prompt.go_on"), goodbye=render("goodbye", shop=hotline.shop.info().name))
+    return LivePrompts(
+        go_on=render("prompt.go_on"),
+        hold_on=render("prompt.hold_on"),
+        goodbye=render("goodbye", shop=hotline.shop.info().name),
+    )
 
 
 class LineFullError(IvrError):

@@ -47,6 +47,7 @@ class Listener:
         self._commit: asyncio.Task[None] | None = None
         self._digits = ""
         self._dtmf_timer: asyncio.Task[None] | None = None
+        path.on_segment_end = self._segment_closed
 
     # -- audio ------------------------------------------------------------------------------------
 
@@ -58,6 +59,11 @@ class Listener:
         self._fed_at.append((self._fed_s, now))
         if not self.path.offer(frame):
             self.dropped_frames += 1
+
+    @property
+    def stream_s(self) -> float:
+        """Seconds of caller audio handed to the speech path: the clock of its events' times."""
+        return self._fed_s
 
     def quiet_for(self) -> float:
         """Seconds since the caller's last loud frame."""
@@ -82,14 +88,20 @@ class Listener:
                 self.call.emit("error", message=f"speech recognition failed: {err}")
                 await self.path.aclose()
                 self.path = self.call.restart_speech()
+                self.path.on_segment_end = self._segment_closed
                 self._utterances.clear()
                 self.call.take_turn_unheard(self.call.time.now())
 
     async def close(self) -> None:
         await self.path.aclose()
 
+    def _segment_closed(self, ended: SpeechEnded) -> None:
+        """The VAD closed a segment; its ``SpeechEnded`` comes once the recogniser has its text."""
+        self.call.hold_on_later(self._fed_time(ended.end), ended.end)
+
     def _on(self, event: object) -> None:
         if isinstance(event, SpeechStarted):
+            self.call.drop_hold_on()
             self._cancel_commit()
             self._swallowed = False
             self._speaking = True
@@ -100,6 +112,7 @@ class Listener:
             self.call.emit("partial", text=event.text)
             self.call.barge.partial(event.text)
         elif isinstance(event, SpeechEnded):
+            self.call.drop_hold_on()  # the text is here: the answer (or its acknowledgement) follows
             self._speaking = False
             self._speech_end = self._fed_time(event.end)
             self._segment_s = event.end - event.start
@@ -117,7 +130,8 @@ class Listener:
 
     def _on_utterance(self, utterance: Utterance) -> None:
         self.call.emit("final", text=utterance.text, confidence=round(utterance.confidence, 3))
-        if self.call.barge.swallow(utterance.text):
+        held = self.call.held_segment_end  # the text of the segment a 「嗯」 followed is no reaction to it
+        if (held is None or utterance.start >= held) and self.call.barge.swallow(utterance.text):
             self._swallowed = True  # echo or a backchannel: no turn, and no "please repeat" either
             return
         self._utterances.append(utterance)

@@ -90,6 +90,9 @@ class LiveConfig:
     quiet_s: float = 0.1  # no loud caller frame for this long: the caller has stopped
     loud_dbfs: float = -45.0  # a caller frame at least this loud counts as sound for the barge-in decision
     ack_after_s: float = 0.4  # no reply audio this long after the turn ended: play the acknowledgement
+    hold_on_s: float = 0.4  # the VAD closed a segment, its text is still being recognised this long after
+    # the speech end, nothing is playing: a short 「嗯」 says the caller was heard (slow whisper turns)
+    hold_quiet_s: float = 0.25  # ... and no loud caller frame for this long (the VAD may lag behind the line)
     not_heard_s: float = 0.6  # a segment this long that gave no text gets the "please repeat" prompt
     frame_s: float = 0.02  # reply frames are 20 ms
     lead_s: float = 0.04  # reply audio is sent at most this far ahead of real time
@@ -158,7 +161,8 @@ class LivePrompts:
     acknowledge: str = "好的，我帮您查一下。"  # an answer is taking a while
     not_heard: str = "抱歉，我没听清，请再说一遍。"  # speech that gave no text, or recognition failed
     go_on: str = "嗯，您请说。"  # a turn that is only a preamble (dialog/data/replies.json ``prompt.go_on``)
+    hold_on: str = "嗯。"  # heard you, still recognising (``prompt.hold_on``; empty: never)
     goodbye: str = ""  # the dialog's goodbye (dialog/data/replies.json), said when the server shuts down
 
     def all(self) -> tuple[str, ...]:
-        return tuple(t for t in (self.acknowledge, self.not_heard, self.go_on, self.goodbye) if t)
+        return tuple(t for t in (self.acknowledge, self.not_heard, self.go_on, self.hold_on, self.goodbye) if t)

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from asr.engine import AsrEngine, AsrStream
@@ -184,6 +184,9 @@ class SpeechPath:
         self._segment: _Segment | None = None
         self._pause_ms = pause_ms
         self._speculating = False  # the recogniser was told speculate() in this pause
+        # Told (in the pushing thread) when the VAD closes a segment, before its text is recognised:
+        # a live call can let the caller know it heard them while a slow recogniser works.
+        self.on_segment_end: Callable[[SpeechEnded], None] | None = None
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -346,6 +349,8 @@ class SpeechPath:
 
     def _close_segment(self, ended: SpeechEnded) -> list[SpeechEvent]:
         self._speculating = False
+        if self.on_segment_end is not None:
+            self.on_segment_end(ended)
         for event in self._stream.flush():
             self._on_asr(event)
         segment = self._segment or _Segment(ended.start)

@@ -8,13 +8,14 @@ runs in an executor, one job at a time, in order. See ``voice.speech`` for what 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 from core.errors import ProtocolError
-from core.types import AudioFrame
+from core.types import AudioFrame, SpeechEnded
 from voice.speech import SpeechEvent, SpeechPath
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ class AsyncSpeechPath:
     Events out: ``async for event in path`` (or ``await anext(path)``), in stream order. The
     outbox is bounded too; a consumer that stops reading makes the worker wait, the inbox fill
     and ``offer`` drop, which is counted. A failure inside the path ends iteration by raising it.
+
+    ``on_segment_end``, when set, is called on the event loop as soon as the VAD closes a segment,
+    ahead of the events of the executor job that closed it: its ``SpeechEnded`` (and text) come
+    only once the recogniser has finished with the segment.
 
     ``aclose()`` cancels the worker, waits for it and for a running executor job (each at most
     ``close_timeout`` seconds), then releases the recogniser. Use ``async with``.
@@ -65,6 +70,9 @@ class AsyncSpeechPath:
         self._ended = False
         self._exhausted = False
         self._closed = False
+        self.on_segment_end: Callable[[SpeechEnded], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        path.on_segment_end = self._segment_ended
 
     # -- audio in ---------------------------------------------------------------------------------
 
@@ -151,6 +159,7 @@ class AsyncSpeechPath:
 
     def _start(self) -> None:
         if self._task is None and not self._closed:
+            self._loop = asyncio.get_running_loop()
             self._task = asyncio.get_running_loop().create_task(self._work(), name="speech-path")
 
     async def _work(self) -> None:
@@ -170,6 +179,13 @@ class AsyncSpeechPath:
             if end:
                 await self._outbox.put(_Marker.DONE)
                 return
+
+    def _segment_ended(self, ended: SpeechEnded) -> None:
+        """In the executor thread: hand the VAD's segment end to ``on_segment_end`` on the loop."""
+        callback, loop = self.on_segment_end, self._loop
+        if callback is not None and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
+                loop.call_soon_threadsafe(callback, ended)
 
     def _push_all(self, frames: list[AudioFrame], end: bool) -> list[SpeechEvent]:
         events: list[SpeechEvent] = []
