@@ -31,6 +31,7 @@ from core.errors import ConfigError
 from core.settings import Settings
 from voice import twilio_wire as tw
 from voice.app import create_app
+from voice.cli_serve import WS_MAX_BYTES
 from voice.hotline import open_hotline
 from voice.twilio_rest import TwilioRest
 from voice.twilio_routes import calls_of
@@ -232,7 +233,7 @@ def test_hang_up_goes_to_the_twilio_rest_api() -> None:
 @contextmanager
 def running(app: FastAPI) -> Iterator[str]:
     """``app`` on a free loopback port (``tests/liveserver.py``); yields its base URL."""
-    with serve(app, ws_max_size=2**20) as host:
+    with serve(app) as host:
         yield f"http://{host}"
 
 
@@ -288,6 +289,7 @@ def test_malformed_streams_are_closed_and_a_live_call_goes_on(vosk_server: tuple
                 ([_start("CA" + "6" * 32, "")], tw_policy, "signature"),
                 ([b"\x00\x01binary"], 1003, "binary"),
                 (["x" * (tw.MAX_MESSAGE_CHARS + 10)], 1009, "at most"),
+                (["x" * (WS_MAX_BYTES + 1)], 1009, f"limit of {WS_MAX_BYTES}"),  # uvicorn: not buffered whole
             ]
             for messages, code, reason in cases:
                 _, said = await _expect_closed(url, messages, code)

@@ -13,6 +13,10 @@ from typing import Any
 
 from core.settings import Settings
 
+# The largest WebSocket message a front door takes is a few KB (a Twilio media event, 100 ms of
+# softphone audio): uvicorn refuses a bigger one (close 1009) before buffering it, not at 16 MiB.
+WS_MAX_BYTES = 64 * 1024
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("serve", help="run the hotline server (IVR_HOST:IVR_PORT)")
@@ -36,5 +40,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     log = logging.getLogger("ivr")
     log.info("serving %s on http://%s:%d (shop clock %s)", info.name, host, port, hotline.clock.now())
     app = create_app(hotline, prepare_speech=True)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app, host=host, port=port, log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30, ws_max_size=WS_MAX_BYTES,
+    )  # fmt: skip
     return 0
