@@ -2,8 +2,14 @@
 
 Whisper does not stream. A stream buffers the current utterance's audio and transcribes it on
 ``flush()`` (the VAD's speech end), about 1 s of CPU per utterance whatever its length (Whisper pads
-every input to 30 s). ``accept()`` returns no partials; it returns a FINAL only when the buffer
-reaches ``max_seconds``, so the buffer is bounded and no audio is dropped.
+every input to 30 s). ``accept()`` returns a FINAL only when the buffer reaches ``max_seconds``, so
+the buffer is bounded and no audio is dropped.
+
+Partials (for the live transcript and the barge-in decision) come from spare work only: a
+speculation the caller talked on past (it ran anyway) and, every ``partial_every_s`` of speech, a
+transcription of the utterance so far started only while the engine is transcribing nothing else.
+Each shows up as a PARTIAL at the first ``accept()`` after it is done, if the utterance it read is
+still the current one. A grammar turn (yes/no, digits) gets none: its text is snapped at the end.
 
 Speculation: ``speculate()`` (the speech path calls it at the caller's first short pause) starts
 transcribing the audio buffered so far on the engine's own thread, while the VAD is still waiting
@@ -56,7 +62,7 @@ from scipy.signal import resample_poly
 
 from asr.engine import BaseStream, Grammar, RawWord
 from asr.models import whisper_dir_problems
-from asr.textnorm import clean_text, is_han
+from asr.textnorm import clean_text, is_han, join_words
 from core.errors import ModelMissingError
 from core.types import TranscriptEvent
 
@@ -128,6 +134,7 @@ class WhisperEngine:
         beam_size: int = 5,
         max_seconds: float = 30.0,
         silence_dbfs: float = -50.0,
+        partial_every_s: float | None = 1.0,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.model = load_model(self.model_dir, threads)
@@ -135,11 +142,26 @@ class WhisperEngine:
         self.max_seconds = max_seconds
         self.silence_dbfs = silence_dbfs
         self.vocabulary = tuple(dict.fromkeys(w.strip() for w in vocabulary if w.strip()))
+        self.partial_every_s = partial_every_s
         self._speculator = ThreadPoolExecutor(1, thread_name_prefix="whisper-speculate")
+        self._lock = threading.Lock()
+        self._busy = 0  # transcriptions under way in any thread, or waiting for the speculation thread
+
+    @property
+    def idle(self) -> bool:
+        """No transcription is under way or queued (a partial may use the CPU without delaying one)."""
+        return self._busy == 0
+
+    def _count(self, step: int) -> None:
+        with self._lock:
+            self._busy += step
 
     def speculate(self, samples: np.ndarray, rate: int) -> Future[Hypothesis | None]:
         """``transcribe(samples, rate)`` started on the engine's speculation thread."""
-        return self._speculator.submit(self.transcribe, samples, rate)
+        self._count(1)
+        future = self._speculator.submit(self.transcribe, samples, rate)
+        future.add_done_callback(lambda _: self._count(-1))
+        return future
 
     def new_stream(self, sample_rate: int = 8000, grammar: Sequence[str] | None = None) -> WhisperStream:
         return WhisperStream(self, sample_rate, grammar)
@@ -158,6 +180,13 @@ class WhisperEngine:
 
     def transcribe(self, samples: np.ndarray, rate: int) -> Hypothesis | None:
         """Recognise one utterance of int16 ``samples`` at ``rate`` Hz; None when nothing was said."""
+        self._count(1)
+        try:
+            return self._transcribe(samples, rate)
+        finally:
+            self._count(-1)
+
+    def _transcribe(self, samples: np.ndarray, rate: int) -> Hypothesis | None:
         if _loudest_dbfs(samples, rate) < self.silence_dbfs:
             return None
         audio = _to_whisper_rate(samples, rate)
@@ -206,6 +235,9 @@ class WhisperStream(BaseStream):
         self._speculation: _Speculation | None = None
         self.speculations = 0  # speculative transcriptions started
         self.reused = 0  # of them, taken as the utterance's result (no second run)
+        self._shown: _Speculation | None = None  # a transcription whose text becomes a PARTIAL when done
+        self._shown_at = 0  # buffered samples when the last partial transcription began
+        self.partials = 0  # PARTIAL events given
 
     def _feed(self, pcm: bytes, first_sample: int) -> list[TranscriptEvent]:
         samples = np.frombuffer(pcm, dtype="<i2")
@@ -222,7 +254,32 @@ class WhisperStream(BaseStream):
                 self.auto_finals += 1
                 events += self._finish()
                 self._utterance_done()
+        return events + self._partials()
+
+    def _partials(self) -> list[TranscriptEvent]:
+        """The PARTIAL of a finished transcription of this utterance; maybe start the next one."""
+        events: list[TranscriptEvent] = []
+        shown = self._shown
+        if shown is not None and shown.result.done():
+            self._shown = None
+            hypothesis = None if shown.result.cancelled() or shown.result.exception() else shown.result.result()
+            if hypothesis is not None and shown.start == self._start and not self.grammar:
+                words = [self._raw(w, shown.start) for w in hypothesis.words]
+                events.append(self._partial(words, join_words(w.text for w in words)))
+                self.partials += 1
+        every = self._engine.partial_every_s
+        due = every is not None and self._buffered - self._shown_at >= every * self.sample_rate
+        if due and self._shown is None and self._start is not None and not self.grammar and self._engine.idle:
+            self._shown_at = self._buffered
+            samples = np.concatenate(self._chunks)
+            self._shown = _Speculation(self._engine.speculate(samples, self.sample_rate), self._start, len(samples))
         return events
+
+    def _raw(self, word: RawWord, start: int) -> RawWord:
+        """A hypothesis word (seconds from the utterance's first sample) in stream samples."""
+        return RawWord(
+            word.text, start + word.start * self.sample_rate, start + word.end * self.sample_rate, word.confidence
+        )
 
     def _speculate(self) -> None:
         self._drop_speculation()
@@ -233,9 +290,13 @@ class WhisperStream(BaseStream):
         self.speculations += 1
 
     def _drop_speculation(self) -> None:
-        if self._speculation is not None:
-            self._speculation.result.cancel()  # only stops it if it has not begun
-            self._speculation = None
+        speculation, self._speculation = self._speculation, None
+        if speculation is None:
+            return
+        if self._shown is None and speculation.result.running():  # it runs on: its text is a partial
+            self._shown = speculation
+        else:
+            speculation.result.cancel()  # only stops it if it has not begun
 
     def _finish(self) -> list[TranscriptEvent]:
         speculation, self._speculation = self._speculation, None
@@ -243,6 +304,7 @@ class WhisperStream(BaseStream):
             return []
         samples, start = np.concatenate(self._chunks), self._start
         self._chunks, self._buffered, self._start = [], 0, None
+        self._forget_partial()
         if speculation is not None and speculation.start == start and speculation.samples <= len(samples):
             hypothesis = speculation.result.result()
             self.reused += 1
@@ -250,10 +312,7 @@ class WhisperStream(BaseStream):
             hypothesis = self._engine.transcribe(samples, self.sample_rate)
         if hypothesis is None:
             return []
-        words = [
-            RawWord(w.text, start + w.start * self.sample_rate, start + w.end * self.sample_rate, w.confidence)
-            for w in hypothesis.words
-        ]
+        words = [self._raw(w, start) for w in hypothesis.words]
         if self.grammar:
             return [self._snapped(words, hypothesis.confidence)]
         return [self._final(words, hypothesis.confidence)]
@@ -266,8 +325,14 @@ class WhisperStream(BaseStream):
     def _use_grammar(self, grammar: Grammar) -> None:
         """Nothing to switch: the grammar in force when an utterance ends is what it is snapped onto."""
 
+    def _forget_partial(self) -> None:
+        if self._shown is not None:
+            self._shown.result.cancel()
+        self._shown, self._shown_at = None, 0
+
     def _release(self) -> None:
         self._drop_speculation()
+        self._forget_partial()
         self._chunks, self._buffered, self._start = [], 0, None
 
 

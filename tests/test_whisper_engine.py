@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,10 +39,10 @@ def finals(events: list[TranscriptEvent]) -> list[TranscriptEvent]:
 
 @pytest.mark.models
 @pytest.mark.slow
-def test_no_partials_then_one_timed_final_on_flush(whisper_engine: WhisperEngine) -> None:
+def test_one_timed_final_on_flush(whisper_engine: WhisperEngine) -> None:
     audio, text = fixture("28_aftersale_return_normal")  # 我要退货 (accuracy: test_asr_cer.py)
     stream = whisper_engine.new_stream()
-    assert feed(stream, audio) == [], "whisper gives no partials"
+    assert finals(feed(stream, audio)) == [], "whisper gives its final at the utterance's end"
     (final,) = stream.flush()
     assert final.kind is TranscriptKind.FINAL and final.text and cer(text, final.text) < 1.0
     assert 0.0 < final.confidence <= 1.0
@@ -166,3 +167,57 @@ def test_times_are_offset_by_the_first_frames_timestamp(whisper_engine: WhisperE
     feed(stream, concat(silence(0.5), audio), timestamp=100.0)
     (final,) = stream.flush()
     assert 100.0 <= final.start and final.end <= 100.5 + audio.duration
+
+
+def _fed_in_real_time(stream: WhisperStream, audio: AudioFrame) -> list[tuple[int, TranscriptEvent]]:
+    """Events of ``audio`` fed 100 ms at a time as a call's speech path does, with the frame index."""
+    frame = AudioFrame(audio.pcm, audio.sample_rate, T0)
+    out = []
+    for i, chunk in enumerate(split_frame(frame, 0.1)):
+        out += [(i, e) for e in stream.accept(chunk)]
+        time.sleep(0.1)
+    return out
+
+
+@pytest.mark.models
+@pytest.mark.slow
+def test_partials_of_real_speech_come_while_the_caller_talks(whisper_engine: WhisperEngine) -> None:
+    from paths import REAL_ZH, shared
+
+    audio = read_wav(shared(REAL_ZH / "BAC009S0764W0121.wav").read_bytes())
+    stream = whisper_engine.new_stream(sample_rate=audio.sample_rate)
+    events = _fed_in_real_time(stream, audio)
+    partials = [(i, e) for i, e in events if e.kind is TranscriptKind.PARTIAL]
+    assert partials and not finals([e for _, e in events])
+    assert partials[0][0] * 0.1 < audio.duration - 0.5  # the first came well before the end of the speech
+    (final,) = stream.flush()
+    for _, partial in partials:
+        assert partial.text and T0 <= partial.start <= partial.end <= T0 + audio.duration
+    last = partials[-1][1].text  # the utterance so far: a beginning of what the final says (the first second
+    assert cer(final.text[: len(last)], last) <= 0.5, (last, final.text)  # of speech alone can read as anything)
+    assert stream.partials == len(partials)
+
+
+@pytest.mark.models
+@pytest.mark.slow
+def test_no_partials_in_a_grammar_turn_and_none_when_turned_off(whisper_model_dir: Path) -> None:
+    from paths import REAL_ZH, shared
+
+    audio = read_wav(shared(REAL_ZH / "BAC009S0764W0121.wav").read_bytes())
+    engine = WhisperEngine(whisper_model_dir, threads=2, partial_every_s=None)
+    assert not [e for _, e in _fed_in_real_time(engine.new_stream(sample_rate=audio.sample_rate), audio)]
+    engine = WhisperEngine(whisper_model_dir, threads=2)
+    stream = engine.new_stream(sample_rate=audio.sample_rate, grammar=["是的", "不是"])
+    assert not [e for _, e in _fed_in_real_time(stream, audio)]
+
+
+@pytest.mark.models
+@pytest.mark.slow
+def test_the_engine_is_busy_while_a_transcription_is_queued_or_running(whisper_engine: WhisperEngine) -> None:
+    audio, _ = fixture("28_aftersale_return_normal")
+    samples = np.frombuffer(audio.pcm, "<i2")
+    assert whisper_engine.idle
+    first, second = (whisper_engine.speculate(samples, audio.sample_rate) for _ in range(2))
+    assert not whisper_engine.idle  # (a partial would start now only to delay these)
+    first.result(), second.result()
+    assert whisper_engine.idle
