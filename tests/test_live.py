@@ -392,3 +392,18 @@ async def test_no_hold_on_when_the_line_is_loud_though_the_recogniser_lags(rig: 
         rig.call.feed_audio(LOUD)
         await rig.time.advance(0.02)
     assert _replies(rig)[before:] == []
+
+
+def test_a_caller_who_hangs_up_before_the_greeting_is_recorded_as_abandoned(hotline: Hotline) -> None:
+    session = hotline.session("+8613800000000")
+    assert session.end().type == "abandoned" and not session.started  # never greeted: no error, no record
+
+    async def main() -> str:
+        rig = Rig(hotline, None)
+        task = asyncio.get_running_loop().create_task(rig.call.run())
+        await asyncio.sleep(0)
+        rig.call.stop("caller hung up")
+        outcome = await asyncio.wait_for(task, 10)
+        return outcome.type
+
+    assert asyncio.run(main()) == "abandoned"

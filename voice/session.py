@@ -305,6 +305,9 @@ class CallSession:
         if self._outcome is not None:
             return self._outcome
         self._release()
+        if self._state is None:  # hung up before the greeting: nothing said, nothing to record
+            self._outcome = CallOutcome("abandoned", reason="来电在问候前就挂断")
+            return self._outcome
         state = self.state
         ctx = self._ctx()
         if state.turns:
