@@ -233,11 +233,11 @@ def test_an_interval_below_the_minimum_gets_422(plain_sip: tuple[Any, int, Path]
 # -- transfer -------------------------------------------------------------------------------------
 
 
-def _transfer(app: Any, target: str) -> Any:
+def _transfer(app: Any, target: str, wait: float = sip_door.TRANSFER_WAIT_S) -> Any:
     door = app.state.sip
     until(lambda: any(c.answered for c in door.calls.values()), within=30)
     label = next(c.label for c in door.calls.values() if c.answered)
-    return asyncio.run_coroutine_threadsafe(door.transfer(label, target), door.loop).result(timeout=60)
+    return asyncio.run_coroutine_threadsafe(door.transfer(label, target, wait), door.loop).result(timeout=60)
 
 
 def test_a_transfer_the_target_answers_ends_our_leg(plain_sip: tuple[Any, int, Path]) -> None:
@@ -272,6 +272,17 @@ def test_a_refused_refer_keeps_the_call(plain_sip: tuple[Any, int, Path]) -> Non
         assert any(c.answered and not c.live.session.ended for c in app.state.sip.calls.values())
         out, err = sipp.communicate(timeout=30)
         assert sipp.returncode == 0, f"{err[-800:]} {out[-800:]}"  # no BYE from us; the caller's BYE got 200
+    _idle(app)
+
+
+def test_a_caller_who_hangs_up_mid_transfer_ends_it(plain_sip: tuple[Any, int, Path]) -> None:
+    app, port, tmp = plain_sip
+    with RtpCounter() as rtp:
+        sipp = _popen("refer_hangup.xml", port, tmp, {"listen": str(rtp.port)})
+        result = _transfer(app, AGENT, wait=600)  # settled by the BYE, not by this wait (nor the 60 s result())
+        assert (result.ok, result.status) == (False, 481)
+        out, err = sipp.communicate(timeout=30)
+        assert sipp.returncode == 0, f"{err[-800:]} {out[-800:]}"
     _idle(app)
 
 

@@ -32,14 +32,17 @@ class TransferResult:
     """How a transfer ended: ``ok`` when the target answered the transferee (sipfrag 2xx)."""
 
     ok: bool
-    status: int  # the REFER's refusal, the final sipfrag status, or 408 when either never came
+    status: int  # the REFER's refusal, the final sipfrag status, 408 when either never came, 481: the call ended
     reason: str
 
 
 @dataclass
 class _Refer:
     request: SipRequest
-    accepted: asyncio.Future[SipResponse] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # the REFER's final response, then the final sipfrag status: (status, reason) each
+    answered: asyncio.Future[tuple[int, str]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
     final: asyncio.Future[tuple[int, str]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -68,15 +71,15 @@ class Transfers:
     async def _settle(self, invite: IncomingCall, refer: _Refer, wait: float) -> TransferResult:
         sending = asyncio.get_running_loop().create_task(_send(invite, refer.request), name="sip-refer-send")
         try:
-            response = await asyncio.wait_for(asyncio.shield(refer.accepted), TIMER_F_S)
+            status, reason = await asyncio.wait_for(asyncio.shield(refer.answered), TIMER_F_S)
         except TimeoutError:
             return TransferResult(False, 408, "no answer to the REFER")
         finally:
             sending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sending
-        if response.status_code >= 300:
-            return TransferResult(False, response.status_code, response.reason_phrase)
+        if status >= 300:
+            return TransferResult(False, status, reason)
         try:
             status, reason = await asyncio.wait_for(asyncio.shield(refer.final), wait)
         except TimeoutError:
@@ -89,8 +92,8 @@ class Transfers:
         sent = refer.request.cseq if refer is not None else None
         if refer is None or cseq is None or sent is None or (cseq.method.upper(), cseq.seq) != ("REFER", sent.seq):
             return False
-        if response.status_code >= 200 and not refer.accepted.done():
-            refer.accepted.set_result(response)
+        if response.status_code >= 200 and not refer.answered.done():
+            refer.answered.set_result((response.status_code, response.reason_phrase))
         return True
 
     def progress(self, call_id: str, status: int, reason: str) -> None:
@@ -98,6 +101,14 @@ class Transfers:
         refer = self.pending.get(call_id)
         if refer is not None and status >= 200 and not refer.final.done():
             refer.final.set_result((status, reason))
+
+    def gone(self, call_id: str) -> None:
+        """The call ended (the caller hung up): a transfer on it fails now rather than at its timeout."""
+        refer = self.pending.get(call_id)
+        if refer is not None:
+            for future in (refer.answered, refer.final):
+                if not future.done():
+                    future.set_result((481, "the call ended"))
 
 
 def _request(invite: IncomingCall, target: str, referred_by: str) -> SipRequest:

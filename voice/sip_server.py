@@ -291,6 +291,7 @@ class SipFrontDoor:
                 invite.reject(500, "Server Internal Error")
         finally:
             self.calls.pop(invite.call_id, None)
+            self.transfers.gone(invite.call_id)
             self._forget(call)
             if call.leg is not None:
                 await call.leg.close()
