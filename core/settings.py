@@ -57,6 +57,10 @@ class Settings:
     sip_port: int | None = None  # SIP (UDP and TCP) on IVR_HOST:this port; unset or "off" = no SIP front door
     sip_allow: str = "127.0.0.1/32,::1/128"  # CIDRs whose SIP requests are served; any other source gets 403
     sip_rtp_ports: str = "20000-29999"  # even RTP ports (RTCP on the next odd one) for SIP calls' media
+    # digest authentication of SIP INVITEs (RFC 7616, MD5): both set, or neither (then the allowlist alone guards)
+    sip_auth_user: str | None = None
+    sip_auth_password: str | None = field(default=None, repr=False)
+    sip_auth_realm: str = "ivr-hotline"  # the realm our challenges name (trunks store credentials per realm)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -116,9 +120,28 @@ class Settings:
             raise ConfigError(
                 f"IVR_SIP_ALLOW must be comma-separated CIDRs (10.0.0.0/8,::1/128), got {self.sip_allow!r}"
             ) from None
+        self._validate_sip_auth()
         low, high = rtp_port_range(self.sip_rtp_ports)
         if not (1024 <= low < high <= 65534 and high - low >= 2):
             raise ConfigError(f"IVR_SIP_RTP_PORTS must be LOW-HIGH within 1024..65534, got {self.sip_rtp_ports!r}")
+
+    def _validate_sip_auth(self) -> None:
+        if (self.sip_auth_user is None) != (self.sip_auth_password is None):
+            given, missing = (
+                ("IVR_SIP_AUTH_USER", "IVR_SIP_AUTH_PASSWORD")
+                if self.sip_auth_password is None
+                else ("IVR_SIP_AUTH_PASSWORD", "IVR_SIP_AUTH_USER")
+            )
+            raise ConfigError(
+                f"{missing} must be set with {given} (digest authentication needs both), got only {given}"
+            )
+        for var, value in (("IVR_SIP_AUTH_USER", self.sip_auth_user), ("IVR_SIP_AUTH_REALM", self.sip_auth_realm)):
+            if value is not None and not re.fullmatch(r"[^\s\"\\,]{1,64}", value):
+                raise ConfigError(
+                    f"{var} must be 1..64 characters without spaces, quotes, commas or backslashes, got {value!r}"
+                )
+        if self.sip_auth_password is not None and not 8 <= len(self.sip_auth_password) <= 128:
+            raise ConfigError("IVR_SIP_AUTH_PASSWORD must be 8..128 characters")
 
     def expanded(self) -> Settings:
         """The same settings with ``~`` expanded in every path."""

@@ -60,14 +60,19 @@ def run_scenario(
     keys: dict[str, str] | None = None,
     timeout: float = 120,
     transport: str = "u1",
+    args: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """sipp running ``tests/sip/<name>`` against ``127.0.0.1:port``, ``calls`` at once (u1: UDP, t1: TCP)."""
+    """sipp running ``tests/sip/<name>`` against ``127.0.0.1:port``, ``calls`` at once (u1: UDP, t1: TCP).
+
+    ``args`` are more sipp options (``-au``/``-ap``: the credentials ``[authentication]`` answers with).
+    """
     command = [sipp_path(), f"127.0.0.1:{port}", "-sf", str(SCENARIOS / name), "-m", str(calls), "-l", str(calls)]
     command += ["-t", transport]
     command += ["-r", str(calls), "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())]
     command += ["-mp", str(free_port()), "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error"]
     for key, value in (keys or {}).items():
         command += ["-key", key, value]
+    command += list(args)
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout + 30)
 
 

@@ -12,15 +12,22 @@ garbage datagrams) and did the whole job; the PJSIP bindings (``pjsua2``) would 
 media engine with its own threads, sound devices and event loop to bridge into asyncio, for
 nothing this front door needs. What the library lacks is here, each with a test: the source
 allowlist (``IVR_SIP_ALLOW``, a 403 for any other source, checked before the stack sees the
-message), ``tel:`` caller numbers (``voice.sip_wire``), and our own pacer and marks. Not done:
-digest authentication (aiosipua answers challenges as a client but has no server side; the
-allowlist is the guard), session timers (aiosipua would impose them on callers that did not
-offer them), REFER for transfers, and DTMF sending.
+message), ``tel:`` caller numbers (``voice.sip_wire``), our own pacer and marks, the server side
+of digest authentication (``voice.sip_auth``: aiosipua answers challenges only as a client), and
+sending a REFER and following it (``voice.sip_refer``: aiosipua sends a bare REFER and drops its
+responses). Not done: DTMF sending.
 
-A call: INVITE (allowed source, SDP offer) → 100 → 180 → the live call opens (a full line or no
-recogniser: 503; an offer without G.711: 488) → 200 with our answer → ACK → the call runs. A BYE
-from the caller stops it; when the hotline ends it, we send BYE. CANCEL before the 200 drops it.
-Media binds on ``IVR_HOST`` like the signalling, on even ports from ``IVR_SIP_RTP_PORTS``.
+Session timers (RFC 4028) are aiosipua's (the 422 below ``MIN_SE_S``, the negotiated refresher,
+the watchdog that sends BYE when no refresh comes, our UPDATEs when we refresh), offered only to
+callers that ask, with the corrections in ``voice.sip_timers``.
+
+A call: INVITE (allowed source, credentials when ``IVR_SIP_AUTH_USER`` is set, SDP offer) → 100 → 180
+→ the live call opens (a full line or no recogniser: 503; an offer without G.711: 488) → 200 with
+our answer → ACK → the call runs. A BYE from the caller stops it; when the hotline ends it, we send
+BYE. CANCEL before the 200 drops it. A session timer that expires without a refresh sends BYE and
+ends the call as a hang-up does. ``transfer(call_id, uri)`` hands an answered call to an agent
+(REFER; BYE once the target answered). Media binds on ``IVR_HOST`` like the signalling, on even
+ports from ``IVR_SIP_RTP_PORTS``.
 """
 
 from __future__ import annotations
@@ -46,19 +53,25 @@ from aiosipua import (
     create_dialog_from_request,
     parse_sdp,
 )
+from aiosipua.session_timer import DEFAULT_SESSION_EXPIRES
 
 from core.errors import IvrError
 from core.settings import Settings, rtp_port_range, sip_networks
+from voice import sip_timers
 from voice.live import LiveCall
 from voice.live_line import LiveLine, line_of
 from voice.live_metrics import LIVE_CALLS
+from voice.sip_auth import DigestGuard
 from voice.sip_media import SipLeg
+from voice.sip_refer import TransferResult, Transfers
 from voice.sip_wire import SipMediaError, answer, caller_number
 from voice.twilio_routes import mask
 
 log = logging.getLogger(__name__)
 USER_AGENT = "ivr-hotline"
 RTP_TIMEOUT_S = 30.0  # a caller not on hold who sends no RTP this long is gone: BYE
+MIN_SE_S = 90  # the shortest session timer interval we accept (RFC 4028 §4: never below 90 s in service)
+TRANSFER_WAIT_S = 60.0  # after the REFER's 202: how long the transferee may ring the target
 _Handler = Callable[[SipRequest | SipResponse, tuple[str, int]], None]
 
 
@@ -110,8 +123,13 @@ class SipFrontDoor:
     port: int
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     ports: PortAllocator
+    auth: DigestGuard | None = None  # None: no digest authentication (IVR_SIP_AUTH_USER unset)
+    min_se: int = MIN_SE_S  # the shortest session timer interval accepted (read when the door is built)
     calls: dict[str, SipCall] = field(default_factory=dict)  # by SIP Call-ID
     rejected: int = 0  # requests refused by the allowlist
+    challenged: int = 0  # INVITEs answered 401 or 403 by digest authentication
+    transfers: Transfers = field(default_factory=Transfers)
+    loop: asyncio.AbstractEventLoop | None = None  # the loop the front door runs on, once started
     _stacks: list[SipUAS] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -119,20 +137,27 @@ class SipFrontDoor:
     def of(cls, app: Any, settings: Settings) -> SipFrontDoor:
         assert settings.sip_port is not None
         ports = PortAllocator(rtp_port_range(settings.sip_rtp_ports))
-        return cls(line_of(app), settings.host, settings.sip_port, sip_networks(settings.sip_allow), ports)
+        auth = None
+        if settings.sip_auth_user is not None and settings.sip_auth_password is not None:
+            auth = DigestGuard(settings.sip_auth_user, settings.sip_auth_password, settings.sip_auth_realm)
+        networks = sip_networks(settings.sip_allow)
+        return cls(line_of(app), settings.host, settings.sip_port, networks, ports, auth, MIN_SE_S)
 
     async def start(self) -> None:
         """Listen on UDP and TCP ``host:port``."""
+        self.loop = asyncio.get_running_loop()
         for transport in (
             UdpTransport(local_addr=(self.host, self.port)),
             TcpSipTransport(local_addr=(self.host, self.port)),
         ):
-            uas = SipUAS(transport, user_agent=USER_AGENT)
+            uas = SipUAS(transport, user_agent=USER_AGENT, session_expires=DEFAULT_SESSION_EXPIRES, min_se=self.min_se)
             uas.on_invite = self._invited
             uas.on_reinvite = self._reinvite
             uas.on_bye = lambda call, _request: self._ended(call.call_id, "caller hung up")
             uas.on_cancel = lambda request, _addr: self._cancelled(request.call_id or "")
             uas.on_ack_timeout = lambda call: self._ended(call.call_id, "no ACK for our 200")
+            uas.on_session_expired = lambda call: self._ended(call.call_id, "session timer expired: no refresh")
+            uas.on_transfer_progress = self.transfers.progress
             await uas.start()
             transport.on_message = self._guarded(transport, transport.on_message)
             self._stacks.append(uas)
@@ -166,12 +191,43 @@ class SipFrontDoor:
                 _refuse(transport, message, 403, "Forbidden")
             elif not _sdp_parses(message):
                 _refuse(transport, message, 400, "Bad SDP")
-            elif self._retransmitted_invite(message):
+            elif isinstance(message, SipResponse) and self.transfers.response(message):
+                return
+            elif not self._authenticated(transport, message, addr[0]):
+                return
+            elif self._retransmitted_invite(message) or self._session_update(transport, message):
                 return
             elif inner is not None:
                 inner(message, addr)
 
         return admit
+
+    def _authenticated(self, transport: SipTransport, message: SipRequest | SipResponse, source: str) -> bool:
+        """A new INVITE with valid credentials, or anything else (see ``voice.sip_auth``); else 401/403 sent."""
+        if self.auth is None or not isinstance(message, SipRequest) or message.method.upper() != "INVITE":
+            return True
+        if message.to_addr is not None and message.to_addr.tag:  # in a dialog: its tags are the proof
+            return True
+        verdict = self.auth.verdict(message)
+        if verdict == "ok":
+            return True
+        self.challenged += 1
+        if verdict == "forbidden":
+            log.warning("SIP INVITE with wrong credentials refused", extra={"source": source})
+            _refuse(transport, message, 403, "Forbidden")
+        else:
+            challenge = self.auth.challenge(stale=verdict == "stale")
+            _refuse(transport, message, 401, "Unauthorized", {"WWW-Authenticate": challenge})
+        return False
+
+    def _session_update(self, transport: SipTransport, message: SipRequest | SipResponse) -> bool:
+        """A refresh UPDATE on a timed call, answered with its interval (``voice.sip_timers``)."""
+        if not isinstance(message, SipRequest):
+            return False
+        call = self.calls.get(message.call_id or "")
+        if call is None:
+            return False
+        return sip_timers.answer_update(call.invite, transport, message, self.min_se, USER_AGENT)
 
     def _retransmitted_invite(self, message: SipRequest | SipResponse) -> bool:
         """A retransmitted INVITE (the caller saw no answer in time): answered again, not handed on.
@@ -215,7 +271,11 @@ class SipFrontDoor:
             log.error("SIP task %s failed", task.get_name(), exc_info=task.exception())
 
     def _invited(self, invite: IncomingCall) -> None:
-        """A new INVITE (the stack sent 100): known at once, so a CANCEL right behind it finds it."""
+        """A new INVITE (the stack sent 100): known at once, so a CANCEL right behind it finds it.
+
+        A caller that offered no session timer gets none (aiosipua would impose its default).
+        """
+        sip_timers.untimed(invite)
         call = SipCall(invite, f"sip-{uuid.uuid4().hex[:12]}")
         self.calls[invite.call_id] = call
         self._spawn(self._answer(call), "sip-answer")
@@ -231,6 +291,7 @@ class SipFrontDoor:
                 invite.reject(500, "Server Internal Error")
         finally:
             self.calls.pop(invite.call_id, None)
+            self.transfers.gone(invite.call_id)
             self._forget(call)
             if call.leg is not None:
                 await call.leg.close()
@@ -306,6 +367,7 @@ class SipFrontDoor:
         aiosipua drops it on the caller's BYE or CANCEL, or on the ACK of our error response; a call we
         ended with BYE, or refused to a caller who never ACKs, would stay in its table for good.
         """
+        call.invite._stop_retransmissions()  # and its session timer (aiosipua stops it only on the caller's BYE)
         for uas in self._stacks:
             if uas.get_call(call.invite.call_id) is call.invite:
                 uas._calls.pop(call.invite.call_id, None)  # no public way to forget a call in aiosipua 0.7
@@ -336,6 +398,7 @@ class SipFrontDoor:
         if call is None or call.leg is None:
             return
         call.reinvite_cseq = invite.invite.cseq.seq if invite.invite.cseq is not None else -1
+        sip_timers.refreshed(invite, invite.invite, self.min_se)  # (aiosipua re-armed the watchdog)
         if invite.sdp_offer is None:  # an offerless re-INVITE: our 200 offers the session as it stands
             invite.accept(call.sdp)
             return
@@ -354,12 +417,40 @@ class SipFrontDoor:
         invite.accept(sdp)
         log.info("SIP re-INVITE", extra={"sip_call": call.label, "held": media.held})
 
+    # -- transfer (REFER) ------------------------------------------------------------------------
 
-def _refuse(transport: SipTransport, message: SipRequest | SipResponse, status: int, reason: str) -> None:
+    async def transfer(self, call_id: str, target: str, wait: float = TRANSFER_WAIT_S) -> TransferResult:
+        """Blind-transfer the answered call ``call_id`` (our call id) to the SIP URI ``target``.
+
+        On success (the target answered the transferee) our leg ends with BYE and the live call stops;
+        on failure the call stays with the hotline and the result says why.
+        """
+        call = next((c for c in self.calls.values() if c.label == call_id), None)
+        if call is None or not call.answered or call.live is None:
+            raise ValueError(f"expected an answered SIP call {call_id!r}, got none")
+        referred_by = f"sip:{USER_AGENT}@{self.host}:{self.port}"
+        result = await self.transfers.refer(call.invite, target, referred_by, wait)
+        log.info("SIP transfer", extra={"sip_call": call.label, "status": result.status, "ok": result.ok})
+        if result.ok:
+            self._bye(call)
+            call.live.stop("transferred")
+        return result
+
+
+def _refuse(
+    transport: SipTransport,
+    message: SipRequest | SipResponse,
+    status: int,
+    reason: str,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Answer a request outside any dialog with ``status`` (an ACK or a response is dropped)."""
     if isinstance(message, SipRequest) and message.method.upper() != "ACK":
         with contextlib.suppress(Exception):  # no Via to answer on: dropped
-            transport.send_reply(create_dialog_from_request(message).create_response(message, status, reason))
+            response = create_dialog_from_request(message).create_response(message, status, reason)
+            for name, value in (headers or {}).items():
+                response.headers.set_single(name, value)
+            transport.send_reply(response)
 
 
 def _sdp_parses(message: SipRequest | SipResponse) -> bool:
