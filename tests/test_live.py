@@ -407,3 +407,20 @@ def test_a_caller_who_hangs_up_before_the_greeting_is_recorded_as_abandoned(hotl
         return outcome.type
 
     assert asyncio.run(main()) == "abandoned"
+
+
+@live()
+async def test_the_reply_that_ends_the_call_is_heard_whole_over_caller_speech(rig: Rig) -> None:
+    await rig.speak("没有了，再见", confidence=0.95)
+    await settle(lambda: rig.call.playback is not None and len(rig.wire.frames) > 0)
+    await rig.time.advance(CONFIG.echo_guard_s + 0.1)
+    rig.speech.say(SpeechStarted(rig.time.now()))  # the caller talks over the goodbye
+    for _ in range(int(CONFIG.decide_after_s / 0.02) + 5):
+        rig.call.feed_audio(LOUD)
+        await rig.time.advance(0.02)
+    rig.call.feed_dtmf("1")
+    rig.speech.say(SpeechEnded(0.0, 1.0, QUIET), Utterance("等一下我还有个问题", confidence=0.9))
+    await rig.play_out()
+    await settle(lambda: rig.wire.hung_up)
+    assert _clears(rig) == [] and rig.call.barge.count == 0
+    assert all(complete for _, complete in rig.call.session.heard)  # every sentence of it was heard

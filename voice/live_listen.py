@@ -212,8 +212,11 @@ class Barge:
         self.candidate_at, self.cleared, self._held = None, False, False
 
     def _playing(self) -> SentencePlay | None:
+        """The sentence that caller speech would interrupt (a reply that ends the call, none)."""
         playback = self.call.playback
-        return playback.current if playback is not None and not self.cleared else None
+        if playback is None or self.cleared or self.call.session.ended:
+            return None  # 「正在为您转接……」 or the goodbye is heard whole, whatever the caller says over it
+        return playback.current
 
     def speech_started(self) -> None:
         """Hold the reply at once: nothing more is sent and the far end drops what it has queued."""
@@ -282,8 +285,8 @@ class Barge:
 
     async def confirm(self) -> None:
         """It is a barge-in: drop the rest of the reply (``clear``, unless the hold already sent it)."""
-        if self.cleared or self.call.playback is None:
-            return
+        if self.cleared or self.call.playback is None or self.call.session.ended:
+            return  # (a reply that ends the call is heard whole)
         self.cleared = True
         self.candidate_at = None
         self.count += 1
