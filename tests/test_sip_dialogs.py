@@ -8,6 +8,7 @@ and the callers speak a real Mandarin recording.
 
 from __future__ import annotations
 
+import functools
 import socket
 import subprocess
 import threading
@@ -21,6 +22,7 @@ from paths import REAL_ZH, shared
 from sipp import RtpCounter, failed, free_port, run_scenario, sip_server, sipp_path, until
 from testmodels import telephone
 
+from voice import sip_refer
 from voice import sip_server as sip_door
 from voice.codec import pcm16_to_ulaw
 from voice.live_line import line_of
@@ -203,7 +205,13 @@ def test_a_call_over_tcp(vosk_sip: tuple[Any, int, Path]) -> None:
 
 
 def _invite_text(
-    me: int, listen: int, method: str = "INVITE", to_tag: str = "", cseq: int = 1, direction: str = "sendrecv"
+    me: int,
+    listen: int,
+    method: str = "INVITE",
+    to_tag: str = "",
+    cseq: int = 1,
+    direction: str = "sendrecv",
+    call_id: str = "retransmitted-invite",
 ) -> bytes:
     sdp = (
         f"v=0\r\no=- 1 {cseq} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -214,7 +222,7 @@ def _invite_text(
     return (
         f"{method} sip:hotline@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch={branch}\r\n"
         f"From: <sip:+8613800138001@127.0.0.1>;tag=caller\r\nTo: <sip:hotline@127.0.0.1>{to_tag}\r\n"
-        f"Call-ID: retransmitted-invite\r\nCSeq: {cseq} {method}\r\nContact: <sip:a@127.0.0.1:{me}>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:a@127.0.0.1:{me}>\r\n"
         f"Max-Forwards: 70\r\n"
         + ("Content-Type: application/sdp\r\n" if body else "")
         + f"Content-Length: {len(body)}\r\n\r\n{body}"
@@ -259,3 +267,41 @@ def test_a_retransmitted_invite_is_the_same_call(vosk_sip: tuple[Any, int, Path]
         status = _status(raw, b"CSeq: 3 BYE")
         assert status.startswith(b"SIP/2.0 200"), status[:60]
     _idle(app)
+
+
+def test_the_hotlines_bye_is_sent_again_until_answered(
+    vosk_sip: tuple[Any, int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over UDP a BYE can be lost: the hotline sends it again (timer E) until a response comes, then stops."""
+    app, port, tmp = vosk_sip
+    monkeypatch.setattr(sip_door, "RTP_TIMEOUT_S", 1.5)  # the caller sends no RTP: the hotline hangs up
+    with RtpCounter() as rtp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        raw.bind(("127.0.0.1", 0))
+        raw.settimeout(10)
+        me = raw.getsockname()[1]
+        text = functools.partial(_invite_text, me, rtp.port, call_id="bye-lost")
+        raw.sendto(text(), ("127.0.0.1", port))
+        ok = _status(raw, b"CSeq: 1 INVITE")
+        while not ok.startswith(b"SIP/2.0 200"):
+            ok = _status(raw, b"CSeq: 1 INVITE")
+        to_tag = ";tag=" + ok.split(b"To: ", 1)[1].split(b"\r\n", 1)[0].split(b";tag=")[1].decode()
+        raw.sendto(text("ACK", to_tag), ("127.0.0.1", port))
+        byes = [_request(raw, b"BYE")]  # not answered: "lost"
+        byes.append(_request(raw, b"BYE"))
+        assert byes[0] == byes[1]  # the same request (same branch and CSeq), sent again
+        head = byes[1].split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        echoed = [h for h in head if h.split(b":", 1)[0].lower() in (b"via", b"from", b"to", b"call-id", b"cseq")]
+        raw.sendto(b"SIP/2.0 200 OK\r\n" + b"\r\n".join(echoed) + b"\r\nContent-Length: 0\r\n\r\n", ("127.0.0.1", port))
+        raw.settimeout(3 * sip_refer.T1_S * 4)
+        with pytest.raises(TimeoutError):  # answered: no more BYEs
+            _request(raw, b"BYE")
+    until(lambda: not app.state.sip.byes.pending, within=5)
+    _idle(app)
+
+
+def _request(sock: socket.socket, method: bytes) -> bytes:
+    """The next request ``method`` that arrives (responses and other requests are skipped)."""
+    while True:
+        message = sock.recv(4096)
+        if message.startswith(method + b" "):
+            return message

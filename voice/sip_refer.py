@@ -69,7 +69,8 @@ class Transfers:
             self.pending.pop(invite.call_id, None)
 
     async def _settle(self, invite: IncomingCall, refer: _Refer, wait: float) -> TransferResult:
-        sending = asyncio.get_running_loop().create_task(_send(invite, refer.request), name="sip-refer-send")
+        loop = asyncio.get_running_loop()
+        sending = loop.create_task(send_retransmitted(invite, refer.request), name="sip-refer-send")
         try:
             status, reason = await asyncio.wait_for(asyncio.shield(refer.answered), TIMER_F_S)
         except TimeoutError:
@@ -120,13 +121,15 @@ def _request(invite: IncomingCall, target: str, referred_by: str) -> SipRequest:
     return request
 
 
-async def _send(invite: IncomingCall, request: SipRequest) -> None:
-    """Send ``request``, and again at timer E over UDP until cancelled (a final response came)."""
+async def send_retransmitted(invite: IncomingCall, request: SipRequest, *, sent: bool = False) -> None:
+    """Send ``request`` (unless ``sent`` already), and again at timer E over UDP until cancelled (answered)."""
     transport = invite.transport
     assert transport is not None
     interval = T1_S
     while True:
-        transport.send(request, invite.source_addr)
+        if not sent:
+            transport.send(request, invite.source_addr)
+        sent = False
         if getattr(transport, "reliable", False):
             return
         await asyncio.sleep(interval)

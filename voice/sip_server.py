@@ -62,6 +62,7 @@ from voice.live import LiveCall
 from voice.live_line import LiveLine, line_of
 from voice.live_metrics import LIVE_CALLS
 from voice.sip_auth import DigestGuard
+from voice.sip_bye import Byes
 from voice.sip_media import SipLeg
 from voice.sip_refer import TransferResult, Transfers
 from voice.sip_wire import SipMediaError, answer, caller_number
@@ -129,6 +130,7 @@ class SipFrontDoor:
     rejected: int = 0  # requests refused by the allowlist
     challenged: int = 0  # INVITEs answered 401 or 403 by digest authentication
     transfers: Transfers = field(default_factory=Transfers)
+    byes: Byes = field(default_factory=Byes)  # our BYEs not yet answered (sent again over UDP)
     loop: asyncio.AbstractEventLoop | None = None  # the loop the front door runs on, once started
     _stacks: list[SipUAS] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -170,6 +172,7 @@ class SipFrontDoor:
                 await call.live.close("server shutting down")
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
+        self.byes.stop()
         for uas in self._stacks:
             await uas.stop()
         self._stacks.clear()
@@ -191,7 +194,7 @@ class SipFrontDoor:
                 _refuse(transport, message, 403, "Forbidden")
             elif not _sdp_parses(message):
                 _refuse(transport, message, 400, "Bad SDP")
-            elif isinstance(message, SipResponse) and self.transfers.response(message):
+            elif isinstance(message, SipResponse) and (self.transfers.response(message) or self.byes.response(message)):
                 return
             elif not self._authenticated(transport, message, addr[0]):
                 return
@@ -375,7 +378,7 @@ class SipFrontDoor:
     def _bye(self, call: SipCall) -> None:
         """The hotline ends the call: BYE (a call not yet answered is refused instead)."""
         if call.answered:
-            call.invite.hangup()
+            self.byes.hang_up(call.invite)
 
     def _ended(self, call_id: str, reason: str) -> None:
         call = self.calls.get(call_id)
@@ -389,7 +392,7 @@ class SipFrontDoor:
             return
         call.cancelled = True
         if call.answered and call.live is not None:  # CANCEL crossed our 200: the dialog is gone, end it
-            call.invite.hangup()
+            self.byes.hang_up(call.invite)
             call.live.stop("caller cancelled")
 
     def _reinvite(self, invite: IncomingCall) -> None:
