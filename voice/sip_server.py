@@ -57,6 +57,7 @@ from aiosipua.session_timer import DEFAULT_SESSION_EXPIRES
 
 from core.errors import IvrError
 from core.settings import Settings, rtp_port_range, sip_networks
+from core.types import mask_phone
 from voice import sip_timers
 from voice.live import LiveCall
 from voice.live_line import LiveLine, line_of
@@ -66,7 +67,6 @@ from voice.sip_bye import Byes
 from voice.sip_media import SipLeg
 from voice.sip_refer import TransferResult, Transfers
 from voice.sip_wire import SipMediaError, answer, caller_number
-from voice.twilio_routes import mask
 
 log = logging.getLogger(__name__)
 USER_AGENT = "ivr-hotline"
@@ -334,7 +334,7 @@ class SipFrontDoor:
             return False
         invite.accept(call.sdp)
         call.answered = True
-        log.info("SIP call answered", extra={"sip_call": call.label, "caller": mask(caller or "")})
+        log.info("SIP call answered", extra={"sip_call": call.label, "caller": mask_phone(caller or "")})
         return True
 
     async def _run(self, call: SipCall) -> None:

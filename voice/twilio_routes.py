@@ -30,7 +30,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from core.errors import IvrError
 from core.settings import Settings
-from core.types import AudioFrame
+from core.types import AudioFrame, mask_phone
 from voice import twilio_wire as tw
 from voice.live import LiveCall, LiveEvent
 from voice.live_line import line_of
@@ -72,12 +72,6 @@ def calls_of(app: Any) -> TwilioCalls:
     if calls is None:
         calls = app.state.twilio_calls = TwilioCalls(app.state.hotline.settings)
     return calls
-
-
-def mask(phone: str) -> str:
-    """A phone number fit for a log line: 138****8001."""
-    digits = phone.lstrip("+")
-    return digits[:3] + "****" + digits[-4:] if len(digits) >= 8 else "****"
 
 
 # -- webhooks -------------------------------------------------------------------------------------
@@ -129,7 +123,7 @@ async def voice_webhook(request: Request) -> Response:
     stream = connect.stream(url=stream_url(calls.settings.public_url))
     stream.parameter(name="token", value=token)
     response.append(connect)
-    log.info("twilio call answered", extra={"call_sid": call_sid, "caller": mask(caller)})
+    log.info("twilio call answered", extra={"call_sid": call_sid, "caller": mask_phone(caller)})
     return Response(str(response), media_type="application/xml")
 
 
