@@ -251,24 +251,19 @@ def test_a_transfer_the_target_answers_ends_our_leg(plain_sip: tuple[Any, int, P
     _idle(app)
 
 
-def test_a_failed_transfer_keeps_the_call(plain_sip: tuple[Any, int, Path]) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "refusal"),
+    [("refer_busy.xml", (486, "Busy Here")), ("refer_refused.xml", (403, "Forbidden"))],
+    ids=["the agent is busy (NOTIFY sipfrag 486)", "the REFER is refused (403)"],
+)
+def test_a_failed_transfer_keeps_the_call(
+    plain_sip: tuple[Any, int, Path], scenario: str, refusal: tuple[int, str]
+) -> None:
     app, port, tmp = plain_sip
     with RtpCounter() as rtp:
-        sipp = _popen("refer_busy.xml", port, tmp, {"listen": str(rtp.port)})
+        sipp = _popen(scenario, port, tmp, {"listen": str(rtp.port)})
         result = _transfer(app, AGENT)
-        assert (result.ok, result.status, result.reason) == (False, 486, "Busy Here")
-        assert any(c.answered and not c.live.session.ended for c in app.state.sip.calls.values())
-        out, err = sipp.communicate(timeout=30)
-        assert sipp.returncode == 0, f"{err[-800:]} {out[-800:]}"  # no BYE from us; the caller's BYE got 200
-    _idle(app)
-
-
-def test_a_refused_refer_keeps_the_call(plain_sip: tuple[Any, int, Path]) -> None:
-    app, port, tmp = plain_sip
-    with RtpCounter() as rtp:
-        sipp = _popen("refer_refused.xml", port, tmp, {"listen": str(rtp.port)})
-        result = _transfer(app, AGENT)
-        assert (result.ok, result.status, result.reason) == (False, 403, "Forbidden")
+        assert (result.ok, result.status, result.reason) == (False, *refusal)
         assert any(c.answered and not c.live.session.ended for c in app.state.sip.calls.values())
         out, err = sipp.communicate(timeout=30)
         assert sipp.returncode == 0, f"{err[-800:]} {out[-800:]}"  # no BYE from us; the caller's BYE got 200
