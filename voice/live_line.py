@@ -101,11 +101,15 @@ class LiveLine:
         if self.full:
             raise LineFullError(f"the live line is holding {self.max_calls} calls; try again shortly")
         voice = await self.ready()
-        await asyncio.get_running_loop().run_in_executor(self.work_pool, self.hotline.engine)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.work_pool, self.hotline.engine)
+        # A new recogniser costs ~0.1 s of CPU (vosk builds its decoder): off the loop, or 20 calls
+        # arriving at once stall every call's RTP pacer for seconds.
+        first = [await loop.run_in_executor(self.work_pool, self._speech, rate)]
         session = self.hotline.session(caller, call_id)
         call = LiveCall(
             session,
-            lambda: self._speech(rate),
+            lambda: first.pop() if first else self._speech(rate),
             voice,
             wire,
             rate=rate,
