@@ -12,6 +12,9 @@ call's transcript is compared with what the same model hears of the same recordi
 cores cannot recognise 20 callers' first words in real time (a fresh vosk recogniser spends ~3x
 the CPU of a warm one on its first utterance), so the 19 other calls hang up before their turn is
 recognised; the first call stays on until it is, and its words are checked.
+
+A burst beyond the line's capacity gets 503 for the calls it cannot hold, even when they all arrive
+while the first ones are still being set up.
 """
 
 from __future__ import annotations
@@ -120,4 +123,25 @@ def test_twenty_calls_at_once_complete(tmp_path: Path, vosk_ko_model_dir: Path, 
 
         again = run_scenario("short_call.xml", port, tmp_path, calls=CALLS, keys={"listen": str(rtp.port)}, timeout=40)
         assert again.returncode == 0 and _statistic(again.stdout, "Successful call") == CALLS, failed(again)
+        _idle(app)
+
+
+def test_a_burst_beyond_the_line_gets_503(
+    tmp_path: Path, vosk_ko_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Five INVITEs at once to a line that holds two: two are answered, three get 503 (none slips in
+    while the others are still being set up)."""
+    speech = telephone(read_wav(shared(REAL_ZH / "BAC009S0764W0121.wav").read_bytes())).pcm
+    (tmp_path / "caller.ulaw").write_bytes(pcm16_to_ulaw(speech))
+    settings = {"asr_engine": "vosk", "vosk_model": str(vosk_ko_model_dir)}
+    with sip_server(tmp_path, **settings) as (app, port), RtpCounter() as rtp:
+        line_of(app).max_calls = 2
+        watch = _Watch(app)
+        result = run_scenario("short_call.xml", port, tmp_path, calls=5, keys={"listen": str(rtp.port)}, timeout=30)
+        watch.stop()
+        assert _statistic(result.stdout, "Successful call") == 2, failed(result)
+        assert _statistic(result.stdout, "Failed call") == 3, failed(result)
+        assert len(watch.calls) == 2
+        refused = [r for r in caplog.records if r.getMessage().startswith("SIP call refused: the live line is holding")]
+        assert len(refused) == 3, [r.getMessage() for r in caplog.records]  # the 503s
         _idle(app)
