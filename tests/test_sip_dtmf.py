@@ -60,6 +60,12 @@ def test_key_ticks_refuses_what_is_not_a_key(keys: str) -> None:
         key_ticks(keys)
 
 
+@pytest.mark.parametrize("tone_ms", [10, 8200])  # under one frame; over what 16 bits of duration hold
+def test_key_ticks_refuses_a_length_rfc_4733_cannot_carry(tone_ms: int) -> None:
+    with pytest.raises(ValueError, match="expected a key length of 20-8180 ms"):
+        key_ticks("1", tone_ms=tone_ms)
+
+
 def _leg_test(test: Any, dtmf: int | None = EVENT_PT) -> None:
     async def main() -> None:
         peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -40,8 +40,8 @@ _CODECS: dict[int, tuple[str, Callable[[bytes], bytes], Callable[[bytes], bytes]
 }
 _NUMBER = re.compile(r"\+?[0-9]{3,20}")
 _TEL = re.compile(r"^\s*(?:\"[^\"]*\"\s*)?<?tel:([-+0-9]+)", re.IGNORECASE)
-_DIGITS = frozenset("0123456789*#ABCD")
 _EVENT_CODES = "0123456789*#ABCD"  # RFC 4733 §3.2: events 0-15, in this order
+_DIGITS = frozenset(_EVENT_CODES)
 KEY_TONE_MS = 100  # how long each key we send lasts
 KEY_PAUSE_MS = 100  # silence after each key (its repeated end packets go out in it)
 KEY_VOLUME = 10  # -10 dBm0, the usual DTMF level (RFC 4733 §2.3.3: the power without its sign)
@@ -181,9 +181,9 @@ def key_ticks(keys: str, tone_ms: int = KEY_TONE_MS, pause_ms: int = KEY_PAUSE_M
     if not 1 <= len(keys) <= MAX_KEYS or bad:
         raise ValueError(f"expected 1-{MAX_KEYS} keys from 0-9 * # A-D, got {keys[:40]!r}")
     frame_ms = 1000 * FRAME_SAMPLES // RATE
-    tone = tone_ms // frame_ms
-    if not 1 <= tone <= 0xFFFF // FRAME_SAMPLES:
-        raise ValueError(f"expected a key length of 20-8000 ms, got {tone_ms} ms")
+    tone, longest = tone_ms // frame_ms, 0xFFFF // FRAME_SAMPLES  # the duration field has 16 bits
+    if not 1 <= tone <= longest:
+        raise ValueError(f"expected a key length of {frame_ms}-{longest * frame_ms} ms, got {tone_ms} ms")
     quiet = max(0, pause_ms // frame_ms - (END_PACKETS - 1))
     ticks: list[KeyTick] = []
     for key in keys:
