@@ -93,7 +93,6 @@ class RtpCounter:
     loud: list[float] = field(default_factory=list)  # arrival times of packets louder than -50 dBFS
     ssrcs: set[int] = field(default_factory=set)
     loud_by_ssrc: Counter[int] = field(default_factory=Counter)  # loud packets of each stream (each call)
-    by_ssrc: dict[int, list[float]] = field(default_factory=dict)  # arrival times of each stream's packets
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> RtpCounter:
@@ -125,7 +124,6 @@ class RtpCounter:
             self.arrivals.append(time.monotonic())
             ssrc = int.from_bytes(data[8:12], "big")
             self.ssrcs.add(ssrc)
-            self.by_ssrc.setdefault(ssrc, []).append(self.arrivals[-1])
             pcm = np.frombuffer(ulaw_to_pcm16(data[12:]), "<i2").astype(float)
             if pcm.size and 20 * np.log10(np.sqrt(np.mean(pcm**2)) / 32768 + 1e-9) > -50:
                 self.loud.append(self.arrivals[-1])
