@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,10 +62,12 @@ def run_scenario(
     timeout: float = 120,
     transport: str = "u1",
     args: tuple[str, ...] = (),
+    fields: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """sipp running ``tests/sip/<name>`` against ``127.0.0.1:port``, ``calls`` at once (u1: UDP, t1: TCP).
 
     ``args`` are more sipp options (``-au``/``-ap``: the credentials ``[authentication]`` answers with).
+    ``fields``: one line of ``;``-separated values per call, in order (sipp's injection file: ``[field0]``…).
     """
     command = [sipp_path(), f"127.0.0.1:{port}", "-sf", str(SCENARIOS / name), "-m", str(calls), "-l", str(calls)]
     command += ["-t", transport]
@@ -73,6 +76,9 @@ def run_scenario(
     for key, value in (keys or {}).items():
         command += ["-key", key, value]
     command += list(args)
+    if fields is not None:
+        (cwd / "calls.csv").write_text("SEQUENTIAL\n" + "".join(f"{line};\n" for line in fields))
+        command += ["-inf", str(cwd / "calls.csv")]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout + 30)
 
 
@@ -89,6 +95,7 @@ class RtpCounter:
     arrivals: list[float] = field(default_factory=list)
     loud: list[float] = field(default_factory=list)  # arrival times of packets louder than -50 dBFS
     ssrcs: set[int] = field(default_factory=set)
+    loud_by_ssrc: Counter[int] = field(default_factory=Counter)  # loud packets of each stream (each call)
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> RtpCounter:
@@ -118,10 +125,12 @@ class RtpCounter:
             if len(data) < 12 or data[0] >> 6 != 2 or data[1] & 0x7F != 0:
                 continue  # not an RTP PCMU packet (RTCP goes to the next port)
             self.arrivals.append(time.monotonic())
-            self.ssrcs.add(int.from_bytes(data[8:12], "big"))
+            ssrc = int.from_bytes(data[8:12], "big")
+            self.ssrcs.add(ssrc)
             pcm = np.frombuffer(ulaw_to_pcm16(data[12:]), "<i2").astype(float)
             if pcm.size and 20 * np.log10(np.sqrt(np.mean(pcm**2)) / 32768 + 1e-9) > -50:
                 self.loud.append(self.arrivals[-1])
+                self.loud_by_ssrc[ssrc] += 1
 
 
 def until(condition: Any, within: float = 60.0) -> None:

@@ -71,7 +71,7 @@ def _run(test: Callable[[SipLeg, Inbound, socket.socket], Awaitable[None]], held
 
 
 def _received(peer: socket.socket) -> list[RtpPacket]:
-    packets = []
+    packets: list[RtpPacket] = []
     while True:
         try:
             data = peer.recv(2048)

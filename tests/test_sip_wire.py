@@ -28,8 +28,8 @@ def test_the_answer_takes_the_callers_first_g711_and_telephone_event() -> None:
     text = serialize_sdp(sdp)
     assert media.payload_type == PCMA and media.dtmf_payload_type == 96
     assert media.remote == ("10.1.2.3", 40000) and not media.held
-    assert "m=audio 20000 RTP/AVP 8 101" in text and "a=rtpmap:8 PCMA/8000" in text
-    assert "a=rtpmap:101 telephone-event/8000" in text and "c=IN IP4 127.0.0.1" in text
+    assert "m=audio 20000 RTP/AVP 8 96" in text and "a=rtpmap:8 PCMA/8000" in text
+    assert "a=rtpmap:96 telephone-event/8000" in text and "c=IN IP4 127.0.0.1" in text  # the offer's number
     assert "a=sendrecv" in text
 
 

@@ -49,11 +49,12 @@ class LiveLine:
         self.calls: dict[str, LiveCall] = {}
         self._voice: CachedVoice | None = None
         self._ready: asyncio.Lock | None = None
+        self._opening = 0  # calls being set up: each holds its place on the line
 
     @property
     def full(self) -> bool:
         """No room for another live call."""
-        return len(self.calls) >= self.max_calls
+        return len(self.calls) + self._opening >= self.max_calls
 
     def fixed_prompts(self) -> list[str]:
         """Sentences known before any call: the unknown caller's greeting, goodbye, our own prompts."""
@@ -100,12 +101,27 @@ class LiveLine:
         """
         if self.full:
             raise LineFullError(f"the live line is holding {self.max_calls} calls; try again shortly")
+        self._opening += 1  # held across the awaits below, or a burst of calls would all pass the check
+        try:
+            call = await self._open(wire, caller, call_id, rate, time)
+        finally:
+            self._opening -= 1
+        self.calls[call.session.call_id] = call
+        return call
+
+    async def _open(
+        self, wire: Wire, caller: str | None, call_id: str | None, rate: int, time: Timebase | None
+    ) -> LiveCall:
         voice = await self.ready()
-        await asyncio.get_running_loop().run_in_executor(self.work_pool, self.hotline.engine)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.work_pool, self.hotline.engine)
+        # A new recogniser costs ~0.1 s of CPU (vosk builds its decoder): off the loop, or 20 calls
+        # arriving at once stall every call's RTP pacer for seconds.
+        first = [await loop.run_in_executor(self.work_pool, self._speech, rate)]
         session = self.hotline.session(caller, call_id)
-        call = LiveCall(
+        return LiveCall(
             session,
-            lambda: self._speech(rate),
+            lambda: first.pop() if first else self._speech(rate),
             voice,
             wire,
             rate=rate,
@@ -115,8 +131,6 @@ class LiveLine:
             work=self.work_pool,
             observe=observe_turn,
         )
-        self.calls[session.call_id] = call
-        return call
 
     def closed(self, call: LiveCall) -> None:
         """``call`` has ended: forget it and count what it dropped."""

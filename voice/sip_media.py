@@ -4,13 +4,21 @@ Inbound: aiortp parses RTP, puts it through its jitter buffer (reordering and du
 out, a packet missing once later ones are in is taken as lost and concealed) and decodes it with
 ``voice.sip_wire.G711``; RFC 4733 events arrive as keys. Both go to the ``LiveCall``.
 
+Keys out (``send_dtmf``): RFC 4733 events under the telephone-event payload type the offer/answer
+agreed, queued behind the audio and sent by the same pacer, one packet per tick in the audio's
+stream (same SSRC, sequence numbers and timestamp clock; ``voice.sip_wire.key_ticks`` says what
+each tick sends). aiortp's ``DtmfSender`` is not used: it sends a key's packets in one burst, not
+one per 20 ms as the durations say, sets the marker on the first end packet instead of the
+event's first packet (RFC 4733 §2.5.1.1), and its timestamps are not the stream's.
+
 Outbound: the core hands us 20 ms frames a little ahead of real time; they wait in a bounded
 queue that the pacer drains one frame per 20 ms tick (aiortp's drift-free ``MediaClock``), with
 our own RTP timestamp advancing every tick so silence shows as a timestamp gap (RFC 3550). A mark
 is queued after the frames of its sentence: the pacer reports it played (``mark_played``) once
 every frame before it has gone out — our send pointer is what the caller heard. ``clear``
 (barge-in) drops the queued frames at once, so at most the frame on the wire still plays; marks
-still waiting are reported, as Twilio does on ``clear``. On hold nothing is sent (the frames are
+still waiting are reported, as Twilio does on ``clear``; queued keys are still sent (a key cut
+short would leave the far end without its end packet). On hold nothing is sent (the frames are
 counted as dropped) and what the caller sends (music on hold) is not listened to, until an offer
 takes the hold back.
 """
@@ -28,7 +36,19 @@ from aiortp import MediaClock, RTPSession
 
 from core.types import AudioFrame
 from voice.live import LiveEvent
-from voice.sip_wire import DTMF_PAYLOAD_TYPE, FRAME_SAMPLES, G711, RATE, Media, caller_audio, dtmf_digit, payload
+from voice.sip_wire import (
+    DTMF_PAYLOAD_TYPE,
+    FRAME_SAMPLES,
+    G711,
+    RATE,
+    KeyTick,
+    Media,
+    SipMediaError,
+    caller_audio,
+    dtmf_digit,
+    key_ticks,
+    payload,
+)
 
 if TYPE_CHECKING:
     from voice.live import LiveCall
@@ -52,9 +72,10 @@ class SipLeg:
         self.frames_dropped = 0  # queue overflow, hold, or cut by ``clear``
         self.clears = 0
         self.last_heard = 0.0  # event-loop time of the caller's last RTP (audio or key)
-        self._queue: deque[bytes | str] = deque()  # payloads, and mark names after their sentence's frames
+        self._queue: deque[bytes | str | KeyTick] = deque()  # payloads, keys' ticks, and marks after them
         self._frames_queued = 0
         self._timestamp = random.getrandbits(32)
+        self._key_timestamp = 0  # the timestamp of the key being sent (all its packets carry it)
         self._clock = MediaClock(FRAME_S, self._tick)
         self._closed = False
 
@@ -114,7 +135,7 @@ class SipLeg:
         self.clears += 1
         marks = [item for item in self._queue if isinstance(item, str)]
         self.frames_dropped += self._frames_queued
-        self._queue.clear()
+        self._queue = deque(item for item in self._queue if isinstance(item, KeyTick))
         self._frames_queued = 0
         for name in marks:
             self._played(name)
@@ -124,6 +145,17 @@ class SipLeg:
             self._played(name)  # every frame before it is already on the wire
         else:
             self._queue.append(name)
+
+    async def send_dtmf(self, keys: str) -> None:
+        """Send ``keys`` (0-9 * # A-D) as RFC 4733 events after the audio queued so far.
+
+        ``SipMediaError`` when the caller's offer had no telephone-event (nothing to send them as).
+        """
+        if self.media.dtmf_payload_type is None:
+            raise SipMediaError("expected telephone-event in the caller's offer to send keys, got none")
+        ticks = key_ticks(keys)
+        if not self._closed:
+            self._queue.extend(ticks)
 
     async def event(self, event: LiveEvent) -> None:
         """SIP has no screen: per-turn latency goes to the log, the rest is dropped."""
@@ -142,14 +174,26 @@ class SipLeg:
         if not self._queue:
             return
         item = self._queue.popleft()
-        assert isinstance(item, bytes)
-        self._frames_queued -= 1
-        if self.media.held:
-            self.frames_dropped += 1
+        if isinstance(item, KeyTick):
+            self._send_key(item)
         else:
-            self.rtp.send_audio(item, self._timestamp)
-            self.frames_sent += 1
+            assert isinstance(item, bytes)
+            self._frames_queued -= 1
+            if self.media.held:
+                self.frames_dropped += 1
+            else:
+                self.rtp.send_audio(item, self._timestamp)
+                self.frames_sent += 1
         self._report_marks()
+
+    def _send_key(self, tick: KeyTick) -> None:
+        """One tick of a key: its RFC 4733 packet (none in the pause after it, nor on hold)."""
+        if tick.starts:
+            self._key_timestamp = self._timestamp
+        pt, sender = self.media.dtmf_payload_type, self.rtp._sender  # aiortp 0.8 sends other payload types only here
+        if tick.payload is None or pt is None or sender is None or self.media.held:
+            return
+        sender.send_raw(pt, tick.payload, self._key_timestamp, int(tick.starts), self.media.remote)
 
     def _report_marks(self) -> None:
         while self._queue and isinstance(self._queue[0], str):

@@ -15,7 +15,8 @@ allowlist (``IVR_SIP_ALLOW``, a 403 for any other source, checked before the sta
 message), ``tel:`` caller numbers (``voice.sip_wire``), our own pacer and marks, the server side
 of digest authentication (``voice.sip_auth``: aiosipua answers challenges only as a client), and
 sending a REFER and following it (``voice.sip_refer``: aiosipua sends a bare REFER and drops its
-responses). Not done: DTMF sending.
+responses), sending our BYE again until answered (``voice.sip_bye``), and keys sent as RFC 4733
+events in our own RTP stream (``voice.sip_media``).
 
 Session timers (RFC 4028) are aiosipua's (the 422 below ``MIN_SE_S``, the negotiated refresher,
 the watchdog that sends BYE when no refresh comes, our UPDATEs when we refresh), offered only to
