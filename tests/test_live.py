@@ -6,6 +6,7 @@ Feed typed events in (speech events, audio levels, keys, marks), assert what rea
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -373,7 +374,8 @@ async def test_no_hold_on_when_the_caller_goes_on_speaking(rig: Rig) -> None:
 
 @live()
 async def test_a_yes_recognised_while_its_hold_on_plays_is_still_the_callers_turn(rig: Rig) -> None:
-    await _speak_slowly_recognised(rig, "对", recognised_after=CONFIG.hold_on_s + 0.02)
+    rig.call.prompts = dataclasses.replace(rig.call.prompts, hold_on="嗯，您稍等。")  # ~0.25 s of frames
+    await _speak_slowly_recognised(rig, "对", recognised_after=CONFIG.hold_on_s + 0.1)
     assert rig.call.playback is not None and _replies(rig)[-1] == rig.call.prompts.hold_on  # 「嗯」 is playing
     await settle(lambda: rig.turns() == ["对"])  # not taken for a backchannel over our 「嗯」
     assert rig.call.barge.count == 0
@@ -424,3 +426,15 @@ async def test_the_reply_that_ends_the_call_is_heard_whole_over_caller_speech(ri
     await settle(lambda: rig.wire.hung_up)
     assert _clears(rig) == [] and rig.call.barge.count == 0
     assert all(complete for _, complete in rig.call.session.heard)  # every sentence of it was heard
+
+
+@live()
+async def test_the_answer_follows_a_hold_on_without_waiting_for_its_mark(rig: Rig) -> None:
+    await _speak_slowly_recognised(rig, "你们有什么优惠活动", recognised_after=CONFIG.hold_on_s + 0.1)
+    await settle(lambda: rig.turns() == ["你们有什么优惠活动"])
+    sent = len(rig.wire.frames)
+    for _ in range(10):  # no mark comes back from the far end meanwhile
+        await rig.time.advance(0.02)
+        await asyncio.sleep(0.01)
+    assert _replies(rig)[-1] != rig.call.prompts.hold_on and len(rig.wire.frames) > sent  # the answer is going out
+    await rig.play_out()

@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import ConfigError
 from core.types import AudioFrame
-from voice import cli
+from voice import cli, tts
 from voice.codec import ulaw_to_pcm16
 from voice.live_play import CachedVoice
 from voice.tts import (
@@ -24,7 +24,7 @@ from voice.tts import (
     speakable,
     split_sentences,
 )
-from voice.wav import PCM, ULAW, parse_wav, read_wav
+from voice.wav import PCM, ULAW, parse_wav, read_wav, to_rate
 
 REPLY = "好的，帮您查到了。您的快递已经到杭州了。预计明天送达。还有什么可以帮您？"
 
@@ -252,3 +252,16 @@ def test_ivr_say_reports_a_bad_voice_or_path_in_one_line(
     assert cli.main(["say", "你好", "-o", str(tmp_path / "missing" / "x.wav")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ivr: cannot write") and err.count("\n") == 1
+
+
+def test_a_sentence_ends_with_a_short_pause_not_espeaks_dead_air(synth: Synthesizer) -> None:
+    whole = to_rate(synth.synthesize("嗯。"), 8000).pcm
+    trimmed = tts.trim_tail(whole)
+    level = np.abs(np.frombuffer(whole, "<i2")).astype(float)
+    last_sound = int(np.flatnonzero(level > 300)[-1]) / 8000
+    assert len(whole) / 16000 - last_sound > 0.25  # precondition: espeak-ng pads the sentence with silence
+    assert len(trimmed) / 16000 == pytest.approx(last_sound + tts.TAIL_S, abs=0.02)
+    assert trimmed == whole[: len(trimmed)]  # only the end is cut
+    frames = synth.sentence_audio("嗯。").frames
+    assert len(frames) * 0.02 == pytest.approx(len(trimmed) / 16000, abs=0.02)
+    assert tts.trim_tail(b"") == b"" and tts.trim_tail(bytes(1600)) == bytes(1600)  # all silence: left alone

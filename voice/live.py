@@ -330,7 +330,7 @@ class LiveCall:
         if self._answering or self.playback is not None or self.listener.quiet_for() < self.config.hold_quiet_s:
             return  # (loud frames since: the caller went on, and the recogniser has not caught up yet)
         self._hold_at = self.time.now()
-        await self.say(self.prompts.hold_on)
+        await self.say(self.prompts.hold_on, marks=False)  # the answer may follow it at once
 
     def _held_on(self, turn: _Turn) -> asyncio.Task[None] | None:
         """The 「嗯」 heard (or being heard) since this turn's speech end: it stands for the acknowledgement."""
@@ -363,11 +363,14 @@ class LiveCall:
         *,
         ack: asyncio.Task[None] | None = None,
         generation: int | None = None,
+        marks: bool = True,
     ) -> bool:
         """Play ``text``; ``False`` when a barge-in cut it off. Sentences heard last time are skipped.
 
         The first sentence is synthesised before anything else happens; an acknowledgement
-        (``ack``) still waiting by then is dropped, one already playing is let finish.
+        (``ack``) still waiting by then is dropped, one already playing is let finish. Returns once
+        the far end has played it (its marks came back), or with ``marks=False`` once it is all
+        sent: what is said next queues behind it at the far end.
         """
         sentences = unheard_tail(split_sentences(text), self._last_heard)
         audio = aiter(self.voice.sentences(sentences))
@@ -391,7 +394,8 @@ class LiveCall:
         try:
             task = self.spawn(playback.play(_chain(first, audio)), "playback")
             await asyncio.wait({task})
-            await self._await_marks(playback)
+            if marks:
+                await self._await_marks(playback)
         finally:  # also when this say() itself is cancelled (an acknowledgement cut off by a barge-in)
             if self.playback is playback:
                 self.playback = None

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
+import numpy as np
+
 from core.errors import ConfigError, IvrError, ModelMissingError
 from core.types import AudioFrame
 from voice.codec import ULAW_SILENCE, pcm16_to_ulaw
@@ -34,6 +36,8 @@ from voice.wav import read_wav, to_rate
 ENGINE_RATE = 22050  # espeak-ng's output rate (what an empty synthesis reports)
 TELEPHONE_RATE = 8000
 FRAME_BYTES = 160  # 20 ms of 8 kHz μ-law
+TAIL_S = 0.2  # silence kept after a sentence's last sound (a natural pause before the next)
+SILENCE_RMS = 32768 * 10 ** (-50 / 20)  # quieter than -50 dBFS is silence
 MIN_WPM, MAX_WPM = 80, 450  # espeak-ng's -s range
 _VOICE_ALIASES = {"cmn": "cmn-latn-pinyin", "zh": "cmn-latn-pinyin", "zh-cmn": "cmn-latn-pinyin"}
 _VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*")
@@ -95,10 +99,10 @@ class Synthesizer:
             yield self.sentence_audio(sentence)
 
     def sentence_audio(self, sentence: str) -> SentenceAudio:
-        """Synthesise one sentence into telephone frames (blocking)."""
+        """Synthesise one sentence into telephone frames (blocking); its trailing silence kept to ``TAIL_S``."""
         frame = self.synthesize(sentence)
-        ulaw = pcm16_to_ulaw(to_rate(frame, TELEPHONE_RATE).pcm) if frame.pcm else b""
-        return SentenceAudio(sentence, frames_of(ulaw))
+        pcm = trim_tail(to_rate(frame, TELEPHONE_RATE).pcm) if frame.pcm else b""
+        return SentenceAudio(sentence, frames_of(pcm16_to_ulaw(pcm)))
 
 
 class PromptCache:
@@ -116,6 +120,25 @@ class PromptCache:
 
     def __len__(self) -> int:
         return len(self._frames)
+
+
+def trim_tail(pcm: bytes, rate: int = TELEPHONE_RATE, tail_s: float = TAIL_S) -> bytes:
+    """8 kHz PCM16 without the silence after its last sound beyond ``tail_s``.
+
+    espeak-ng ends every sentence with ~0.3 s of silence: on the phone that is dead air after the
+    last sentence, and a 「嗯。」 said while the answer is prepared holds the answer back that long.
+    """
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+    window = rate // 100  # 10 ms
+    count = len(samples) // window
+    if not count:
+        return pcm
+    rms = np.sqrt(np.mean(samples[: count * window].astype(np.float64).reshape(count, window) ** 2, axis=1))
+    loud = np.flatnonzero(rms >= SILENCE_RMS)
+    if not len(loud):
+        return pcm
+    end = (int(loud[-1]) + 1) * window + int(tail_s * rate)
+    return pcm[: min(len(samples), end) * 2]
 
 
 def frames_of(ulaw: bytes) -> tuple[bytes, ...]:
