@@ -98,7 +98,10 @@ def create_engine(settings: Settings, vocabulary: Sequence[str] = ()) -> AsrEngi
         return VoskEngine(path)
     from asr.whisper_engine import WhisperEngine
 
-    return WhisperEngine(resolve_whisper(settings), vocabulary=vocabulary, threads=settings.whisper_threads)
+    every = settings.whisper_partial_ms / 1000 if settings.whisper_partial_ms is not None else None
+    return WhisperEngine(
+        resolve_whisper(settings), vocabulary=vocabulary, threads=settings.whisper_threads, partial_every_s=every
+    )
 
 
 def split_frame(frame: AudioFrame, seconds: float = 0.02) -> Iterator[AudioFrame]:

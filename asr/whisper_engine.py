@@ -6,10 +6,14 @@ every input to 30 s). ``accept()`` returns a FINAL only when the buffer reaches 
 the buffer is bounded and no audio is dropped.
 
 Partials (for the live transcript and the barge-in decision) come from spare work only: a
-speculation the caller talked on past (it ran anyway) and, every ``partial_every_s`` of speech, a
-transcription of the utterance so far started only while the engine is transcribing nothing else.
-Each shows up as a PARTIAL at the first ``accept()`` after it is done, if the utterance it read is
-still the current one. A grammar turn (yes/no, digits) gets none: its text is snapped at the end.
+speculation the caller talked on past (it ran anyway) and, when ``partial_every_s`` is set, every
+that many seconds of speech a transcription of the utterance so far, started only while the engine
+is transcribing nothing else. Each shows up as a PARTIAL at the first ``accept()`` after it is
+done, if the utterance it read is still the current one. A grammar turn (yes/no, digits) gets none:
+its text is snapped at the end. The periodic ones are off by default: one decode costs ~0.8 s of
+CPU whatever the length (the 30 s padding), so on two cores a partial still running when the caller
+stops held the final back by up to that much (speech end → text p50 1.47 s → 1.8-2.0 s in
+``bench/turns.py``), a price for a screen only.
 
 Speculation: ``speculate()`` (the speech path calls it at the caller's first short pause) starts
 transcribing the audio buffered so far on the engine's own thread, while the VAD is still waiting
@@ -135,7 +139,7 @@ class WhisperEngine:
         beam_size: int = 5,
         max_seconds: float = 30.0,
         silence_dbfs: float = -50.0,
-        partial_every_s: float | None = 1.0,
+        partial_every_s: float | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.model = load_model(self.model_dir, threads)

@@ -23,6 +23,9 @@ def test_settings_defaults_and_overrides() -> None:
     assert s.asr_engine == "whisper"
     assert s.vosk_model is None
     assert "~" not in str(s.model_dir)
+    assert s.whisper_partial_ms is None  # off unless asked for
+    assert Settings.from_env({"IVR_WHISPER_PARTIAL_MS": "1500"}).whisper_partial_ms == 1500
+    assert Settings.from_env({"IVR_WHISPER_PARTIAL_MS": "off"}).whisper_partial_ms is None
 
 
 @pytest.mark.parametrize(
@@ -33,6 +36,7 @@ def test_settings_defaults_and_overrides() -> None:
         ({"IVR_ASR_ENGINE": "kaldi"}, "IVR_ASR_ENGINE"),
         ({"IVR_VAD_AGGRESSIVENESS": "7"}, "IVR_VAD_AGGRESSIVENESS"),
         ({"IVR_ASR_ENGNE": "vosk"}, "IVR_ASR_ENGNE"),
+        ({"IVR_WHISPER_PARTIAL_MS": "50"}, "IVR_WHISPER_PARTIAL_MS"),
     ],
 )
 def test_settings_errors_name_the_variable(env: dict[str, str], names: str) -> None:

@@ -181,11 +181,11 @@ def _fed_in_real_time(stream: WhisperStream, audio: AudioFrame) -> list[tuple[in
 
 @pytest.mark.models
 @pytest.mark.slow
-def test_partials_of_real_speech_come_while_the_caller_talks(whisper_engine: WhisperEngine) -> None:
+def test_periodic_partials_of_real_speech_come_while_the_caller_talks(whisper_engine: WhisperEngine) -> None:
     from paths import REAL_ZH, shared
 
     audio = read_wav(shared(REAL_ZH / "BAC009S0764W0121.wav").read_bytes())
-    stream = whisper_engine.new_stream(sample_rate=audio.sample_rate)
+    stream = WhisperEngine(whisper_engine.model_dir, threads=2, partial_every_s=1.0).new_stream(audio.sample_rate)
     events = _fed_in_real_time(stream, audio)
     partials = [(i, e) for i, e in events if e.kind is TranscriptKind.PARTIAL]
     assert partials and not finals([e for _, e in events])
@@ -200,13 +200,13 @@ def test_partials_of_real_speech_come_while_the_caller_talks(whisper_engine: Whi
 
 @pytest.mark.models
 @pytest.mark.slow
-def test_no_partials_in_a_grammar_turn_and_none_when_turned_off(whisper_model_dir: Path) -> None:
+def test_no_periodic_partials_by_default_nor_in_a_grammar_turn(whisper_model_dir: Path) -> None:
     from paths import REAL_ZH, shared
 
     audio = read_wav(shared(REAL_ZH / "BAC009S0764W0121.wav").read_bytes())
-    engine = WhisperEngine(whisper_model_dir, threads=2, partial_every_s=None)
+    engine = WhisperEngine(whisper_model_dir, threads=2)  # periodic partials are off by default
     assert not [e for _, e in _fed_in_real_time(engine.new_stream(sample_rate=audio.sample_rate), audio)]
-    engine = WhisperEngine(whisper_model_dir, threads=2)
+    engine = WhisperEngine(whisper_model_dir, threads=2, partial_every_s=1.0)
     stream = engine.new_stream(sample_rate=audio.sample_rate, grammar=["是的", "不是"])
     assert not [e for _, e in _fed_in_real_time(stream, audio)]
 
