@@ -22,7 +22,7 @@ from aiortp import DtmfEvent, RTPSession
 from paths import program
 from sipp import free_port, sip_server, until
 from test_sip_baresip import _config
-from test_sip_media import Inbound, _received, _until
+from test_sip_media import Inbound, _received, _run, _until
 
 from core.types import AudioFrame
 from voice.live_line import line_of
@@ -67,22 +67,8 @@ def test_key_ticks_refuses_a_length_rfc_4733_cannot_carry(tone_ms: int) -> None:
 
 
 def _leg_test(test: Any, dtmf: int | None = EVENT_PT) -> None:
-    async def main() -> None:
-        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        peer.bind(("127.0.0.1", 0))
-        peer.setblocking(False)
-        leg = await SipLeg.open(
-            "127.0.0.1", free_port(), Media(peer.getsockname(), PCMU, dtmf, False), lambda: None, "t"
-        )
-        inbound = Inbound(leg)
-        leg.attach(inbound)  # type: ignore[arg-type]
-        try:
-            await test(leg, peer, inbound)
-        finally:
-            await leg.close()
-            peer.close()
-
-    asyncio.run(main())
+    """``test(leg, peer, inbound)`` on a real media leg (``test_sip_media._run``) with ``dtmf`` negotiated."""
+    _run(lambda leg, inbound, peer: test(leg, peer, inbound), dtmf=dtmf)
 
 
 def _frame() -> AudioFrame:

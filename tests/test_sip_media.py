@@ -52,12 +52,16 @@ async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def _run(test: Callable[[SipLeg, Inbound, socket.socket], Awaitable[None]], held: bool = False) -> None:
+def _run(
+    test: Callable[[SipLeg, Inbound, socket.socket], Awaitable[None]], held: bool = False, dtmf: int | None = 101
+) -> None:
+    """``test(leg, inbound, peer)`` on a real media leg whose far end is the UDP socket ``peer``."""
+
     async def main() -> None:
         peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         peer.bind(("127.0.0.1", 0))
         peer.setblocking(False)
-        media = Media(peer.getsockname(), PCMU, 101, held)
+        media = Media(peer.getsockname(), PCMU, dtmf, held)
         leg = await SipLeg.open("127.0.0.1", free_port(), media, lambda: None, "test")
         inbound = Inbound(leg)
         leg.attach(inbound)  # type: ignore[arg-type]
