@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from paths import REAL_ZH, program, shared
@@ -46,39 +51,64 @@ def _config(home: Path, sip_port: int, cons_port: int) -> None:
     (home / "contacts").write_text("")
 
 
-def test_baresip_calls_presses_1_hash_and_hangs_up(tmp_path: Path, vosk_ko_model_dir: Path) -> None:
+@dataclass
+class Baresip:
+    """A baresip call to the hotline in progress: the server app, our side of the call, its console."""
+
+    app: Any
+    call: Any  # the answered ``SipCall``
+    console: socket.socket
+    console_port: int
+    output: list[str]  # baresip's stdout lines so far
+
+    def command(self, text: str) -> None:
+        self.console.sendto(f"{text}\n".encode(), ("127.0.0.1", self.console_port))
+
+
+@contextmanager
+def baresip_call(tmp_path: Path, microphone: bytes, vosk_model: Path) -> Iterator[Baresip]:
+    """baresip (its microphone: ``microphone``, 8 kHz PCM16) dials a vosk hotline; hung up on leaving."""
     baresip = program("baresip", "baresip")
     home = tmp_path / "baresip"
     cons_port = free_port(socket.SOCK_STREAM)  # cons listens on UDP and TCP at this port
     _config(home, free_port(), cons_port)
-    speech = telephone(read_wav(shared(REAL_ZH / "BAC009S0764W0121.wav").read_bytes())).pcm
-    write_wav(home / "mic.wav", AudioFrame(speech + bytes(2 * 8000 * 60), 8000))  # a minute: baresip ends at EOF
-
-    settings = {"asr_engine": "vosk", "vosk_model": str(vosk_ko_model_dir)}
+    write_wav(home / "mic.wav", AudioFrame(microphone, 8000))
+    settings = {"asr_engine": "vosk", "vosk_model": str(vosk_model)}
     with sip_server(tmp_path, **settings) as (app, port), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cons:
         agent = subprocess.Popen(
             [baresip, "-f", str(home)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+        output: list[str] = []
+        reader = threading.Thread(target=lambda: output.extend(iter(agent.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        session = Baresip(app, None, cons, cons_port, output)
         try:
 
-            def command(text: str) -> None:
-                cons.sendto(f"{text}\n".encode(), ("127.0.0.1", cons_port))
-
             def answered() -> bool:
-                command(f"/dial sip:hotline@127.0.0.1:{port}") if not app.state.sip.calls else None
+                session.command(f"/dial sip:hotline@127.0.0.1:{port}") if not app.state.sip.calls else None
                 return any(c.answered for c in app.state.sip.calls.values())
 
             until(answered, within=20)  # (the first /dial may come before baresip listens)
-            live = next(c.live for c in app.state.sip.calls.values() if c.answered)
-            until(lambda: live.session.started and live.session.state.transcript, within=20)  # greeted
-            command("/sndcode 1#")
-            until(lambda: any(line.speaker == "caller" for line in live.session.state.transcript), within=20)
-            until(lambda: live.session.state.transcript[-1].speaker == "bot", within=20)  # the keys were answered
-            command("/hangup")
+            session.call = next(c for c in app.state.sip.calls.values() if c.answered)
+            yield session
+            session.command("/hangup")
             until(lambda: not line_of(app).calls and not app.state.sip.calls, within=20)
         finally:
             agent.terminate()
-            output = agent.communicate(timeout=10)[0]
+            agent.wait(timeout=10)
+            reader.join(timeout=5)
+
+
+def test_baresip_calls_presses_1_hash_and_hangs_up(tmp_path: Path, vosk_ko_model_dir: Path) -> None:
+    speech = telephone(read_wav(shared(REAL_ZH / "BAC009S0764W0121.wav").read_bytes())).pcm
+    microphone = speech + bytes(2 * 8000 * 60)  # then a minute of silence: baresip ends the call at EOF
+    with baresip_call(tmp_path, microphone, vosk_ko_model_dir) as agent:
+        live = agent.call.live
+        until(lambda: live.session.started and live.session.state.transcript, within=20)  # greeted
+        agent.command("/sndcode 1#")
+        until(lambda: any(line.speaker == "caller" for line in live.session.state.transcript), within=20)
+        until(lambda: live.session.state.transcript[-1].speaker == "bot", within=20)  # the keys were answered
+    output = "".join(agent.output)
     caller = [line.text for line in live.session.state.transcript if line.speaker == "caller"]
     assert caller == ["1"], caller
     assert live.prompts.hold_on == ""  # vosk streams: its calls get no 「嗯」 before the answer

@@ -11,24 +11,19 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from aiortp import DtmfEvent, RTPSession
-from paths import program
-from sipp import free_port, sip_server, until
-from test_sip_baresip import _config
+from sipp import free_port, until
+from test_sip_baresip import baresip_call
 from test_sip_media import Inbound, _received, _run, _until
 
 from core.types import AudioFrame
-from voice.live_line import line_of
 from voice.sip_media import SipLeg
 from voice.sip_wire import PCMU, KeyTick, Media, SipMediaError, key_ticks
-from voice.wav import write_wav
 
 KEYS = "159#"
 EVENT_PT = 96  # the caller's telephone-event number (not our 101): what we send must use the offer's
@@ -155,38 +150,10 @@ def _server_loop(app: Any) -> asyncio.AbstractEventLoop:
 @pytest.mark.slow
 @pytest.mark.models
 def test_baresip_hears_the_keys_the_hotline_sends(tmp_path: Path, vosk_ko_model_dir: Path) -> None:
-    baresip = program("baresip", "baresip")
-    home = tmp_path / "baresip"
-    cons_port = free_port(socket.SOCK_STREAM)  # cons listens on UDP and TCP at this port
-    _config(home, free_port(), cons_port)
-    write_wav(home / "mic.wav", AudioFrame(bytes(2 * 8000 * 60), 8000))  # a quiet caller: a minute of silence
-
-    settings = {"asr_engine": "vosk", "vosk_model": str(vosk_ko_model_dir)}
-    with sip_server(tmp_path, **settings) as (app, port), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cons:
-        agent = subprocess.Popen(
-            [baresip, "-f", str(home)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        output: list[str] = []
-        reader = threading.Thread(target=lambda: output.extend(iter(agent.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        try:
-
-            def command(text: str) -> None:
-                cons.sendto(f"{text}\n".encode(), ("127.0.0.1", cons_port))
-
-            def answered() -> bool:
-                command(f"/dial sip:hotline@127.0.0.1:{port}") if not app.state.sip.calls else None
-                return any(c.answered for c in app.state.sip.calls.values())
-
-            until(answered, within=20)  # (the first /dial may come before baresip listens)
-            call = next(c for c in app.state.sip.calls.values() if c.answered)
-            asyncio.run_coroutine_threadsafe(call.leg.send_dtmf(KEYS), _server_loop(app)).result(timeout=5)
-            until(lambda: any(f"received event: '{KEYS[-1]}' (end=1)" in line for line in output), within=20)
-            command("/hangup")
-            until(lambda: not line_of(app).calls and not app.state.sip.calls, within=20)
-        finally:
-            agent.terminate()
-            agent.wait(timeout=10)
-            reader.join(timeout=5)
+    with baresip_call(tmp_path, bytes(2 * 8000 * 60), vosk_ko_model_dir) as agent:  # a quiet caller
+        send = agent.call.leg.send_dtmf(KEYS)
+        asyncio.run_coroutine_threadsafe(send, _server_loop(agent.app)).result(timeout=5)
+        until(lambda: any(f"received event: '{KEYS[-1]}' (end=1)" in line for line in agent.output), within=20)
+    output = agent.output
     events = [m.groups() for m in (re.search(r"received event: '(.)' \(end=(\d)\)", line) for line in output) if m]
     assert events == [(key, end) for key in KEYS for end in "01"], events  # each key once: begun, then ended
