@@ -32,7 +32,7 @@ class Listener:
     """Caller audio and keys of one call → turns for the dialog."""
 
     def __init__(self, call: LiveCall, path: AsyncSpeechPath) -> None:
-        self.call, self.path = call, path
+        self.call, self.path = call, self._follow(path)
         self.dropped_frames = 0
         self._fed_s = 0.0  # seconds of audio handed to the speech path
         self._fed_at: deque[tuple[float, float]] = deque(maxlen=3000)  # (stream seconds, time fed)
@@ -47,7 +47,6 @@ class Listener:
         self._commit: asyncio.Task[None] | None = None
         self._digits = ""
         self._dtmf_timer: asyncio.Task[None] | None = None
-        path.on_segment_end = self._segment_closed
 
     # -- audio ------------------------------------------------------------------------------------
 
@@ -87,13 +86,17 @@ class Listener:
                 log.warning("speech path failed: %s", err)
                 self.call.emit("error", message=f"speech recognition failed: {err}")
                 await self.path.aclose()
-                self.path = self.call.restart_speech()
-                self.path.on_segment_end = self._segment_closed
+                self.path = self._follow(self.call.restart_speech())
                 self._utterances.clear()
                 self.call.take_turn_unheard(self.call.time.now())
 
     async def close(self) -> None:
         await self.path.aclose()
+
+    def _follow(self, path: AsyncSpeechPath) -> AsyncSpeechPath:
+        """``path``, telling this listener of each segment end before its text (``_segment_closed``)."""
+        path.on_segment_end = self._segment_closed
+        return path
 
     def _segment_closed(self, ended: SpeechEnded) -> None:
         """The VAD closed a segment; its ``SpeechEnded`` comes once the recogniser has its text."""
