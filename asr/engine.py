@@ -78,6 +78,13 @@ class AsrEngine(Protocol):
 
     def new_stream(self, sample_rate: int = 8000, grammar: Sequence[str] | None = None) -> AsrStream: ...
 
+    def warm_up(
+        self, audio: bytes = b"", rate: int = 8000, count: int | None = None, stop: Callable[[], bool] = lambda: False
+    ) -> int:
+        """Pay first-use costs before callers do, decoding ``audio`` (PCM16 speech at ``rate``);
+        blocking, ``stop()`` ends it early; returns the number of recognizers warmed."""
+        ...
+
 
 def create_engine(settings: Settings, vocabulary: Sequence[str] = ()) -> AsrEngine:
     """The engine ``IVR_ASR_ENGINE`` asks for (``auto``: vosk if a Chinese vosk model is there, else whisper).

@@ -14,7 +14,13 @@ like small-cn):
   0.33 on a recognizer's first, 0.10-0.14 on the next three, 0.06-0.09 from the sixth) and costs memory
   (~60 MB after the first utterance, ~150 MB after a dozen). A live line of 10 callers on 2 cores only
   keeps up with warm recognizers, so the pool holds up to ``pool_size`` (12) of them: as many as the
-  line's busiest moment used, never more.
+  line's busiest moment used, never more. ``warm_up`` fills the pool at start-up, so the first
+  burst of calls after a restart does not pay the cold cost all at once (10 callers at the same
+  moment on a fresh server: answer p95 9.4 s, ``bench/turns.py``'s cold row). Each new recognizer
+  decodes a few seconds of speech (the server's own greeting), ~1 s of CPU, which cuts its first
+  real utterance's cost from 1.3 s to ~0.5 s of CPU (3 s of Korean speech). A recognizer also
+  carries its acoustic adaptation (i-vector statistics) from one utterance to the next, as a pooled
+  one does from the previous caller: warming with speech keeps that speech-like (noise would not).
 - Word times are seconds since the recognizer was created; they run on across ``Result``,
   ``FinalResult`` and ``Reset``. Each recognizer's samples are counted here to map them to stream time.
 - ``[unk]`` is in some vocabularies (small-cn) and not others (the Korean model). Grammar words missing
@@ -30,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +137,7 @@ class VoskEngine:
         self._has_unk = self.knows(UNK)
         self._pool: dict[int, list[_Lane]] = {}
         self._pool_size = pool_size
+        self._warming = 0  # recognizers being warmed up, not yet in the pool
 
     def new_stream(self, sample_rate: int = 8000, grammar: Sequence[str] | None = None) -> VoskStream:
         return VoskStream(self, sample_rate, grammar)
@@ -155,6 +162,39 @@ class VoskEngine:
             if pool:
                 return pool.pop()
         return _Lane(vosk.KaldiRecognizer(self.model, rate))
+
+    def pooled(self, rate: int = 8000) -> int:
+        """Recognizers for ``rate`` waiting in the pool for the next stream."""
+        with self._lock:
+            return len(self._pool.get(rate, []))
+
+    def warm_up(
+        self, audio: bytes = b"", rate: int = 8000, count: int | None = None, stop: Callable[[], bool] = lambda: False
+    ) -> int:
+        """Add recognizers that have decoded ``audio`` (PCM16 speech at ``rate``) to the pool until it
+        holds ``count`` (default: the pool's size) for ``rate``, or until ``stop()``; returns how many
+        were added. Blocking: ~0.3 s of CPU per second of audio each."""
+        if not audio:
+            return 0
+        wanted = self._pool_size if count is None else min(count, self._pool_size)
+        chunk = rate // 10 * PCM_SAMPLE_WIDTH  # 100 ms, as SpeechPath feeds
+        added = 0
+        for _ in range(wanted):  # bounded even while calls take recognizers out as fast as they come
+            with self._lock:
+                if stop() or len(self._pool.get(rate, [])) + self._warming >= wanted:
+                    break
+                self._warming += 1  # several threads may warm at once: none overfills the pool
+            try:
+                lane = _Lane(vosk.KaldiRecognizer(self.model, rate))
+                for offset in range(0, len(audio), chunk):
+                    lane.feed(audio[offset : offset + chunk])
+                lane.final()
+                self.give_back(lane, rate)
+            finally:
+                with self._lock:
+                    self._warming -= 1
+            added += 1
+        return added
 
     def grammar_lane(self, rate: int, grammar_json: str) -> _Lane:
         return _Lane(vosk.KaldiRecognizer(self.model, rate, grammar_json))

@@ -281,3 +281,27 @@ def test_async_flush_is_ordered_after_the_frames_pushed_before_it(
     events = asyncio.run(main())
     kinds = [e.kind for e in events if e.kind is not TranscriptKind.PARTIAL]
     assert kinds == [TranscriptKind.FINAL, TranscriptKind.END]
+
+
+def test_warm_up_fills_the_pool_once_and_streams_then_start_warm(vosk_ko_model_dir: Path, speech: AudioFrame) -> None:
+    engine = VoskEngine(vosk_ko_model_dir, pool_size=3)
+    assert engine.warm_up(speech.pcm, stop=lambda: True) == 0 and engine.pooled() == 0, "stop() is obeyed"
+    assert engine.warm_up(b"") == 0, "nothing to decode, nothing warmed"
+    threads = [threading.Thread(target=engine.warm_up, args=(speech.pcm,), kwargs={"count": 2}) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert engine.pooled() == 2, "two warming threads do not overfill the pool"
+    assert engine.warm_up(speech.pcm) == 1 and engine.pooled() == 3, "topped up to the pool's size"
+    assert engine.warm_up(speech.pcm) == 0, "a full pool is left alone"
+    assert engine.pooled(16000) == 0, "each rate has its own pool"
+    streams = [engine.new_stream() for _ in range(4)]
+    assert engine.pooled() == 0, "the warm recognizers serve the first streams; the fourth gets a new one"
+    events = run(streams[0], speech)
+    seconds = len(speech.pcm) / 2 / speech.sample_rate
+    assert finals(events)[0].text and all(T0 <= w.start < w.end <= T0 + seconds for w in finals(events)[0].words), (
+        "a warmed recognizer's word times are still in the stream's own time"
+    )
+    for stream in streams[1:]:
+        stream.close()

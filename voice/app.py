@@ -97,6 +97,7 @@ def _lifespan(prepare_speech: bool) -> Callable[[FastAPI], contextlib.AbstractAs
         try:
             yield
         finally:
+            app.state.speech.stopping.set()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
