@@ -69,6 +69,11 @@ class Hotline:
                 self._engine = create_engine(self.settings, vocabulary=words)
             return self._engine
 
+    def warm_up(self) -> None:
+        """Pay the brain's first-use costs now (a server starting), not in a caller's turn: the shop's
+        policy index is built by the first policy question (jieba's dictionary alone: 0.5 s)."""
+        self.shop.search_policies("退货")
+
     def claimed_caller(self, number: str | None) -> str | None:
         """A number a client says is the caller's (``POST /api/calls``, the softphone's field): caller ID
         only when the operator trusts its clients (``IVR_TRUST_CLAIMED_CALLER``). A web page or an API

@@ -73,11 +73,12 @@ class LiveLine:
         settings = self.hotline.settings
         synthesizer = Synthesizer(settings.tts_voice, settings.tts_rate)
         cache = PromptCache(synthesizer, self.fixed_prompts())
+        self.hotline.warm_up()
         log.info("live line ready: %d prompts rendered", len(cache))
         return CachedVoice(synthesizer, cache, self.work_pool)
 
     async def ready(self) -> CachedVoice:
-        """Render the fixed prompts (once, at start-up); later calls return at once."""
+        """Render the fixed prompts and warm the brain (once, at start-up); later calls return at once."""
         if self._ready is None:
             self._ready = asyncio.Lock()
         async with self._ready:
