@@ -11,7 +11,8 @@ A caller waits for the greeting to finish, then says a clip and waits for the re
 most callers once more, calling ``--stagger`` seconds apart (a line's usual, unsynchronised load).
 Before the levels, the most callers call once at the same moment on the fresh server (the "cold"
 row): a vosk recogniser spends about 2-3x the CPU on its first few utterances (its lookahead
-cache fills), and the engine keeps the recognisers of ended calls warm for later calls, so the
+cache fills); ``ivr serve`` warms its pool at start-up on the greeting (``voice/speech_ready.py``),
+which halves that, and the engine keeps the recognisers of ended calls warm for later calls, so the
 cold row is the first burst after start-up and the others a server that has been taking calls.
 
 Measured per turn:
