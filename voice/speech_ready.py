@@ -4,7 +4,7 @@
 recogniser when none is there (``asr.model_sources.ensure_recogniser``, progress bar on stderr),
 then loads it and pays the first-use costs a caller would otherwise pay: prosody's (librosa's
 lazy imports and JIT, 0.8 s, in the first caller's first turn) before it says ready, and then, at
-low priority in the same thread, the recogniser's own (``AsrEngine.warm_up``: vosk fills its pool
+low priority on two threads, the recogniser's own (``AsrEngine.warm_up``: vosk fills its pool
 with recognizers that have decoded the greeting in the hotline's own voice). Until it is ready
 ``/healthz`` answers 503 with the reason; a server that never prepares (tests, ``create_app``
 alone) counts an installed model as ready (it loads on first use).
