@@ -42,6 +42,26 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
+def free_media_ports() -> int:
+    """An even UDP port whose next three are free too: sipp binds audio RTP/RTCP there and video two
+    ports up (one free port alone once met a video port in use: sipp exit 254, "Unable to bind")."""
+    while True:
+        base = free_port()
+        base -= base % 2
+        sockets = []
+        try:
+            for offset in range(4):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+
+
 @contextmanager
 def sip_server(tmp: Path, **more: Any) -> Iterator[tuple[Any, int]]:
     """The app with its SIP front door on a free loopback port (no Twilio account, no model install)."""
@@ -72,7 +92,7 @@ def run_scenario(
     command = [sipp_path(), f"127.0.0.1:{port}", "-sf", str(SCENARIOS / name), "-m", str(calls), "-l", str(calls)]
     command += ["-t", transport]
     command += ["-r", str(calls), "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())]
-    command += ["-mp", str(free_port()), "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error"]
+    command += ["-mp", str(free_media_ports()), "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error"]
     for key, value in (keys or {}).items():
         command += ["-key", key, value]
     command += list(args)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from paths import REAL_ZH, shared
-from sipp import RtpCounter, failed, free_port, run_scenario, sip_server, sipp_path, until
+from sipp import RtpCounter, failed, free_media_ports, free_port, run_scenario, sip_server, sipp_path, until
 from testmodels import telephone
 
 from voice import sip_refer
@@ -135,7 +135,8 @@ def test_malformed_datagrams_leave_a_parallel_call_alone(vosk_sip: tuple[Any, in
         raw.settimeout(5)
         me = raw.getsockname()[1]
         command = [sipp_path(), f"127.0.0.1:{port}", "-sf", str(Path(__file__).parent / "sip" / "short_call.xml")]
-        command += ["-m", "1", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port())]
+        command += ["-m", "1", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())]
+        command += ["-mp", str(free_media_ports())]
         command += ["-nostdin", "-timeout", "40s", "-timeout_error", "-key", "listen", str(rtp.port)]
         call = subprocess.Popen(command, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         until(lambda: app.state.sip.calls, within=20)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from paths import REAL_ZH, shared
-from sipp import SCENARIOS, RtpCounter, failed, free_port, run_scenario, sip_server, sipp_path, until
+from sipp import SCENARIOS, RtpCounter, failed, free_media_ports, free_port, run_scenario, sip_server, sipp_path, until
 from testmodels import telephone
 
 from voice import sip_server as sip_door
@@ -102,7 +102,7 @@ def _credentials(port: int, user: str, password: str) -> tuple[str, ...]:
 
 def _popen(name: str, port: int, cwd: Path, keys: dict[str, str]) -> subprocess.Popen[str]:
     command = [sipp_path(), f"127.0.0.1:{port}", "-sf", str(SCENARIOS / name), "-m", "1", "-i", "127.0.0.1"]
-    command += ["-mi", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()), "-nostdin"]
+    command += ["-mi", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_media_ports()), "-nostdin"]
     command += ["-timeout", "90s", "-timeout_error"]
     for key, value in keys.items():
         command += ["-key", key, value]
