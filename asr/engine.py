@@ -74,7 +74,6 @@ class AsrEngine(Protocol):
     """A loaded recogniser. Thread-safe; each call gets its own stream."""
 
     name: str
-    streaming: bool  # text comes as the caller speaks (vosk), not only after the utterance (whisper)
 
     def new_stream(self, sample_rate: int = 8000, grammar: Sequence[str] | None = None) -> AsrStream: ...
 

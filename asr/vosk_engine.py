@@ -126,7 +126,6 @@ class VoskEngine:
     """A vosk model plus a small pool of warm full-vocabulary recognizers. Thread-safe."""
 
     name = "vosk"
-    streaming = True
 
     def __init__(self, model_dir: Path, pool_size: int = 12) -> None:
         self.model_dir = Path(model_dir)

@@ -128,7 +128,6 @@ class WhisperEngine:
     """A faster-whisper model and how to decode with it. Thread-safe (calls queue inside CTranslate2)."""
 
     name = "whisper"
-    streaming = False
 
     def __init__(
         self,

@@ -438,3 +438,23 @@ async def test_the_answer_follows_a_hold_on_without_waiting_for_its_mark(rig: Ri
         await asyncio.sleep(0.01)
     assert _replies(rig)[-1] != rig.call.prompts.hold_on and len(rig.wire.frames) > sent  # the answer is going out
     await rig.play_out()
+
+
+@live()
+async def test_an_answer_ready_while_the_hold_on_plays_cuts_it_short(rig: Rig) -> None:
+    rig.call.prompts = dataclasses.replace(rig.call.prompts, hold_on="嗯，好的，我这边听到了，您稍等一下。")  # 0.68 s
+    hold_s = len(rig.call.prompts.hold_on) * rig.voice.frames_per_char * 0.02
+    await _speak_slowly_recognised(rig, "你们有什么优惠活动", recognised_after=CONFIG.hold_on_s + 0.1)
+    assert rig.call.playback is not None and _replies(rig)[-1] == rig.call.prompts.hold_on  # 「嗯…」 is playing
+    for _ in range(int(hold_s / 0.02)):
+        await rig.time.advance(0.02)
+        await asyncio.sleep(0.005)  # (the dialog runs in a real thread)
+        if _replies(rig)[-1] != rig.call.prompts.hold_on:
+            break
+    hold, answer = rig.wire.kinds("reply")[-2:]
+    assert hold.data["text"] == rig.call.prompts.hold_on and answer.data["text"] != rig.call.prompts.hold_on
+    assert answer.at - hold.at < hold_s - 0.2, "the answer did not wait for the whole 「嗯…」"
+    started = rig.time.now() - rig.call.elapsed()
+    sent = [t for t, _ in rig.wire.frames if hold.at <= t - started < answer.at]
+    assert len(sent) < hold_s / 0.02, "no frame of the 「嗯…」 goes out once the answer plays"
+    await rig.play_out()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 from core.errors import IvrError
@@ -121,8 +120,6 @@ class LiveLine:
         # arriving at once stall every call's RTP pacer for seconds.
         first = [await loop.run_in_executor(self.work_pool, self._speech, rate)]
         session = self.hotline.session(caller, call_id)
-        # a streaming recogniser has the text as the VAD closes the segment: a 「嗯」 would only delay it
-        prompts = replace(self.prompts, hold_on="") if self.hotline.engine().streaming else self.prompts
         return LiveCall(
             session,
             lambda: first.pop() if first else self._speech(rate),
@@ -130,7 +127,7 @@ class LiveLine:
             wire,
             rate=rate,
             config=self.config,
-            prompts=prompts,
+            prompts=self.prompts,
             time=time,
             work=self.work_pool,
             observe=observe_turn,
