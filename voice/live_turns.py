@@ -91,7 +91,7 @@ class LiveConfig:
     loud_dbfs: float = -45.0  # a caller frame at least this loud counts as sound for the barge-in decision
     ack_after_s: float = 0.4  # no reply audio this long after the turn ended: play the acknowledgement
     hold_on_s: float = 0.3  # the VAD closed a segment, its text is still being recognised this long after
-    # the speech end, nothing is playing: a short 「嗯」 says the caller was heard (slow whisper turns). As
+    # the speech end, nothing is playing: a short 「嗯」 says the caller was heard (whisper; vosk on a busy line). As
     # soon as the segment closes (hangover_ms): at 0.4 s, callers at the far end of a Twilio or SIP line
     # heard it 0.56-0.74 s (p95) after their last loud frame (bench/turns.py), past the 0.6 s target
     hold_quiet_s: float = 0.2  # ... and no loud caller frame for this long (the VAD may lag behind the line)
