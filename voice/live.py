@@ -273,8 +273,7 @@ class LiveCall:
             )
             await self.say(self.prompts.go_on, turn, generation=generation)
             return
-        hold = self._held_on(turn)
-        ack = hold or self.spawn(self._acknowledge_later(turn), "ack")
+        ack = self._held_on(turn) or self.spawn(self._acknowledge_later(turn), "ack")
         result = await self._hear(turn) if turn.utterance.text else None
         turn.answered = result is not None
         turn.dialog_done = self.time.now()
@@ -282,7 +281,7 @@ class LiveCall:
         if result is not None:
             self._emit_turn(result, continued=turn.continues is not None)
             turn.understand_s = result.latency_ms.get("understand", 0.0) / 1000
-        await self.say(text, turn, ack=ack, cut_ack=hold is not None, generation=generation)
+        await self.say(text, turn, ack=ack, generation=generation)
 
     async def _join_earlier(self, turn: _Turn) -> None:
         """A continued turn (retracted from the session) or a preamble goes in front of this turn's text."""
@@ -365,13 +364,12 @@ class LiveCall:
         ack: asyncio.Task[None] | None = None,
         generation: int | None = None,
         marks: bool = True,
-        cut_ack: bool = False,
     ) -> bool:
         """Play ``text``; ``False`` when a barge-in cut it off. Sentences heard last time are skipped.
 
         The first sentence is synthesised before anything else happens; an acknowledgement
-        (``ack``) still waiting by then is dropped, one already playing is let finish — or, with
-        ``cut_ack`` (a 「嗯」), is cut short: the answer is what the caller waits for. Returns once
+        (``ack``) still waiting by then is dropped, one already playing is let finish — unless it is
+        a 「嗯」 (the "hold" task), which is cut short: the answer is what the caller waits for. Returns once
         the far end has played it (its marks came back), or with ``marks=False`` once it is all
         sent: what is said next queues behind it at the far end.
         """
@@ -379,7 +377,7 @@ class LiveCall:
         audio = aiter(self.voice.sentences(sentences))
         first = await anext(audio, None)
         if ack is not None:
-            if cut_ack or (turn is not None and turn.first_audio is None):
+            if ack.get_name() == "hold" or (turn is not None and turn.first_audio is None):
                 ack.cancel()
             await asyncio.wait({ack})
         if first is None or (generation is not None and generation != self._generation):
