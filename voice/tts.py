@@ -28,9 +28,10 @@ from functools import cache
 
 import numpy as np
 
-from core.errors import ConfigError, IvrError, ModelMissingError
+from core.errors import ConfigError, ModelMissingError
 from core.types import AudioFrame
 from voice.codec import ULAW_SILENCE, pcm16_to_ulaw
+from voice.tts_engine import SynthesisError
 from voice.wav import read_wav, to_rate
 
 ENGINE_RATE = 22050  # espeak-ng's output rate (what an empty synthesis reports)
@@ -42,10 +43,6 @@ MIN_WPM, MAX_WPM = 80, 450  # espeak-ng's -s range
 _VOICE_ALIASES = {"cmn": "cmn-latn-pinyin", "zh": "cmn-latn-pinyin", "zh-cmn": "cmn-latn-pinyin"}
 _VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*")
 _TIMEOUT_S = 30.0
-
-
-class SynthesisError(IvrError):
-    """espeak-ng failed on a text (it exited with an error or timed out)."""
 
 
 @dataclass(frozen=True, slots=True)
