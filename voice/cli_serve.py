@@ -28,6 +28,7 @@ def register(sub: Any) -> None:
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from voice import voices
     from voice.app import create_app
     from voice.hotline import open_hotline
 
@@ -39,6 +40,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     host, port = settings.host, settings.port
     log = logging.getLogger("ivr")
     log.info("serving %s on http://%s:%d (shop clock %s)", info.name, host, port, hotline.clock.now())
+    for line in voices.startup_lines(settings):
+        log.info("%s", line)
     app = create_app(hotline, prepare_speech=True)
     uvicorn.run(
         app, host=host, port=port, log_level=settings.log_level.lower(),

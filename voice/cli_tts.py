@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from core.settings import Settings
+from voice import voices
 from voice.tts import TELEPHONE_RATE, Synthesizer
 from voice.wav import write_ulaw_wav, write_wav
 
@@ -25,13 +26,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def say(args: argparse.Namespace, settings: Settings) -> int:
     """Synthesise ``args.text`` with the configured voice and rate and write it to ``args.output``."""
-    synth = Synthesizer(settings.tts_voice, settings.tts_rate)
+    synth = Synthesizer(voices.engine(settings))
     try:
         seconds = _write(synth, args.text, args.output, telephone=args.telephone)
     except OSError as err:
         print(f"ivr: cannot write {args.output}: {err.strerror or err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.output} ({seconds:.2f} s, voice {synth.voice}, {settings.tts_rate} wpm)")
+    print(f"wrote {args.output} ({seconds:.2f} s, voice {synth.voice})")
     return 0
 
 

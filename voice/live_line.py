@@ -67,10 +67,10 @@ class LiveLine:
         return prompt_sentences(texts)
 
     def _prepare(self) -> CachedVoice:
+        from voice import voices
         from voice.tts import PromptCache, Synthesizer
 
-        settings = self.hotline.settings
-        synthesizer = Synthesizer(settings.tts_voice, settings.tts_rate)
+        synthesizer = Synthesizer(voices.engine(self.hotline.settings))
         cache = PromptCache(synthesizer, self.fixed_prompts())
         self.hotline.warm_up()
         log.info("live line ready: %d prompts rendered", len(cache))

@@ -124,8 +124,8 @@ class SpeechReadiness:
 def _warm_up_speech(hotline: Hotline) -> bytes:
     """A few seconds of the hotline's own voice at 8 kHz: what every caller hears first."""
     from dialog.replies import render
+    from voice import voices
     from voice.tts import Synthesizer
 
-    settings = hotline.settings
-    synthesizer = Synthesizer(settings.tts_voice, settings.tts_rate)
+    synthesizer = Synthesizer(voices.engine(hotline.settings))
     return b"".join(synthesizer.telephone_frames(render("greeting") + render("reprompt.short")))

@@ -1,48 +1,38 @@
-"""Mandarin speech synthesis for replies: espeak-ng to PCM, and 8 kHz μ-law 20 ms telephone frames.
+"""Speech out for the phone: a voice engine's audio made into 8 kHz μ-law 20 ms telephone frames.
 
-Engine: the ``espeak-ng`` binary, one process per sentence, options as an argument list and the
-text on stdin (so caller-influenced text is never parsed as an option or by a shell). pyttsx3
-(2.99, espeak driver) was tried first and dropped: here it renders the same sentence to a
-different length on every call, prints "Audio saved to ..." on stdout, keeps one process-wide
-libespeak state that is not safe to share between executor threads, and silently keeps the
-previous voice when asked for one that does not exist. The binary is deterministic, isolated
-per call and costs about 15 ms of start-up per sentence.
+``Synthesizer`` wraps one ``VoiceEngine`` (``voice.voices`` picks it from ``IVR_TTS_VOICE``):
 
-Voice: espeak-ng 1.51's ``cmn`` voice reads most Han characters as pinyin spelled in English
-("你好" -> "ni three hao three"; espeak-ng issues #1028, #1236). ``cmn`` (and ``zh``, ``zh-cmn``)
-is therefore mapped to ``cmn-latn-pinyin``, which speaks the same dictionary as Mandarin.
+1. the text is normalised once for every engine (``speakable``: numbers, money, dates, codes and
+   Latin letters written out in Chinese characters);
+2. the engine speaks it at its own rate (22.05 or 24 kHz);
+3. the audio is resampled to 8 kHz with the project's anti-alias low-pass (``voice.codec.resample``),
+   brought to a telephone level of ``TARGET_LUFS`` (ITU-R BS.1770 loudness, pyloudnorm) with its
+   peaks kept under ``PEAK_DBFS`` so nothing clips, its trailing silence cut to ``TAIL_S``, and
+   encoded as μ-law in 20 ms frames (A-law for a SIP leg is transcoded from it, see voice.codec).
 
-Numbers are rewritten before synthesis (see ``speakable``): espeak-ng drops the decimal point
-("32.8" -> "三十二八") and reads order numbers as one huge number, so amounts, percentages,
-times and digit strings are spelled out in Chinese characters first.
+Replies are synthesised sentence by sentence (``iter_sentences_frames``) so the first sentence
+plays while the next is made; fixed prompts are rendered once per voice (``PromptCache``).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 
-from core.errors import ConfigError, ModelMissingError
 from core.types import AudioFrame
-from voice.codec import ULAW_SILENCE, pcm16_to_ulaw
-from voice.tts_engine import SynthesisError
-from voice.wav import read_wav, to_rate
+from voice.codec import ULAW_SILENCE, pcm16_to_ulaw, resample
+from voice.tts_engine import VoiceEngine
 
-ENGINE_RATE = 22050  # espeak-ng's output rate (what an empty synthesis reports)
 TELEPHONE_RATE = 8000
 FRAME_BYTES = 160  # 20 ms of 8 kHz μ-law
 TAIL_S = 0.2  # silence kept after a sentence's last sound (a natural pause before the next)
 SILENCE_RMS = 32768 * 10 ** (-50 / 20)  # quieter than -50 dBFS is silence
-MIN_WPM, MAX_WPM = 80, 450  # espeak-ng's -s range
-_VOICE_ALIASES = {"cmn": "cmn-latn-pinyin", "zh": "cmn-latn-pinyin", "zh-cmn": "cmn-latn-pinyin"}
-_VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*")
-_TIMEOUT_S = 30.0
+TARGET_LUFS = -16.0  # telephone speech level (integrated loudness of each sentence)
+PEAK_DBFS = -1.0  # no sample louder than this after the gain: μ-law never clips
+_MIN_LOUDNESS_S = 0.4  # BS.1770's gating block; shorter sounds are measured repeated to this length
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,32 +48,24 @@ class SentenceAudio:
 
 
 class Synthesizer:
-    """Text to speech with espeak-ng; blocking, so run it in an executor from async code."""
+    """Text to telephone speech with one voice engine; blocking, so run it in an executor from async code."""
 
-    def __init__(self, voice: str = "cmn", rate_wpm: int = 175, *, amplitude: int = 100) -> None:
-        if not MIN_WPM <= rate_wpm <= MAX_WPM:
-            raise ConfigError(f"TTS rate must be {MIN_WPM}..{MAX_WPM} words per minute, got {rate_wpm}")
-        if not 0 <= amplitude <= 200:
-            raise ConfigError(f"TTS amplitude must be 0..200, got {amplitude}")
-        self.voice = resolve_voice(voice)
-        self.rate_wpm = rate_wpm
-        self.amplitude = amplitude
-        self._binary = _espeak_binary()
+    def __init__(self, engine: VoiceEngine | None = None) -> None:
+        if engine is None:
+            from voice.tts_espeak import EspeakVoice
+
+            engine = EspeakVoice()
+        self.engine = engine
+
+    @property
+    def voice(self) -> str:
+        """The name of the voice speaking (an ``IVR_TTS_VOICE`` value)."""
+        return self.engine.info.name
 
     def synthesize(self, text: str) -> AudioFrame:
-        """PCM16 of ``text`` at the engine rate (22050 Hz); text with nothing to say gives an empty frame."""
-        spoken = speakable(text).strip()
-        if not _has_speech(spoken):
-            return AudioFrame(b"", ENGINE_RATE)
-        args = [self._binary, "-v", self.voice, "-s", str(self.rate_wpm), "-a", str(self.amplitude), "--stdout"]
-        try:
-            done = subprocess.run(args, input=spoken.encode("utf-8"), capture_output=True, timeout=_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise SynthesisError(f"espeak-ng took more than {_TIMEOUT_S:.0f} s on {len(spoken)} characters") from None
-        if done.returncode != 0:
-            reason = done.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"]
-            raise SynthesisError(f"espeak-ng exited with {done.returncode}: {reason[0]}")
-        return read_wav(done.stdout)
+        """PCM16 of ``text`` at the engine's rate, as the engine made it; nothing to say gives an empty frame."""
+        samples = self.engine.synthesize(speakable(text).strip())
+        return AudioFrame(_pcm16(samples), self.engine.sample_rate)
 
     def telephone_frames(self, text: str) -> Iterator[bytes]:
         """8 kHz μ-law 20 ms frames of ``text``, synthesised sentence by sentence as consumed."""
@@ -98,7 +80,10 @@ class Synthesizer:
     def sentence_audio(self, sentence: str) -> SentenceAudio:
         """Synthesise one sentence into telephone frames (blocking); its trailing silence kept to ``TAIL_S``."""
         frame = self.synthesize(sentence)
-        pcm = trim_tail(to_rate(frame, TELEPHONE_RATE).pcm) if frame.pcm else b""
+        if not frame.pcm:
+            return SentenceAudio(sentence, ())
+        pcm = resample(frame.pcm, frame.sample_rate, TELEPHONE_RATE)
+        pcm = trim_tail(telephone_level(pcm, TELEPHONE_RATE))
         return SentenceAudio(sentence, frames_of(pcm16_to_ulaw(pcm)))
 
 
@@ -119,10 +104,34 @@ class PromptCache:
         return len(self._frames)
 
 
+def telephone_level(pcm: bytes, rate: int, target_lufs: float = TARGET_LUFS) -> bytes:
+    """PCM16 ``pcm`` with a gain bringing its loudness to ``target_lufs``, peaks held under ``PEAK_DBFS``.
+
+    Silence (nothing louder than -50 dBFS) is returned unchanged rather than amplified into noise.
+    """
+    import pyloudnorm
+
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float64) / 32768.0
+    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+    if peak * 32768 < SILENCE_RMS:
+        return pcm
+    measured = samples
+    if len(measured) < _MIN_LOUDNESS_S * rate:  # a short 「嗯」: its loudness is that of it repeated
+        measured = np.tile(samples, int(np.ceil(_MIN_LOUDNESS_S * rate / len(samples))) + 1)
+    loudness = pyloudnorm.Meter(rate).integrated_loudness(measured)
+    gain = 10 ** ((target_lufs - loudness) / 20) if np.isfinite(loudness) else 1.0
+    gain = min(gain, 10 ** (PEAK_DBFS / 20) / peak)
+    return _pcm16(samples * gain)
+
+
+def _pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
+
+
 def trim_tail(pcm: bytes, rate: int = TELEPHONE_RATE, tail_s: float = TAIL_S) -> bytes:
     """8 kHz PCM16 without the silence after its last sound beyond ``tail_s``.
 
-    espeak-ng ends every sentence with ~0.3 s of silence: on the phone that is dead air after the
+    Engines end a sentence with up to ~0.3 s of silence: on the phone that is dead air after the
     last sentence, and a 「嗯。」 said while the answer is prepared holds the answer back that long.
     """
     samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
@@ -142,40 +151,6 @@ def frames_of(ulaw: bytes) -> tuple[bytes, ...]:
     """Split μ-law bytes into ``FRAME_BYTES`` frames, padding the last with μ-law silence."""
     padded = ulaw + bytes([ULAW_SILENCE]) * (-len(ulaw) % FRAME_BYTES)
     return tuple(padded[i : i + FRAME_BYTES] for i in range(0, len(padded), FRAME_BYTES))
-
-
-def resolve_voice(voice: str) -> str:
-    """The espeak-ng voice to run for ``voice`` (``cmn`` becomes ``cmn-latn-pinyin``, see above)."""
-    if not _VOICE_NAME.fullmatch(voice):
-        raise ConfigError(f"TTS voice must be an espeak-ng voice name such as cmn, got {voice!r}")
-    base, _, variant = voice.partition("+")
-    resolved = _VOICE_ALIASES.get(base.lower(), base)
-    if resolved.lower() not in _installed_voices():
-        raise ConfigError(f"TTS voice {voice!r} is not installed in espeak-ng (see `espeak-ng --voices`)")
-    return f"{resolved}+{variant}" if variant else resolved
-
-
-@cache
-def _espeak_binary() -> str:
-    binary = shutil.which("espeak-ng")
-    if binary is None:
-        raise ModelMissingError("espeak-ng is not installed: apt-get install espeak-ng")
-    return binary
-
-
-@cache
-def _installed_voices() -> frozenset[str]:
-    done = subprocess.run([_espeak_binary(), "--voices"], capture_output=True, text=True, timeout=_TIMEOUT_S)
-    if done.returncode != 0:
-        raise ModelMissingError(f"`espeak-ng --voices` failed ({done.returncode}): is espeak-ng-data installed?")
-    listing = done.stdout
-    names: set[str] = set()
-    for line in listing.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 5:
-            names.add(fields[1].lower())  # language name, e.g. cmn-latn-pinyin
-            names.add(fields[4].rsplit("/", 1)[-1].lower())  # voice file, e.g. sit/cmn -> cmn
-    return frozenset(names)
 
 
 # --- text preparation ------------------------------------------------------------------------
