@@ -21,9 +21,8 @@ from voice.tts import (
     SentenceAudio,
     Synthesizer,
     frames_of,
-    speakable,
-    split_sentences,
 )
+from voice.tts_text import speakable, split_sentences
 from voice.wav import PCM, ULAW, parse_wav, read_wav, to_rate
 
 REPLY = "好的，帮您查到了。您的快递已经到杭州了。预计明天送达。还有什么可以帮您？"
