@@ -23,11 +23,15 @@ times (and ranges)      ``18:30`` ``9:00-18:00`` ``09:05``     ``十八点半`` 
 dashed digit groups     ``400-820-8820`` ``0571-8888``         ``四零零 八二零 八八二零``,
                                                                digit by digit, 幺 for 1
 codes                   ``SF1234567890`` ``A12B``              ``艾斯艾弗幺二三…`` ``诶幺二比``
-                                                               (letter first, upper case)
+                                                               (letter first, upper case; not
+                                                               when a measure word follows:
+                                                               ``XL2件`` is 艾克斯艾欧两件)
 percent                 ``50%`` ``5%-10%`` ``100%``            ``百分之五十`` ``百分之五到百分之十``
                                                                ``百分之百``
 signs between numbers   ``3-5天`` ``3~5天`` ``2x3`` ``1+1``    ``三到五天`` ``二乘三`` ``一加一``
-per                     ``32元/件`` ``5kg/袋``                 ``三十二块每件`` ``五公斤每袋``
+                        ``9点-18点``                           ``九点到十八点``
+per                     ``32元/件`` ``5kg/袋`` ``60km/h``      ``三十二块每件`` ``五公斤每袋``
+                                                               ``六十公里每小时``
 money (元 or 块)        ``32.8元`` ``32.85元`` ``0.5元``       ``三十二块八`` ``三十二块八毛五``
                         ``0.05元`` ``2元`` ``32.05元``         ``五毛`` ``五分`` ``两块``
                                                                ``三十二块零五分``
@@ -58,7 +62,13 @@ A 诶, B 比, C 西, D 迪, E 伊, F 艾弗, G 吉, H 艾尺, I 艾, J 杰, K �
 O 欧, P 皮, Q 丘, R 阿尔, S 艾斯, T 提, U 优, V 维, W 达布留, X 艾克斯, Y 歪, Z 贼.
 A single letter, an all-capital run (abbreviations: ``VIP``, ``APP``, ``OK``) and a size run
 (``x*`` then ``s``, ``m`` or ``l`` in any case: ``XXL``, ``xs``) are spelled with these names;
-any other run of letters (mixed or lower case: ``iPhone``, ``app``, ``wifi``) is kept as a word.
+any other run of letters (mixed or lower case: ``iPhone``, ``app``, ``wifi``) is kept as a word:
+a voice that cannot read it is better off with the word than with its spelling, and the
+hotline's replies rarely contain one.
+
+Not handled (left as they are, digits still read as numbers): fractions (``1/2`` is 一/二),
+negative numbers (``-5℃`` is -五度), scores (``3:15`` reads as a time), and
+lower-case codes (``sf123456`` keeps ``sf`` and reads the digits).
 
 ``speakable`` is idempotent (its output has nothing left for it to rewrite) and pure.
 """
@@ -172,6 +182,7 @@ _MEASURE_WORDS = (
 # five or more digits followed by one of these are a quantity, not a digit string
 _UNITS_AFTER = _MEASURE_WORDS + "元角月日号度%"
 _DATE_TIME_UNITS = "月日号时点分秒"  # 05月 is 五月, not 零五月
+_RANGE_UNITS = "点号日天月年元块件个"  # 9点-18点 and 3天-5天 are ranges too
 _KEEP_PUNCTUATION = frozenset("，！？：；（）～…＂＇［］｛｝")  # NFKC would make these ASCII
 _HAN = "\u4e00-\u9fff"
 
@@ -188,12 +199,12 @@ _DATE = re.compile(r"(?<![\d.])(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?!\d|\.\d)", _
 _CLOCK_PART = r"([01]?\d|2[0-3]|24(?=[:：]00))[:：]([0-5]\d)(?:[:：]([0-5]\d))?"
 _CLOCK = re.compile(rf"(?<![\d.:：]){_CLOCK_PART}(?:\s*(?:{_RANGE}|至|到)\s*{_CLOCK_PART})?(?!\d|[:：]\d)", _A)
 _DASHED_DIGITS = re.compile(r"(?<![\d.-])(?:\d+(?:-\d+){2,}|0\d{2,3}-\d+)(?![\d-]|\.\d)", _A)
-_CODE = re.compile(r"(?<![A-Za-z\d])[A-Z][A-Z\d]*\d[A-Z\d]*(?![A-Za-z\d]|\.\d)", _A)
+_CODE = re.compile(rf"(?<![A-Za-z\d])[A-Z][A-Z\d]*\d[A-Z\d]*(?![A-Za-z\d]|\.\d|[{_MEASURE_WORDS}])", _A)
 _PERCENT = re.compile(rf"(?<!\d)(?<!\d\.)({_NUM})\s*(?:%\s*)?(?:(?:{_RANGE}|到|至)\s*({_NUM})\s*)?%", _A)
-_RANGE_SIGN = re.compile(rf"(?<=\d)\s*{_RANGE}\s*(?=\d)", _A)
+_RANGE_SIGN = re.compile(rf"(?:(?<=\d)|(?<=\d[{_RANGE_UNITS}]))\s*{_RANGE}\s*(?=\d)", _A)
 _TIMES_SIGN = re.compile(r"(?<=\d)\s*[×xX*]\s*(?=\d)", _A)
 _PLUS_SIGN = re.compile(r"(?<=\d)\s*\+\s*(?=\d)", _A)
-_PER = re.compile(rf"(?<=\d)([元块]|{_UNIT_NAMES})/(?:({_UNIT_NAMES})(?![A-Za-z])|(?=[{_HAN}]))", _A)
+_PER = re.compile(rf"(?<=\d)([元块]|{_UNIT_NAMES})/(?:({_UNIT_NAMES}|h)(?![A-Za-z])|(?=[{_HAN}]))", _A)
 _MONEY = re.compile(rf"(?<!\d)(?<!\d\.)({_NUM})(?:\s*到\s*({_NUM}))?\s*([元块])", _A)
 _DISCOUNT = re.compile(r"(?<![\d.])([1-9])\.(\d)\s*折", _A)
 _UNIT = re.compile(rf"(?<![A-Za-z\d.])({_NUM})\s?({_UNIT_NAMES})(?![A-Za-z]|码|号)", _A)
@@ -304,9 +315,9 @@ def _percent_words(number: str) -> str:
 
 
 def _per(match: re.Match[str]) -> str:
-    """元/件 -> 元每件, kg/袋 -> 公斤每袋, 元/kg -> 元每公斤 (the 元 is read by ``_money`` next)."""
+    """元/件 -> 元每件, kg/袋 -> 公斤每袋, 元/kg -> 元每公斤, km/h -> 公里每小时 (元 is read by ``_money`` next)."""
     unit, per = match.group(1), match.group(2)
-    return _UNITS.get(unit, unit) + "每" + (_UNITS[per] if per else "")
+    return _UNITS.get(unit, unit) + "每" + ("小时" if per == "h" else _UNITS.get(per or "", ""))
 
 
 def _money(match: re.Match[str]) -> str:
