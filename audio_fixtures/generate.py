@@ -9,7 +9,7 @@ It deletes the fixtures it made before and writes, for each utterance in ``UTTER
 - ``NN_<intent>_<style>.wav``: 8 kHz mono G.711 μ-law (format 7), what a phone line carries;
 - ``NN_<intent>_<style>.json``: the sidecar ``{"text", "intent", "rate_wpm", "amplitude",
   "style", "voice", "spoken"}``; ``text`` is what the caller means (the transcript a recogniser
-  should produce), ``spoken`` what espeak-ng was given (``voice.tts.speakable``: order and phone
+  should produce), ``spoken`` what espeak-ng was given (``voice.tts_text.speakable``: order and phone
   numbers digit by digit with 幺 for 1, as a Chinese caller says them);
 
 and ``manifest.json`` listing them all with their durations. Output is deterministic for a
@@ -31,8 +31,9 @@ from pathlib import Path
 
 from core.errors import IvrError, ModelMissingError
 from voice.codec import pcm16_to_ulaw
-from voice.tts import Synthesizer, speakable
+from voice.tts import Synthesizer
 from voice.tts_espeak import EspeakVoice
+from voice.tts_text import speakable
 from voice.wav import to_rate, write_ulaw_wav
 
 HERE = Path(__file__).resolve().parent

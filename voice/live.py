@@ -32,7 +32,8 @@ from voice.live_play import Playback, RealTime, Timebase, Voice
 from voice.live_turns import LiveConfig, LivePrompts, is_preamble, unheard_tail
 from voice.session import CallOutcome, CallSession, Expectation, TurnResult
 from voice.speech_async import AsyncSpeechPath
-from voice.tts import SentenceAudio, split_sentences
+from voice.tts import SentenceAudio
+from voice.tts_text import split_sentences
 
 log = logging.getLogger(__name__)
 _R = TypeVar("_R")

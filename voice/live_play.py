@@ -19,8 +19,9 @@ from typing import Protocol
 
 from core.types import AudioFrame
 from voice.codec import ulaw_to_pcm16
-from voice.tts import PromptCache, SentenceAudio, Synthesizer, split_sentences
+from voice.tts import PromptCache, SentenceAudio, Synthesizer
 from voice.tts_engine import SynthesisError
+from voice.tts_text import split_sentences
 
 log = logging.getLogger(__name__)
 REPLY_RATE = 8000
