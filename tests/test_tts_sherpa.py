@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import io
 import json
+import socket
+import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -34,6 +37,8 @@ from voice.tts_engine import VoiceEngine
 NAME = "kokoro-zh"
 ARCHIVE = "kokoro-int8-multi-lang-v1_1.tar.bz2"
 TOP = "kokoro-int8-multi-lang-v1_1/"
+HQ_ARCHIVE = "kokoro-multi-lang-v1_1.tar.bz2"
+REPO = Path(__file__).resolve().parents[1]
 ROWS, DIM, SPEAKERS, RATE = 64, 8, 4, 24000  # the real model: 510, 256, 103, 24000
 TOKENS = [" ", ";", ":", ",", ".", "!", "?", "—", "…", '"', "(", ")", "“", "”", *"nihao3elw"]
 
@@ -356,6 +361,30 @@ def test_ivr_models_download_with_a_bad_checksum_is_one_line_exit_2(
     err = capsys.readouterr().err
     assert err.startswith(f"ivr: download failed: {NAME}: {ARCHIVE} has SHA-256") and err.count("\n") == 1
     assert nothing_installed(env)
+
+
+def test_ivr_models_in_a_subprocess_lists_the_voice_and_fails_in_one_line(
+    mirror: Mirror, model_dir: Path, pinned: models.ModelSpec
+) -> None:
+    """A fresh interpreter: the lazy import of voice.tts_sherpa from asr.models works, errors stay one line."""
+    models.download(NAME, model_dir, mirror.url, progress=False)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(model_dir.parent), "IVR_MODEL_DIR": str(model_dir)}
+    cli = [sys.executable, "-m", "voice.cli", "models"]
+    listing = subprocess.run([*cli, "list"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0, listing.stderr
+    assert "kokoro-zh     tts      installed" in listing.stdout and "(SHA-256 verified)" in listing.stdout
+    url = f"http://127.0.0.1:{closed_port()}"
+    failed = subprocess.run(
+        [*cli, "download", "kokoro-zh-hq", "--mirror", url], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert failed.stderr.strip().startswith(f"ivr: download failed: cannot fetch {url}/kokoro-zh-hq/{HQ_ARCHIVE}")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # -- loading and speaking --------------------------------------------------------------------------------
