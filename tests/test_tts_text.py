@@ -110,7 +110,9 @@ CASES = [
     ("T恤", "提恤"),
     ("VIP会员", "维艾皮会员"),
     ("PM2.5", "皮艾姆二点五"),
-    ("下载app", "下载app"),
+    ("下载app", "下载诶皮皮"),
+    ("打开App", "打开诶皮皮"),
+    ("连上wifi", "连上wifi"),
     ("iPhone15", "iPhone十五"),
     ("128G", "一百二十八吉"),
     # units after numbers
@@ -158,8 +160,8 @@ _SIZE = re.compile(r"[Xx]*[SMLsml]")
 
 
 def kept_word(word: str) -> bool:
-    """A run of Latin letters speakable may leave: two or more letters, one lower case, not a size."""
-    return len(word) >= 2 and not word.isupper() and not _SIZE.fullmatch(word)
+    """A run of Latin letters speakable may leave: four or more letters, one lower case, not a size."""
+    return len(word) >= 4 and not word.isupper() and not _SIZE.fullmatch(word)
 
 
 def unreadable(spoken: str) -> list[str]:
@@ -185,7 +187,8 @@ texts = st.lists(st.sampled_from(PIECES), max_size=30).map("".join)
 def test_the_unreadable_check_finds_what_it_should() -> None:
     assert unreadable("订单2号") == ["2"]
     assert unreadable("L码、VIP、XL、xl") == ["L", "VIP", "XL", "xl"]
-    assert unreadable("下载app，iPhone，kg") == []
+    assert unreadable("下载app，iPhone，kg") == ["app", "kg"]
+    assert unreadable("iPhone，wifi") == []
 
 
 @given(texts)

@@ -3,8 +3,8 @@
 ``split_sentences`` cuts a reply where a TTS engine should start a new utterance. ``speakable``
 rewrites what a Chinese voice cannot read (ASCII digits, Latin letters, symbols between numbers)
 into Chinese characters, the way a Chinese phone agent says them. Its output has no ASCII digit,
-and no Latin letter outside a *kept word*: a run of two or more ASCII letters with at least one
-lower-case letter that is not a clothing size (``iPhone``, ``app``, ``vip``, ``kg`` alone).
+and no Latin letter outside a *kept word*: a run of four or more ASCII letters with at least one
+lower-case letter that is not a clothing size (``iPhone``, ``wifi``).
 Everything else is shop-neutral: no shop's words or number formats are known here.
 
 The rules, in the order they are applied (each works on what the previous ones left):
@@ -60,11 +60,11 @@ Units after a number (``_UNITS``; case matters where a letter means two things):
 Letter names (``_LETTER_NAMES``), the approximations Chinese speakers use on the phone:
 A 诶, B 比, C 西, D 迪, E 伊, F 艾弗, G 吉, H 艾尺, I 艾, J 杰, K 开, L 艾欧, M 艾姆, N 艾恩,
 O 欧, P 皮, Q 丘, R 阿尔, S 艾斯, T 提, U 优, V 维, W 达布留, X 艾克斯, Y 歪, Z 贼.
-A single letter, an all-capital run (abbreviations: ``VIP``, ``APP``, ``OK``) and a size run
-(``x*`` then ``s``, ``m`` or ``l`` in any case: ``XXL``, ``xs``) are spelled with these names;
-any other run of letters (mixed or lower case: ``iPhone``, ``app``, ``wifi``) is kept as a word:
-a voice that cannot read it is better off with the word than with its spelling, and the
-hotline's replies rarely contain one.
+A run of up to three letters in any case (``App``, ``app`` and ``APP`` are all 诶皮皮, as Chinese
+speakers say it; ``kg`` on its own is spelled too), an all-capital run (abbreviations: ``VIP``,
+``OK``) and a size run (``x*`` then ``s``, ``m`` or ``l`` in any case: ``XXL``, ``xs``) are
+spelled with these names; a longer run with a lower-case letter (``iPhone``, ``wifi``) is kept as
+a word: a voice with an English lexicon reads it, and the hotline's replies rarely contain one.
 
 Not handled (left as they are, digits still read as numbers): fractions (``1/2`` is 一/二),
 negative numbers (``-5℃`` is -五度), scores (``3:15`` reads as a time), and
@@ -213,6 +213,7 @@ _NEXT_COUNT = re.compile(rf"到\d+(?:\.\d+)?([{_MEASURE_WORDS}])", _A)
 _ANY_DIGITS = re.compile(r"\d+", _A)
 _LETTERS = re.compile(r"[A-Za-z]+", _A)
 _SIZE = re.compile(r"[Xx]*[SMLsml]", _A)
+_SPELLED_UP_TO = 3  # letters: a shorter run is spelled whatever its case (App -> 诶皮皮)
 _ZEROS = re.compile("零+")
 
 
@@ -391,10 +392,10 @@ def _counts(text: str, end: int) -> bool:
 def _letters(match: re.Match[str]) -> str:
     """A run of Latin letters: spelled with Chinese letter names, or kept as an English word.
 
-    "L" -> 艾欧, "VIP" -> 维艾皮, "xl" -> 艾克斯艾欧 (a size), "iPhone" and "app" -> kept.
+    "L" -> 艾欧, "VIP" -> 维艾皮, "App" -> 诶皮皮, "xl" -> 艾克斯艾欧 (a size), "iPhone" and "wifi" -> kept.
     """
     word = match.group(0)
-    if len(word) == 1 or word.isupper() or _SIZE.fullmatch(word):
+    if len(word) <= _SPELLED_UP_TO or word.isupper() or _SIZE.fullmatch(word):
         return "".join(_LETTER_NAMES[ch] for ch in word.upper())
     return word
 
