@@ -41,7 +41,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     log = logging.getLogger("ivr")
     log.info("serving %s on http://%s:%d (shop clock %s)", info.name, host, port, hotline.clock.now())
     for line in voices.startup_lines(settings):
-        log.info("%s", line)
+        log.log(logging.WARNING if line.startswith("voice licence") else logging.INFO, "%s", line)
     app = create_app(hotline, prepare_speech=True)
     uvicorn.run(
         app, host=host, port=port, log_level=settings.log_level.lower(),
