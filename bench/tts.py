@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -175,12 +176,42 @@ def score(text: str, heard: str) -> float:
     """CER of what whisper heard against the reply, numbers compared in the writing that fits best.
 
     The reference is the reply as spoken (``speakable``: 32.8元 → 三十二块八, order numbers digit by
-    digit). Whisper writes numbers either way: 三十二块八 or 32.8元, and an order number as digit
-    groups (20 26 12). The hypothesis is scored as written and rewritten by ``speakable``, and the
-    lower CER kept; ``cer`` maps each Chinese digit to its Arabic one on both sides.
+    digit). Whisper writes a number either way (三十二块八 or 32.8元, an order number as digit
+    groups: 20 26 12), so both sides are compared in three writings and the lowest CER is kept:
+    as written (``cer`` maps each Chinese digit to its Arabic one), the hypothesis rewritten by
+    ``speakable``, and both sides with every Chinese numeral as its Arabic value (``arabic``:
+    一百五十九块七 → 159块7, so a number heard right counts as right however it is written).
     """
     spoken = speakable(text)
-    return min(cer(spoken, heard), cer(spoken, speakable(heard)))
+    return min(
+        cer(spoken, heard), cer(spoken, speakable(heard)), cer(arabic(spoken), arabic(speakable(heard)))
+    )
+
+
+_NUMERAL_RUN = re.compile("[零〇幺一二两三四五六七八九十百千万亿]+")
+_DIGIT_VALUE = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"〇": 0, "幺": 1, "两": 2}
+_UNIT_VALUE = {"十": 10, "百": 100, "千": 1000}
+
+
+def arabic(text: str) -> str:
+    """Chinese numerals as Arabic: 一百五十九 → 159, 二零二六 → 2026, 十二万 → 120000 (for scoring only)."""
+    return _NUMERAL_RUN.sub(lambda m: _numeral_value(m.group(0)), text)
+
+
+def _numeral_value(run: str) -> str:
+    if not any(ch in _UNIT_VALUE or ch in "万亿" for ch in run):
+        return "".join(str(_DIGIT_VALUE[ch]) for ch in run)  # read digit by digit
+    total = section = digit = 0
+    for ch in run:
+        if ch in _DIGIT_VALUE:
+            digit = _DIGIT_VALUE[ch]
+        elif ch in _UNIT_VALUE:
+            section += (digit or 1) * _UNIT_VALUE[ch]
+            digit = 0
+        else:  # 万 or 亿 closes a section
+            total = (total + section + digit) * (10_000 if ch == "万" else 100_000_000)
+            section = digit = 0
+    return str(total + section + digit)
 
 
 def _pooled(rows: list[dict[str, Any]]) -> float:

@@ -228,3 +228,50 @@ def test_a_sentence_ends_with_a_short_pause_not_espeaks_dead_air(synth: Synthesi
     frames = synth.sentence_audio("嗯。").frames
     assert len(frames) * 0.02 == pytest.approx(len(trimmed) / 16000, abs=0.02)
     assert tts.trim_tail(b"") == b"" and tts.trim_tail(bytes(1600)) == bytes(1600)  # all silence: left alone
+
+
+# --- telephone level -----------------------------------------------------------------------------
+
+
+def _lufs(pcm: bytes, rate: int = 8000) -> float:
+    import pyloudnorm
+
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768
+    return float(pyloudnorm.Meter(rate).integrated_loudness(samples))
+
+
+def _tone(seconds: float, dbfs: float, crest: bool = False) -> bytes:
+    t = np.arange(int(seconds * 8000)) / 8000
+    wave = np.sin(2 * np.pi * 440 * t) + (np.sin(2 * np.pi * 1000 * t) > 0.999) * 6.0 * crest  # sparse spikes
+    wave = wave / np.max(np.abs(wave)) * 10 ** (dbfs / 20)
+    return (wave * 32767).astype("<i2").tobytes()
+
+
+def test_a_quiet_voice_is_brought_up_to_the_telephone_level() -> None:
+    quiet = _tone(1.0, -40.0)
+    assert _lufs(quiet) < -35
+    assert _lufs(tts.telephone_level(quiet, 8000)) == pytest.approx(tts.TARGET_LUFS, abs=0.5)
+
+
+def test_peaks_never_reach_the_ceiling_and_quiet_parts_are_untouched() -> None:
+    spiky = _tone(1.0, -3.0, crest=True)
+    out = np.frombuffer(tts.telephone_level(spiky, 8000), dtype="<i2").astype(np.float64) / 32768
+    assert np.max(np.abs(out)) < 10 ** (tts.PEAK_DBFS / 20)
+    ramp = np.linspace(-1.0, 1.0, 2001)
+    limited = tts.soft_limit(ramp * 2, 0.9)
+    assert np.all(np.abs(limited) < 0.9) and np.all(np.diff(limited) > 0)  # below the ceiling, order kept
+    assert np.allclose(tts.soft_limit(ramp * 0.4, 0.9), ramp * 0.4)  # under the knee: unchanged
+
+
+def test_silence_is_not_amplified_into_noise_and_a_short_sound_is_levelled() -> None:
+    assert tts.telephone_level(bytes(1600), 8000) == bytes(1600)
+    hiss = _tone(0.5, -60.0)
+    assert tts.telephone_level(hiss, 8000) == hiss
+    short = _tone(0.15, -35.0)  # a 「嗯」 is shorter than BS.1770's 0.4 s block
+    assert _lufs(tts.telephone_level(short, 8000) * 4) == pytest.approx(tts.TARGET_LUFS, abs=1.0)
+
+
+def test_espeak_replies_reach_the_line_levelled_and_unclipped(synth: Synthesizer) -> None:
+    pcm = ulaw_to_pcm16(b"".join(synth.telephone_frames("您好，您的快递已经到了驿站，请尽快取件。")))
+    peak = np.max(np.abs(np.frombuffer(pcm, dtype="<i2").astype(np.float64))) / 32768
+    assert peak < 10 ** (-0.9 / 20) and -18.5 < _lufs(pcm) < -14.5
