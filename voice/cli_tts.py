@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def say(args: argparse.Namespace, settings: Settings) -> int:
     """Synthesise ``args.text`` with the configured voice and rate and write it to ``args.output``."""
-    synth = Synthesizer(voices.engine(settings))
+    synth = voices.synthesizer(settings)
     try:
         seconds = _write(synth, args.text, args.output, telephone=args.telephone)
     except OSError as err:

@@ -68,9 +68,9 @@ class LiveLine:
 
     def _prepare(self) -> CachedVoice:
         from voice import voices
-        from voice.tts import PromptCache, Synthesizer
+        from voice.tts import PromptCache
 
-        synthesizer = Synthesizer(voices.engine(self.hotline.settings))
+        synthesizer = voices.synthesizer(self.hotline.settings)
         cache = PromptCache(synthesizer, self.fixed_prompts())
         self.hotline.warm_up()
         log.info("live line ready: %d prompts rendered", len(cache))

@@ -125,7 +125,6 @@ def _warm_up_speech(hotline: Hotline) -> bytes:
     """A few seconds of the hotline's own voice at 8 kHz: what every caller hears first."""
     from dialog.replies import render
     from voice import voices
-    from voice.tts import Synthesizer
 
-    synthesizer = Synthesizer(voices.engine(hotline.settings))
+    synthesizer = voices.synthesizer(hotline.settings)
     return b"".join(synthesizer.telephone_frames(render("greeting") + render("reprompt.short")))

