@@ -127,7 +127,7 @@ def main() -> int:
 
 def _render(number: int, utt: Utterance) -> dict[str, str | int | float]:
     rate_wpm, amplitude = STYLES[utt.style]
-    synth = Synthesizer(EspeakVoice(VOICES[number % len(VOICES)], rate_wpm, amplitude=amplitude))
+    synth = Synthesizer(EspeakVoice(VOICES[number % len(VOICES)], rate_wpm, amplitude=amplitude, pitch=50))
     frame = to_rate(synth.synthesize(utt.text), RATE)
     stem = f"{number:02d}_{utt.intent.replace('.', '_')}_{utt.style}"
     write_ulaw_wav(HERE / f"{stem}.wav", pcm16_to_ulaw(frame.pcm), RATE)

@@ -257,6 +257,7 @@ def main() -> int:
     parser.add_argument("--espeak-sweep", action="store_true", help="also espeak at other rates and pitches")
     parser.add_argument("--limit", type=int, help="only the first N replies (a quick look)")
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("IVR_MODEL_DIR", "~/.cache/ivr/models")))
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.name})")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -277,10 +278,10 @@ def main() -> int:
         print(f"\n{r['voice']}: worst replies")
         for w in r["worst"][:4]:
             print(f"  {w['cer']:.2f}  {w['text']}  →  {w['heard']}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
     summary = [{k: v for k, v in r.items() if k != "rows"} for r in results]
-    RESULTS.write_text(
+    args.output.write_text(
         json.dumps(
             {"machine": machine, "results": summary, "rows": {r["voice"]: r["rows"] for r in results}},
             ensure_ascii=False,
@@ -289,7 +290,7 @@ def main() -> int:
         + "\n",
         encoding="utf-8",
     )
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    print(f"\nwrote {args.output}")
     return 0
 
 
