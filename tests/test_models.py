@@ -51,10 +51,12 @@ def vosk_zip(files: Mapping[str, bytes] = VOSK_FILES, top: str = "vosk-model-sma
 
 
 class Mirror:
-    """A model mirror: serves ``files`` (``/<model>/<file>`` → bytes) and counts requests."""
+    """A model mirror: serves ``files`` (``/<model>/<file>`` → bytes) and counts requests;
+    ``cut[path] = n`` promises the whole file and sends only its first n bytes."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.cut: dict[str, int] = {}
         self.requests: list[str] = []
         self.gate = threading.Event()  # cleared: every answer waits until it is set (or 60 s pass)
         self.gate.set()
@@ -71,7 +73,8 @@ class Mirror:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(body[: mirror.cut.get(self.path, len(body))])
+                self.close_connection = True
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

@@ -20,13 +20,13 @@ import tarfile
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from test_models import Mirror
 
 from asr import models
 from core.errors import ConfigError, ModelDownloadError, ModelMissingError
@@ -125,47 +125,6 @@ def tar_bz2(files: Mapping[str, bytes], top: str = TOP, extra: tuple[tarfile.Tar
 @pytest.fixture(scope="module")
 def toy_archive() -> bytes:
     return tar_bz2(toy_files())
-
-
-# -- a mirror on 127.0.0.1 ------------------------------------------------------------------------------
-
-
-class Mirror:
-    """Serves ``files`` (``/<model>/<file>`` -> bytes); ``cut[path] = n`` promises all, sends n bytes."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.cut: dict[str, int] = {}
-        self.requests: list[str] = []
-        mirror = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                mirror.requests.append(self.path)
-                body = mirror.files.get(self.path)
-                if body is None:
-                    self.send_error(404, "Not Found")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[: mirror.cut.get(self.path, len(body))])
-                self.close_connection = True
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Mirror:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 PATH = f"/{NAME}/{ARCHIVE}"
