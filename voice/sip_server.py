@@ -70,6 +70,7 @@ from voice.sip_refer import TransferResult, Transfers
 from voice.sip_wire import SipMediaError, answer, caller_number
 
 log = logging.getLogger(__name__)
+RTP_BIND_TRIES = 5  # the allocator probes a port, then we bind it: another program may win in between
 USER_AGENT = "ivr-hotline"
 RTP_TIMEOUT_S = 30.0  # a caller not on hold who sends no RTP this long is gone: BYE
 MIN_SE_S = 90  # the shortest session timer interval we accept (RFC 4028 §4: never below 90 s in service)
@@ -310,18 +311,29 @@ class SipFrontDoor:
         if invite.sdp_offer is None:
             invite.reject(488, "Not Acceptable Here")  # an offer in the ACK (late offer) is not supported
             return False
-        try:
-            call.port, _ = await self.ports.allocate()
-            call.sdp, media = answer(invite.sdp_offer, self.host, call.port, call.version)
-        except SipMediaError as err:
-            log.info("SIP offer refused: %s", err, extra={"sip_call": call.label})
-            invite.reject(488, "Not Acceptable Here")
-            return False
-        except RuntimeError:  # no free RTP port
+        for attempt in range(1, RTP_BIND_TRIES + 1):
+            try:
+                call.port, _ = await self.ports.allocate()
+                call.sdp, media = answer(invite.sdp_offer, self.host, call.port, call.version)
+            except SipMediaError as err:
+                log.info("SIP offer refused: %s", err, extra={"sip_call": call.label})
+                invite.reject(488, "Not Acceptable Here")
+                return False
+            except RuntimeError:  # no free RTP port
+                invite.reject(503, "Service Unavailable")
+                return False
+            if attempt == 1:
+                invite.ringing()
+            try:
+                call.leg = await SipLeg.open(self.host, call.port, media, lambda: self._bye(call), call.label)
+                break
+            except OSError as err:  # another program took the port between the allocator's probe and our bind
+                await self.ports.release(call.port)
+                call.port = 0
+                log.warning("RTP port taken (%s), try %d of %d", err, attempt, RTP_BIND_TRIES)
+        else:
             invite.reject(503, "Service Unavailable")
             return False
-        invite.ringing()
-        call.leg = await SipLeg.open(self.host, call.port, media, lambda: self._bye(call), call.label)
         caller = caller_number(invite.invite)
         try:
             call.live = await self.line.open(call.leg, caller=caller, call_id=call.label)
