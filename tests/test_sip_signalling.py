@@ -292,3 +292,33 @@ def test_a_transfer_needs_a_sip_uri(plain_sip: tuple[Any, int, Path]) -> None:
         sipp.communicate(timeout=30)
         assert sipp.returncode == 0
     _idle(app)
+
+
+# -- media ports ----------------------------------------------------------------------------------
+
+
+def test_an_rtp_port_taken_after_the_probe_is_replaced_not_a_500(plain_sip: tuple[Any, int, Path]) -> None:
+    app, port, tmp = plain_sip
+    ports = app.state.sip.ports
+    taken: list[socket.socket] = []
+    allocate = ports.allocate
+
+    async def allocate_then_lose_it() -> tuple[int, int]:
+        rtp, rtcp = await allocate()
+        if not taken:  # another program binds the first port between the allocator's probe and the leg
+            squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            squatter.bind(("", rtp))
+            taken.append(squatter)
+        return rtp, rtcp
+
+    ports.allocate = allocate_then_lose_it
+    try:
+        with RtpCounter() as rtp:
+            result = run_scenario("short_call.xml", port, tmp, keys={"listen": str(rtp.port)}, timeout=40)
+        assert result.returncode == 0, failed(result)  # answered on another port, not refused with 500
+        assert len(taken) == 1
+    finally:
+        del ports.allocate
+        for squatter in taken:
+            squatter.close()
+    _idle(app)
