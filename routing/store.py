@@ -1,0 +1,307 @@
+"""Live state several servers share: agent presence and reserved calls, the transfer queue, each
+call's handoff record, event streams, server heartbeats and agent sign-in sessions.
+
+``LiveStore`` is the one interface; ``MemoryStore`` (here) serves one process — the embedded
+default of ``make serve`` — and ``routing.store_redis.RedisStore`` serves several servers through
+Redis (``IVR_REDIS_URL``). Both pass the same contract tests (``tests/test_routing_store.py``).
+
+Times are wall-clock epoch seconds passed in by the caller (``now``), so tests drive them.
+
+Streams are append-only logs of JSON-able events, read from an id onwards (``"0"``: from the
+start): ``call:<call id>`` (what happens to a transfer, and the live transcript) and
+``agent:<agent id>`` (offers and cancellations for that agent's desktop). Event ``type`` values:
+
+- call stream: ``queued`` {position}, ``offered`` {agent}, ``declined`` {agent, why},
+  ``accepted`` {agent, server}, ``cancelled`` {why}, ``line`` {speaker, text}, ``ended`` {outcome}
+- agent stream: ``offer`` {call_id}, ``cancel`` {call_id, why}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Presence(StrEnum):
+    AVAILABLE = "available"
+    BUSY = "busy"  # every line taken (or on a call with max_concurrent 1)
+    WRAP_UP = "wrap_up"  # writing notes after a call: offered nothing until they go available
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentState:
+    agent_id: str
+    presence: Presence = Presence.OFFLINE
+    since: float = 0.0  # when the presence last changed: "idle since" for an available agent
+    calls: tuple[str, ...] = ()  # calls reserved for or held by the agent
+    server: str | None = None  # the server the agent's desktop is connected to
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedCall:
+    """A caller waiting for an agent. Ordered by ``priority`` (1 first), then ``enqueued_at``."""
+
+    call_id: str
+    skill: str
+    priority: int  # 1 (angry, complaint, VIP) .. 5
+    enqueued_at: float
+    server: str  # the server holding the caller's audio
+    dialect: str | None = None
+    vip: bool = False
+    complaint: bool = False
+    tried: tuple[str, ...] = ()  # agents who declined or did not answer this call
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "call_id": self.call_id, "skill": self.skill, "priority": self.priority,
+                "enqueued_at": self.enqueued_at, "server": self.server, "dialect": self.dialect,
+                "vip": self.vip, "complaint": self.complaint, "tried": list(self.tried),
+            },
+            ensure_ascii=False,
+        )  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> QueuedCall:
+        d = json.loads(text)
+        return cls(
+            d["call_id"], d["skill"], int(d["priority"]), float(d["enqueued_at"]), d["server"],
+            d.get("dialect"), bool(d.get("vip")), bool(d.get("complaint")), tuple(d.get("tried", ())),
+        )  # fmt: skip
+
+
+Event = dict[str, Any]
+
+
+class LiveStore(Protocol):
+    """Shared live state (see the module docstring). Every method is a coroutine."""
+
+    # -- agents ------------------------------------------------------------------------------------
+    async def set_presence(
+        self, agent_id: str, presence: Presence, now: float, server: str | None = None
+    ) -> AgentState:
+        """Change an agent's presence (``server``: where their desktop is; kept when None)."""
+        ...
+
+    async def agent(self, agent_id: str) -> AgentState:
+        """An agent's state; one never seen is OFFLINE."""
+        ...
+
+    async def agents(self) -> dict[str, AgentState]: ...
+
+    async def reserve(self, agent_id: str, call_id: str, max_concurrent: int, now: float) -> bool:
+        """Atomically give ``call_id`` a line of an AVAILABLE agent with a free line; False otherwise.
+
+        When the agent's lines are then all taken they become BUSY (``since`` = ``now``). Exactly
+        one of many concurrent reservations of an agent's last line wins, across servers.
+        """
+        ...
+
+    async def release(self, agent_id: str, call_id: str, now: float, *, wrap_up: bool = False) -> AgentState:
+        """Give the line back (idempotent). A BUSY agent becomes AVAILABLE, or WRAP_UP when
+        ``wrap_up`` (they talked to the caller); an OFFLINE agent stays offline."""
+        ...
+
+    # -- the queue ---------------------------------------------------------------------------------
+    async def enqueue(self, entry: QueuedCall) -> int:
+        """Put a caller in the queue (again: replaces their entry); returns their 1-based place."""
+        ...
+
+    async def dequeue(self, call_id: str) -> QueuedCall | None:
+        """Take a caller out; exactly one of concurrent takers gets the entry, the others None."""
+        ...
+
+    async def queue(self) -> list[QueuedCall]:
+        """Everyone waiting, first to be served first."""
+        ...
+
+    async def position(self, call_id: str) -> int | None:
+        """A caller's 1-based place in the queue; None when not queued."""
+        ...
+
+    # -- calls -------------------------------------------------------------------------------------
+    async def save_call(self, call_id: str, record: Mapping[str, Any], ttl_s: float) -> None:
+        """Store (replace) a call's record: its handoff packet and where it is; kept ``ttl_s``."""
+        ...
+
+    async def update_call(self, call_id: str, changes: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Merge ``changes`` into a stored record (None when there is none)."""
+        ...
+
+    async def load_call(self, call_id: str) -> Mapping[str, Any] | None: ...
+
+    # -- streams -----------------------------------------------------------------------------------
+    async def publish(self, stream: str, event: Mapping[str, Any]) -> str:
+        """Append an event; returns its id (ids increase within a stream)."""
+        ...
+
+    async def read(self, stream: str, after: str = "0", timeout_s: float = 0.0) -> list[tuple[str, Event]]:
+        """Events after id ``after`` (``"0"``: all); waits up to ``timeout_s`` for one when none."""
+        ...
+
+    # -- servers and sessions ---------------------------------------------------------------------
+    async def heartbeat(self, server: str, now: float, ttl_s: float) -> None:
+        """``server`` is alive until ``now + ttl_s``."""
+        ...
+
+    async def servers_alive(self, now: float) -> set[str]: ...
+
+    async def open_session(self, token_hash: str, agent_id: str, ttl_s: float) -> None: ...
+
+    async def session_agent(self, token_hash: str) -> str | None:
+        """The agent signed in with this session (None: unknown or expired)."""
+        ...
+
+    async def close_session(self, token_hash: str) -> None: ...
+
+    async def close(self) -> None:
+        """Release connections (the store's data stays where it is)."""
+        ...
+
+
+@dataclass
+class _Stream:
+    events: list[tuple[int, Event]] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class MemoryStore:
+    """``LiveStore`` in this process: one server, nothing survives a restart. Event-loop only."""
+
+    def __init__(self, clock: Any = None) -> None:
+        import time
+
+        self._time = clock or time.time  # for record and session expiry only
+        self._agents: dict[str, AgentState] = {}
+        self._queue: dict[str, QueuedCall] = {}
+        self._calls: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._streams: dict[str, _Stream] = {}
+        self._servers: dict[str, float] = {}
+        self._sessions: dict[str, tuple[float, str]] = {}
+
+    async def set_presence(
+        self, agent_id: str, presence: Presence, now: float, server: str | None = None
+    ) -> AgentState:
+        old = self._agents.get(agent_id, AgentState(agent_id))
+        state = replace(old, presence=presence, since=now if presence != old.presence else old.since)
+        if server is not None:
+            state = replace(state, server=server)
+        self._agents[agent_id] = state
+        return state
+
+    async def agent(self, agent_id: str) -> AgentState:
+        return self._agents.get(agent_id, AgentState(agent_id))
+
+    async def agents(self) -> dict[str, AgentState]:
+        return dict(self._agents)
+
+    async def reserve(self, agent_id: str, call_id: str, max_concurrent: int, now: float) -> bool:
+        state = self._agents.get(agent_id)
+        if state is None or state.presence != Presence.AVAILABLE or len(state.calls) >= max_concurrent:
+            return False
+        if call_id in state.calls:
+            return True
+        calls = (*state.calls, call_id)
+        full = len(calls) >= max_concurrent
+        self._agents[agent_id] = replace(
+            state, calls=calls, presence=Presence.BUSY if full else state.presence, since=now if full else state.since
+        )
+        return True
+
+    async def release(self, agent_id: str, call_id: str, now: float, *, wrap_up: bool = False) -> AgentState:
+        state = self._agents.get(agent_id, AgentState(agent_id))
+        if call_id not in state.calls:
+            return state
+        calls = tuple(c for c in state.calls if c != call_id)
+        presence = state.presence
+        if wrap_up and presence != Presence.OFFLINE:
+            presence = Presence.WRAP_UP
+        elif presence == Presence.BUSY:
+            presence = Presence.AVAILABLE
+        state = replace(state, calls=calls, presence=presence, since=now if presence != state.presence else state.since)
+        self._agents[agent_id] = state
+        return state
+
+    async def enqueue(self, entry: QueuedCall) -> int:
+        self._queue[entry.call_id] = entry
+        return await self.position(entry.call_id) or 0
+
+    async def dequeue(self, call_id: str) -> QueuedCall | None:
+        return self._queue.pop(call_id, None)
+
+    async def queue(self) -> list[QueuedCall]:
+        return sorted(self._queue.values(), key=lambda e: (e.priority, e.enqueued_at, e.call_id))
+
+    async def position(self, call_id: str) -> int | None:
+        for place, entry in enumerate(await self.queue(), 1):
+            if entry.call_id == call_id:
+                return place
+        return None
+
+    async def save_call(self, call_id: str, record: Mapping[str, Any], ttl_s: float) -> None:
+        self._calls[call_id] = (self._time() + ttl_s, json.loads(json.dumps(dict(record))))
+
+    async def update_call(self, call_id: str, changes: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        held = await self.load_call(call_id)
+        if held is None:
+            return None
+        expires, record = self._calls[call_id]
+        record.update(json.loads(json.dumps(dict(changes))))
+        return dict(record)
+
+    async def load_call(self, call_id: str) -> Mapping[str, Any] | None:
+        held = self._calls.get(call_id)
+        if held is None or held[0] <= self._time():
+            self._calls.pop(call_id, None)
+            return None
+        return json.loads(json.dumps(held[1]))
+
+    async def publish(self, stream: str, event: Mapping[str, Any]) -> str:
+        s = self._streams.setdefault(stream, _Stream())
+        number = s.events[-1][0] + 1 if s.events else 1
+        s.events.append((number, json.loads(json.dumps(dict(event)))))
+        waiters, s.waiters = s.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        return str(number)
+
+    async def read(self, stream: str, after: str = "0", timeout_s: float = 0.0) -> list[tuple[str, Event]]:
+        s = self._streams.setdefault(stream, _Stream())
+        start = int(after)
+        found = [(str(n), dict(e)) for n, e in s.events if n > start]
+        if found or timeout_s <= 0:
+            return found
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        s.waiters.append(waiter)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, timeout_s)
+        return [(str(n), dict(e)) for n, e in s.events if n > start]
+
+    async def heartbeat(self, server: str, now: float, ttl_s: float) -> None:
+        self._servers[server] = now + ttl_s
+
+    async def servers_alive(self, now: float) -> set[str]:
+        return {name for name, until in self._servers.items() if until > now}
+
+    async def open_session(self, token_hash: str, agent_id: str, ttl_s: float) -> None:
+        self._sessions[token_hash] = (self._time() + ttl_s, agent_id)
+
+    async def session_agent(self, token_hash: str) -> str | None:
+        held = self._sessions.get(token_hash)
+        if held is None or held[0] <= self._time():
+            self._sessions.pop(token_hash, None)
+            return None
+        return held[1]
+
+    async def close_session(self, token_hash: str) -> None:
+        self._sessions.pop(token_hash, None)
+
+    async def close(self) -> None:
+        return None
