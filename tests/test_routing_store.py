@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import signal
 import socket
+import subprocess
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from paths import in_ci, missing
+from paths import in_ci, missing, program
 
 from core.errors import ConfigError, IvrError
 from routing.store import (
@@ -550,3 +554,84 @@ def test_an_operation_on_unreachable_redis_raises_store_unavailable(
 def test_a_url_that_is_not_redis_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="redis://"):
         RedisStore("http://127.0.0.1:6379/15")
+
+
+# -- Redis going away (a private redis-server this test starts, stops and restarts) ------------------
+class PrivateRedis:
+    """A throwaway redis-server on a free port, no persistence; only this process is ever signalled."""
+
+    def __init__(self, binary: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.binary = binary
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://:pw@127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen([*args, "--requirepass", "pw"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"redis-server did not listen on port {self.port} within 10 s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis(program("redis-server", "redis-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            os.kill(server.process.pid, signal.SIGCONT)
+        server.stop()
+
+
+def test_redis_going_away_and_coming_back(private_redis: PrivateRedis) -> None:
+    async def main() -> None:
+        store = await connect(private_redis.url)
+        try:
+            await store.set_presence("a1", Presence.AVAILABLE, T0)
+            private_redis.stop()
+            with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{private_redis.port}/0.*reserving") as caught:
+                await store.reserve("a1", "c1", 1, T0)
+            assert caught.value.retryable and ":pw@" not in str(caught.value)
+            private_redis.start()  # empty again: nothing was saved
+            assert await store.reserve("a1", "c1", 1, T0) is False  # the same store works again
+            await store.set_presence("a1", Presence.AVAILABLE, T0)
+            assert await store.reserve("a1", "c1", 1, T0)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_redis_that_stops_answering_times_out_as_store_unavailable(private_redis: PrivateRedis) -> None:
+    async def main() -> None:
+        store = await connect(private_redis.url)
+        try:
+            assert private_redis.process is not None
+            os.kill(private_redis.process.pid, signal.SIGSTOP)  # accepts connections, answers nothing
+            with pytest.raises(StoreUnavailable, match="reading agent"):
+                await store.agent("a1")  # the 2 s command timeout
+            with pytest.raises(StoreUnavailable, match="reading a stream"):
+                await store.read("call:c1", timeout_s=0.2)  # the wait plus 2 s
+        finally:
+            os.kill(private_redis.process.pid, signal.SIGCONT)
+            await store.close()
+
+    asyncio.run(main())
