@@ -14,7 +14,8 @@ Keys (all under ``prefix``, default ``ivr:``):
   agent id, with a TTL.
 
 Redis that cannot be reached or does not answer in time raises ``StoreUnavailable`` (retryable):
-connecting waits 1 s, a command 2 s, a blocking read its wait plus 2 s.
+connecting waits 1 s, a command 2 s, a blocking read its wait plus 2 s. A wrong or missing password
+raises ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.errors import ConfigError
@@ -207,6 +208,8 @@ class RedisStore:
     def _guard(self, what: str) -> Iterator[None]:
         try:
             yield
+        except AuthenticationError as err:  # a ConnectionError to redis-py, but trying again cannot help
+            raise ConfigError(f"Redis at {self.address} refused the password in IVR_REDIS_URL: {what} failed") from err
         except _UNREACHABLE as err:
             detail = str(err) or type(err).__name__
             raise StoreUnavailable(f"Redis at {self.address} is unreachable: {what} failed ({detail})") from err
@@ -388,11 +391,15 @@ class RedisStore:
 
 
 async def connect(url: str, prefix: str = "ivr:") -> RedisStore:
-    """A ``RedisStore`` on ``url`` that has answered PING; ``StoreUnavailable`` when Redis is unreachable."""
+    """A ``RedisStore`` on ``url`` that has answered PING; ``StoreUnavailable`` when Redis is unreachable,
+    ``ConfigError`` when the URL is not Redis's or Redis refuses its password."""
     store = RedisStore(url, prefix)
     try:
         await store.ping()
     except StoreUnavailable as err:
         await store.close()
         raise StoreUnavailable(f"{err}; start Redis there or set IVR_REDIS_URL") from err.__cause__
+    except ConfigError:
+        await store.close()
+        raise
     return store

@@ -635,3 +635,10 @@ def test_redis_that_stops_answering_times_out_as_store_unavailable(private_redis
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_wrong_or_missing_password_is_a_config_error_not_retryable(private_redis: PrivateRedis) -> None:
+    for url in (private_redis.url.replace(":pw@", ":nope@"), private_redis.url.replace(":pw@", "")):
+        with pytest.raises(ConfigError, match="password") as caught:
+            asyncio.run(connect(url))
+        assert not caught.value.retryable and "nope" not in str(caught.value)
