@@ -511,6 +511,34 @@ def test_connect_pings_redis(redis_only: None) -> None:
     asyncio.run(main())
 
 
+def test_a_store_on_a_given_client_that_answers_bytes(redis_only: None) -> None:
+    async def main() -> None:
+        prefix = f"test:store:{uuid.uuid4().hex}:"
+        store = RedisStore(aioredis.from_url(REDIS_URL), prefix)  # decode_responses=False: replies are bytes
+        try:
+            assert store.address == "redis://127.0.0.1:6379/15"
+            await store.set_presence("a1", Presence.AVAILABLE, T0, server="srv-1")
+            assert await store.reserve("a1", "c1", 1, T0 + 1)
+            state = await store.agent("a1")
+            assert (state.presence, state.calls, state.server) == (Presence.BUSY, ("c1",), "srv-1")
+            await store.enqueue(entry("c2", 1, 0, dialect="粤语"))
+            assert await store.queue() == [entry("c2", 1, 0, dialect="粤语")]
+            assert await store.dequeue("c2") == entry("c2", 1, 0, dialect="粤语")
+            await store.save_call("c1", PACKET, 600)
+            assert await store.update_call("c1", {"agent": "a1"}) == {**PACKET, "agent": "a1"}
+            first = await store.publish("call:c1", {"type": "line", "text": "您好"})
+            assert await store.read("call:c1", timeout_s=1) == [(first, {"type": "line", "text": "您好"})]
+            await store.open_session("h1", "a1", 600)
+            assert await store.session_agent("h1") == "a1"
+            await store.heartbeat("srv-1", T0, 10)
+            assert await store.servers_alive(T0) == {"srv-1"}
+        finally:
+            await store.close()
+            await _delete_keys(prefix)
+
+    asyncio.run(main())
+
+
 # -- Redis unreachable (needs no Redis) ---------------------------------------------------------------
 def test_connect_to_unreachable_redis_says_so_without_the_password() -> None:
     with pytest.raises(StoreUnavailable) as caught:
