@@ -1,0 +1,350 @@
+"""The dispatcher over a shared LiveStore: offers, accepts, declines, ring-outs, cancels, the queue's
+order and estimates, two servers on one store, a dead server's callers. Time is a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import pytest
+
+from core.shop import Agent
+from routing.dispatch import WAIT_HISTORY, Dispatcher, Placement
+from routing.store import AgentState, LiveStore, MemoryStore, Presence, QueuedCall
+
+T0 = 1_800_000_000.0
+RING = 20.0
+WIDEN = 30.0
+
+AGENTS = (
+    Agent("K1", "甲", {"aftersale": 5, "general": 3}, ("普通话",)),
+    Agent("K2", "乙", {"aftersale": 4, "complaint": 4}, ("普通话", "闽南话")),
+    Agent("K3", "丙", {"general": 4, "logistics": 2}, ("普通话",)),
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class World:
+    """A store, a fake clock and dispatchers (one per server name) over the same agents."""
+
+    def __init__(self, store: LiveStore, clock: Clock, agents: tuple[Agent, ...] = AGENTS) -> None:
+        self.store, self.clock, self.shop = store, clock, agents
+        self.servers: dict[str, Dispatcher] = {}
+
+    def on(self, server: str) -> Dispatcher:
+        if server not in self.servers:
+            self.servers[server] = Dispatcher(
+                self.store, lambda: self.shop, server, self.clock, ring_s=RING, widen_after_s=WIDEN
+            )
+        return self.servers[server]
+
+    async def sign_in(self, *agent_ids: str, at: float | None = None) -> None:
+        for agent_id in agent_ids:
+            await self.store.set_presence(agent_id, Presence.AVAILABLE, self.clock.t if at is None else at, "desk-1")
+
+    async def events(self, stream: str) -> list[dict[str, Any]]:
+        return [e for _, e in await self.store.read(stream)]
+
+    async def status(self, call_id: str) -> str | None:
+        record = await self.store.load_call(call_id)
+        return None if record is None else record["status"]
+
+    async def state(self, agent_id: str) -> AgentState:
+        return await self.store.agent(agent_id)
+
+
+def call(call_id: str, skill: str = "aftersale", priority: int = 3, server: str = "A", **kw: Any) -> QueuedCall:
+    return QueuedCall(call_id, skill, priority, kw.pop("at", T0), server, **kw)
+
+
+PACKET = {"summary": ["客户询问退款进度", "", ""], "orders": ["X1"]}
+
+
+class Interleaved:
+    """A store whose every call first yields to the event loop, as a networked store does, so that
+    two dispatchers run with ``asyncio.gather`` interleave their steps."""
+
+    def __init__(self, store: LiveStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0)
+            return await method(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture(params=["memory", "interleaved"])
+def world(request: pytest.FixtureRequest) -> Iterator[World]:
+    clock = Clock()
+    store: Any = MemoryStore(clock)
+    if request.param == "interleaved":
+        store = Interleaved(store)
+    yield World(store, clock)
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(test())
+
+
+def test_request_offers_the_best_agent_who_then_accepts(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1", "K2", "K3")
+        placed = await world.on("A").request(call("c1"), PACKET)
+        assert placed.status == "offered" and placed.agent is not None and placed.agent.id == "K1"
+        record = await world.store.load_call("c1")
+        assert record is not None and record["status"] == "offered" and record["orders"] == ["X1"]
+        assert record["offer"]["agent"] == "K1" and record["offer"]["until"] == T0 + RING
+        assert (await world.state("K1")).presence is Presence.BUSY
+        assert await world.events("agent:K1") == [{"type": "offer", "call_id": "c1"}]
+        world.clock.t += 5
+        assert not await world.on("A").accept("K2", "c1")  # not offered to K2
+        assert await world.on("A").accept("K1", "c1")
+        record = await world.store.load_call("c1")
+        assert record is not None and (record["status"], record["agent"]) == ("accepted", "K1")
+        types = [e["type"] for e in await world.events("call:c1")]
+        assert types == ["queued", "offered", "accepted"]
+        assert (await world.events("call:c1"))[-1] == {"type": "accepted", "agent": "K1", "server": "desk-1"}
+        await world.on("A").finish("K1", "c1")
+        assert await world.status("c1") == "done"
+        state = await world.state("K1")
+        assert state.presence is Presence.WRAP_UP and state.calls == ()
+
+    run(test)
+
+
+def test_decline_goes_to_the_next_agent_and_keeps_the_first_enqueued_at(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1", "K2")
+        await world.on("A").request(call("c1"), PACKET)
+        world.clock.t += 3
+        await world.on("A").decline("K1", "c1")
+        record = await world.store.load_call("c1")
+        assert record is not None and record["offer"]["agent"] == "K2"  # widened: K1 tried, K2 is the best left
+        assert QueuedCall.from_json(record["entry"]).enqueued_at == T0
+        assert QueuedCall.from_json(record["entry"]).tried == ("K1",)
+        assert (await world.state("K1")).presence is Presence.AVAILABLE
+        assert {"type": "declined", "agent": "K1", "why": "declined"} in await world.events("call:c1")
+        await world.on("A").decline("K1", "c1")  # a stale second decline changes nothing
+        assert (await world.store.load_call("c1") or {})["offer"]["agent"] == "K2"
+
+    run(test)
+
+
+def test_an_offer_that_rings_out_goes_to_the_next_agent(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1", "K2")
+        dispatcher = world.on("A")
+        await dispatcher.request(call("c1"), PACKET)
+        world.clock.t += RING - 1
+        assert await dispatcher.dispatch() == []  # still ringing K1
+        world.clock.t += 1
+        assert await dispatcher.dispatch() == [("c1", "K2")]
+        assert {"type": "declined", "agent": "K1", "why": "no_answer"} in await world.events("call:c1")
+        assert {"type": "cancel", "call_id": "c1", "why": "no_answer"} in await world.events("agent:K1")
+        assert not await dispatcher.accept("K1", "c1")  # too late
+        assert (await world.state("K1")).calls == ()
+
+    run(test)
+
+
+def test_accept_after_until_is_refused(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1")
+        await world.on("A").request(call("c1"), PACKET)
+        world.clock.t += RING
+        assert not await world.on("A").accept("K1", "c1")
+
+    run(test)
+
+
+def test_cancel_while_ringing_withdraws_the_offer(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1")
+        await world.on("A").request(call("c1"), PACKET)
+        await world.on("A").cancel("c1", "hangup")
+        assert await world.status("c1") == "cancelled"
+        assert (await world.state("K1")).presence is Presence.AVAILABLE
+        assert (await world.events("agent:K1"))[-1] == {"type": "cancel", "call_id": "c1", "why": "hangup"}
+        assert (await world.events("call:c1"))[-1] == {"type": "cancelled", "why": "hangup"}
+        assert not await world.on("A").accept("K1", "c1")
+        assert await world.store.queue() == []
+
+    run(test)
+
+
+def test_cancel_while_queued_leaves_the_queue(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1")
+        await world.on("A").request(call("c1"), PACKET)
+        placed = await world.on("A").request(call("c2"), PACKET)
+        assert placed.status == "queued" and placed.position == 1
+        await world.on("A").cancel("c2", "back_to_bot")
+        assert await world.store.queue() == [] and await world.status("c2") == "cancelled"
+        await world.on("A").decline("K1", "c1")  # c2 gone: nothing else is offered to K1
+        assert (await world.state("K1")).calls == ()
+
+    run(test)
+
+
+def test_no_agent_when_everyone_who_could_take_it_is_offline(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K3")  # general: a fallback of complaint
+        await world.store.set_presence("K3", Presence.OFFLINE, T0)  # signed out again
+        placed = await world.on("A").request(call("c1", "complaint"), PACKET)
+        assert placed == Placement("no_agent")
+        assert await world.store.queue() == [] and await world.status("c1") == "no_agent"
+        await world.store.set_presence("K2", Presence.BUSY, T0)  # signed in, busy: the caller queues
+        placed = await world.on("A").request(call("c2", "complaint"), PACKET)
+        assert placed.status == "queued" and placed.position == 1 and placed.wait_s is None
+
+    run(test)
+
+
+def test_queue_order_by_priority_then_time_with_place_and_estimate(world: World) -> None:
+    async def test() -> None:
+        await world.store.set_presence("K1", Presence.BUSY, T0)  # on duty, no line free
+        d = world.on("A")
+        await d.request(call("late", priority=3, at=T0), PACKET)
+        world.clock.t += 1
+        await d.request(call("later", priority=3, at=T0 + 1), PACKET)
+        placed = await d.request(call("urgent", priority=1, at=T0 + 1), PACKET)
+        assert (placed.status, placed.position) == ("queued", 1)
+        assert [e.call_id for e in await world.store.queue()] == ["urgent", "late", "later"]
+        assert await d.estimate("later") == (3, None)  # no accepted call yet: no basis
+        # history: "urgent" accepted after 40 s, then "late" after 50 s -> mean 45 s
+        await world.store.set_presence("K2", Presence.AVAILABLE, world.clock.t)
+        for at, first in ((T0 + 41, "urgent"), (T0 + 50, "late")):
+            world.clock.t = at
+            assert await d.dispatch() == [(first, "K2")]
+            assert await d.accept("K2", first)
+            await d.finish("K2", first)
+            await world.store.set_presence("K2", Presence.AVAILABLE, world.clock.t)
+        assert [e.call_id for e in await world.store.queue()] == ["later"]
+        assert await d.estimate("later") == (1, pytest.approx(45.0))
+        assert await d.estimate("urgent") == (None, None)
+
+    run(test)
+
+
+def test_two_servers_never_offer_one_agent_two_calls(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1")
+        a, b = world.on("A"), world.on("B")
+        await a.dispatch()
+        await b.dispatch()  # both alive
+        placed = await asyncio.gather(
+            a.request(call("ca", server="A"), PACKET), b.request(call("cb", server="B"), PACKET)
+        )
+        assert sorted(p.status for p in placed) == ["offered", "queued"]
+        assert len((await world.state("K1")).calls) == 1
+        offers = [e for e in await world.events("agent:K1") if e["type"] == "offer"]
+        assert len(offers) == 1
+        await asyncio.gather(a.dispatch(), b.dispatch(), a.dispatch(), b.dispatch())
+        assert len([e for e in await world.events("agent:K1") if e["type"] == "offer"]) == 1
+
+    run(test)
+
+
+def test_two_servers_race_for_one_caller_with_two_agents_free(world: World) -> None:
+    async def test() -> None:
+        a, b = world.on("A"), world.on("B")
+        await b.dispatch()
+        await world.store.set_presence("K1", Presence.BUSY, T0)
+        await a.request(call("c1", server="A"), PACKET)  # queued: K1 busy
+        world.clock.t += WIDEN  # any level of the skill now: K1 (5) or K2 (4)
+        await world.sign_in("K1", "K2")
+        offered = await asyncio.gather(a.dispatch(), b.dispatch())
+        assert sum(len(o) for o in offered) == 1
+        states = [await world.state(x) for x in ("K1", "K2")]
+        assert sum(len(s.calls) for s in states) == 1  # the loser gave its line back
+
+    run(test)
+
+
+def test_a_dead_servers_callers_stay_queued(world: World) -> None:
+    async def test() -> None:
+        a, b = world.on("A"), world.on("B")
+        await world.store.set_presence("K1", Presence.BUSY, T0)
+        await b.request(call("cb", server="B"), PACKET)
+        world.clock.t += 60  # B stopped heart-beating
+        await world.sign_in("K1")
+        assert await a.dispatch() == []
+        assert [e.call_id for e in await world.store.queue()] == ["cb"]
+        assert await world.status("cb") == "queued" and (await world.state("K1")).calls == ()
+        await b.dispatch()  # B back: its caller is served
+        assert (await world.store.load_call("cb") or {})["offer"]["agent"] == "K1"
+
+    run(test)
+
+
+def test_an_offer_made_by_a_dead_server_is_rung_out_by_another(world: World) -> None:
+    async def test() -> None:
+        a, b = world.on("A"), world.on("B")
+        await a.dispatch()
+        await world.sign_in("K1", "K2")
+        await b.request(call("cb", server="A"), PACKET)  # B makes the offer for A's caller
+        world.clock.t += RING / 2
+        await a.dispatch()
+        assert (await world.state("K1")).calls == ("cb",)  # B's offer: not A's to ring out yet (B alive)
+        world.clock.t += RING  # B dead, offer expired
+        assert await a.dispatch() == [("cb", "K2")]
+
+    run(test)
+
+
+def test_ring_out_by_the_offering_server_only_while_it_lives(world: World) -> None:
+    async def test() -> None:
+        a, b = world.on("A"), world.on("B")
+        await world.sign_in("K1", "K2")
+        await b.request(call("cb", server="B"), PACKET)
+        world.clock.t += RING
+        await b.dispatch()  # B heart-beats, and rings its own offer out
+        await a.dispatch()
+        declines = [e for e in await world.events("call:cb") if e["type"] == "declined"]
+        assert declines == [{"type": "declined", "agent": "K1", "why": "no_answer"}]
+
+    run(test)
+
+
+def test_wait_history_is_bounded_and_shared(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1")
+        a = world.on("A")
+        for n in range(WAIT_HISTORY + 5):
+            world.clock.t = T0 + 1000 * n
+            wait = 100.0 if n < 5 else 10.0  # the first five fall out of the window
+            await a.request(call(f"c{n}", at=world.clock.t - wait), PACKET)
+            assert await a.accept("K1", f"c{n}")
+            await a.finish("K1", f"c{n}")
+            await world.sign_in("K1")
+        await world.store.set_presence("K1", Presence.BUSY, world.clock.t)
+        await world.on("B").request(call("q", server="B"), PACKET)
+        assert await world.on("B").estimate("q") == (1, pytest.approx(10.0))
+
+    run(test)
+
+
+def test_a_zombie_queue_entry_of_a_cancelled_call_is_dropped_not_offered(world: World) -> None:
+    async def test() -> None:
+        await world.store.set_presence("K1", Presence.BUSY, T0)
+        d = world.on("A")
+        await d.request(call("c1"), PACKET)
+        await d.cancel("c1", "hangup")
+        await world.store.enqueue(call("c1"))  # a decline on another server raced the cancel
+        await world.sign_in("K1")
+        assert await d.dispatch() == []
+        assert await world.store.queue() == [] and (await world.state("K1")).calls == ()
+
+    run(test)
