@@ -6,6 +6,7 @@ two dispatchers interleave), and on the real Redis (db 15, a key prefix of its o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
@@ -451,3 +452,59 @@ def test_lines_held_for_calls_the_dispatcher_does_not_know_are_left_alone(world:
         assert (await world.state("K1")).calls == ("outbound-7",)
 
     world.run(test)
+
+
+def test_the_caller_hanging_up_during_the_conversation_ends_it_for_the_agent(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1")
+        d = world.on("A")
+        await d.request(call("c1"), PACKET)
+        assert await d.accept("K1", "c1")
+        await d.cancel("c1", "hangup")
+        assert await world.status("c1") == "done"
+        state = await world.state("K1")
+        assert state.calls == () and state.presence is Presence.WRAP_UP
+        assert (await world.events("agent:K1"))[-1] == {"type": "cancel", "call_id": "c1", "why": "hangup"}
+
+    world.run(test)
+
+
+class Flaky:
+    """A MemoryStore whose heartbeat fails the first ``failures`` times, as an unreachable Redis does."""
+
+    def __init__(self, store: MemoryStore, failures: int) -> None:
+        self._store, self.failures = store, failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def heartbeat(self, server: str, now: float, ttl_s: float) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("Redis at 127.0.0.1:6379 is unreachable: heartbeat failed (test)")
+        await self._store.heartbeat(server, now, ttl_s)
+
+
+def test_the_dispatch_loop_survives_an_unreachable_store(caplog: pytest.LogCaptureFixture) -> None:
+    async def test() -> None:
+        clock = Clock()
+        memory = MemoryStore(clock)
+        store = Flaky(memory, failures=3)
+        d = Dispatcher(store, lambda: AGENTS, "A", clock)
+        await memory.set_presence("K1", Presence.BUSY, T0)
+        await memory.heartbeat("A", T0, 5.0)
+        await memory.enqueue(call("c1"))
+        await memory.save_call("c1", {"status": "queued", "queued_at": T0, "entry": call("c1").to_json()}, 60)
+        await memory.set_presence("K1", Presence.AVAILABLE, T0)
+        loop = asyncio.create_task(d.run(interval_s=0))
+        try:
+            offers = await memory.read("agent:K1", timeout_s=10)  # a bound, not a timing: it comes at once
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        assert offers and offers[0][1] == {"type": "offer", "call_id": "c1"} and store.failures == 0
+
+    with caplog.at_level("WARNING", logger="routing.dispatch"):
+        asyncio.run(test())
+    assert sum("StoreUnavailable" in r.getMessage() for r in caplog.records) == 3
