@@ -13,8 +13,10 @@ callbacks.
 The call's record (``save_call``) is where it stands, under ``status``:
 ``queued`` → ``offered`` (``offer`` = {agent, until, by}: the agent rung, until when, by which
 server) → ``accepted`` (``agent``, ``accepted_at``) → ``done`` (``finished_at``); or ``cancelled``
-(``why``); or ``no_agent`` when nobody on duty could take it (nothing queued). ``entry`` keeps the
-queue entry (JSON) so a declined call goes back with its first ``enqueued_at`` and who has tried.
+(``why``; and the flag ``cancelled``, set once and never cleared, so an offer made in the same
+instant is undone); or ``no_agent`` when nobody on duty could take it (nothing queued). ``entry``
+keeps the queue entry (JSON) so a declined call goes back with its first ``enqueued_at`` and who
+has tried.
 
 Open offers are found again through the agents' reserved lines (``AgentState.calls``) and the call
 records, so any server sees every offer. The agent may accept or decline while ``now < until``; the
@@ -171,7 +173,7 @@ class Dispatcher:
                 agent_id = str(offer["agent"])
                 await self.store.release(agent_id, call_id, now)
                 await self._withdraw(agent_id, call_id, why)
-            await self.store.update_call(call_id, {"status": "cancelled", "why": why, "offer": None})
+            await self.store.update_call(call_id, {"status": "cancelled", "cancelled": True, "why": why, "offer": None})
             await self.store.publish(f"call:{call_id}", {"type": "cancelled", "why": why})
 
     async def finish(self, agent_id: str, call_id: str) -> None:
@@ -231,7 +233,13 @@ class Dispatcher:
                 states[agent_id] = await self.store.release(agent_id, call_id, now)
                 return None
             offer = {"agent": agent_id, "until": now + self.ring_s, "by": self.server}
-            await self.store.update_call(call_id, {"status": "offered", "offer": offer, "entry": taken.to_json()})
+            merged = await self.store.update_call(
+                call_id, {"status": "offered", "offer": offer, "entry": taken.to_json()}
+            )
+            if merged is None or merged.get("cancelled"):  # the caller left while we reserved: undo
+                await self.store.update_call(call_id, {"status": "cancelled", "offer": None})
+                states[agent_id] = await self.store.release(agent_id, call_id, now)
+                return None
             await self.store.publish(f"agent:{agent_id}", {"type": "offer", "call_id": call_id})
             await self.store.publish(f"call:{call_id}", {"type": "offered", "agent": agent_id})
             log.info("transfer offered", extra={"call_id": call_id, "agent": agent_id, "step": candidate.step})
@@ -275,6 +283,10 @@ class Dispatcher:
         """Give the line back and queue the caller again (False: no longer ringing this agent)."""
         record = await self.store.load_call(call_id)  # again, just before: another server may have moved it
         if record is None or _offer(record, agent_id) is None:
+            return False
+        if record.get("cancelled"):  # the caller left while it rang (a cancel raced an offer): not queued again
+            await self.store.release(agent_id, call_id, now)
+            await self.store.update_call(call_id, {"status": "cancelled", "offer": None})
             return False
         entry = QueuedCall.from_json(str(record["entry"]))
         if agent_id not in entry.tried:

@@ -508,3 +508,39 @@ def test_the_dispatch_loop_survives_an_unreachable_store(caplog: pytest.LogCaptu
     with caplog.at_level("WARNING", logger="routing.dispatch"):
         asyncio.run(test())
     assert sum("StoreUnavailable" in r.getMessage() for r in caplog.records) == 3
+
+
+class BeforeOffer:
+    """A store that runs ``hook`` once, just before the first record update that marks a call offered."""
+
+    def __init__(self, store: LiveStore, hook: Callable[[], Awaitable[None]]) -> None:
+        self._store = store
+        self._hook: Callable[[], Awaitable[None]] | None = hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def update_call(self, call_id: str, changes: Any) -> Any:
+        hook, self._hook = self._hook, None
+        if hook is not None and changes.get("status") == "offered":
+            await hook()
+        return await self._store.update_call(call_id, changes)
+
+
+def test_a_cancel_on_another_server_while_an_offer_is_being_made_undoes_the_offer(world: World) -> None:
+    async def test() -> None:
+        b = world.on("B")
+        a = Dispatcher(
+            BeforeOffer(world.store, lambda: b.cancel("c1", "hangup")),
+            lambda: AGENTS, "A", world.clock, ring_s=RING,
+        )  # fmt: skip
+        await world.sign_in("K1")
+        placed = await a.request(call("c1"), PACKET)
+        assert placed.status == "queued"  # not offered: the caller left meanwhile
+        assert await world.status("c1") == "cancelled"
+        assert (await world.state("K1")).calls == () and await world.events("agent:K1") == []
+        assert await world.store.queue() == []
+        world.clock.t += RING + 10 * STRAY_AFTER_S
+        assert await a.dispatch() == [] and await world.status("c1") == "cancelled"
+
+    world.run(test)
