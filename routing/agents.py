@@ -25,9 +25,6 @@ Within a step and level, the order is: for a VIP caller (``entry.vip``), agents 
 skill first; then agents who speak the caller's dialect (普通话 or no dialect matches everyone
 equally); then the longest idle (smallest ``AgentState.since``); then the agent id, so the choice is
 deterministic. Each ``Candidate`` says the skill, level and step it was chosen for.
-
-``choose_agent``/``best_for`` are the older one-process choice by load counts (voice/session.py,
-until it calls the dispatcher): the best level among free agents, then dialect, then least loaded.
 """
 
 from __future__ import annotations
@@ -37,7 +34,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from core.shop import Agent
-from core.types import Skill, TransferRequest
+from core.types import Skill
 from routing.store import AgentState, Presence, QueuedCall
 
 FALLBACK: Mapping[Skill, tuple[Skill, ...]] = {
@@ -131,36 +128,3 @@ def _order(agent: Agent, skill: str, entry: QueuedCall, states: Mapping[str, Age
     vip_first = entry.vip and agent.skills.get(Skill.VIP.value, 0) > 0
     dialect = entry.dialect in (None, "", MANDARIN) or entry.dialect in agent.languages
     return (-agent.skills[skill], not vip_first, not dialect, states[agent.id].since, agent.id)
-
-
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    agent: Agent
-    skill: Skill  # the skill the agent was chosen for (the requested one, or a fallback)
-    level: int
-    fallback: bool
-
-
-def choose_agent(
-    request: TransferRequest,
-    agents: Sequence[Agent],
-    load: Mapping[str, int] | None = None,
-    dialect: str | None = None,
-) -> Assignment | None:
-    """The best-skilled free agent for ``request.skill`` (or its fallbacks); None when nobody is free."""
-    for skill in (request.skill, *FALLBACK.get(request.skill, ())):
-        agent = best_for(skill, agents, load or {}, dialect)
-        if agent is not None:
-            return Assignment(agent, skill, agent.skills[skill.value], skill is not request.skill)
-    return None
-
-
-def best_for(skill: Skill, agents: Sequence[Agent], load: Mapping[str, int], dialect: str | None) -> Agent | None:
-    free = [a for a in agents if a.skills.get(skill.value, 0) > 0 and load.get(a.id, 0) < a.max_concurrent]
-    if not free:
-        return None
-    return min(free, key=lambda a: (-a.skills[skill.value], not speaks(a, dialect), load.get(a.id, 0), a.id))
-
-
-def speaks(agent: Agent, dialect: str | None) -> bool:
-    return bool(dialect) and dialect in agent.languages
