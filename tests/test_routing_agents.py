@@ -6,16 +6,8 @@ from __future__ import annotations
 import pytest
 
 from core.shop import Agent
-from core.types import Handoff, Skill, TransferRequest
 from routing.agents import candidates, reachable
 from routing.store import AgentState, Presence, QueuedCall
-
-HANDOFF = Handoff(None, None, (), (), (), ("", "", ""), ())
-
-
-def request(skill: Skill) -> TransferRequest:
-    return TransferRequest(skill, 2, "test", HANDOFF)
-
 
 AGENTS = (
     Agent("A01", "小林", {"logistics": 5, "aftersale": 3, "general": 4}, ("普通话",)),
