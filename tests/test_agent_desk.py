@@ -357,3 +357,19 @@ async def take_frames(bridge: Bridge, count: int) -> list[bytes]:
         if len(frames) == count:
             break
     return frames
+
+
+def test_an_offer_nobody_answers_rings_out_and_the_page_is_told(client: TestClient, app: FastAPI, clock: Clock) -> None:
+    """The desk's lifespan runs the dispatcher's passes: this server is alive, and offers ring out."""
+    assert "test-server" in client.portal.call(app.state.store.servers_alive, clock())
+    agent_id = complaint_agents(app.state.hotline.shop)[0].id
+    headers = sign_in(client, agent_id)
+    available(client, headers)
+    with client.websocket_connect("/agent/ws", headers=headers) as ws:
+        assert ws.receive_json()["type"] == "hello"
+        call_id, _ = transfer(client, app)
+        assert receive_until(ws, "offer")["call"]["call_id"] == call_id
+        clock.t += app.state.dispatcher.ring_s + 1  # the next pass (within a second) finds it rung out
+        assert receive_until(ws, "cancel") == {"type": "cancel", "call_id": call_id, "why": "no_answer"}
+    record = client.portal.call(app.state.store.load_call, call_id)
+    assert record["status"] == "queued" and agent_id in record["entry"]

@@ -21,6 +21,7 @@ const CANCEL_TEXT = {
   caller_hung_up: "客户已挂断", back_to_bot: "客户已返回自助服务",
 };
 const EMOTION_TEXT = { neutral: "平静", anxious: "着急", angry: "生气" };
+const VIP_TEXT = { normal: "普通会员", silver: "银卡会员", gold: "金卡会员", platinum: "白金会员", diamond: "钻石会员" };
 const STATUS_TEXT = {
   unpaid: "待付款", paid: "待发货", shipped: "已发货", delivered: "已签收", refunding: "退款中", cancelled: "已取消",
 };
@@ -257,7 +258,7 @@ function showOffer(call, ringS) {
   const customer = call.customer;
   const vip = customer && customer.vip_level && customer.vip_level !== "normal";
   $("offer-vip").hidden = !vip;
-  $("offer-vip").textContent = vip ? `VIP ${customer.vip_level}` : "";
+  $("offer-vip").textContent = vip ? `VIP ${VIP_TEXT[customer.vip_level] || customer.vip_level}` : "";
   $("offer-dialect").textContent = (customer && customer.dialect) || "";
   $("offer-customer").textContent = customer ? `${customer.name}（${customer.phone || "无电话"}）` : "未识别的来电";
   $("offer-reason").textContent = call.reason || "—";
@@ -357,7 +358,7 @@ function showCustomer(call) {
   const c = call.customer;
   $("p-name").textContent = c ? c.name : "未识别";
   $("p-phone").textContent = (c && c.phone) || call.caller || "—";
-  $("p-vip").textContent = (c && c.vip_level) || "—";
+  $("p-vip").textContent = c && c.vip_level ? VIP_TEXT[c.vip_level] || c.vip_level : "—";
   $("p-dialect").textContent = (c && c.dialect) || "—";
   const history = $("history");
   clear(history);
