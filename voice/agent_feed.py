@@ -50,6 +50,8 @@ class DeskFeed:
         feeding = asyncio.create_task(self._feed(), name=f"agent-desk-feed-{self.agent_id}")
         try:
             await asyncio.wait({listening, feeding}, return_when=asyncio.FIRST_COMPLETED)
+            if feeding.done() and not feeding.cancelled() and feeding.exception() is not None:
+                log.error("agent desk feed for %s failed", self.agent_id, exc_info=feeding.exception())
         finally:
             for task in (listening, feeding, *self._following.values()):
                 task.cancel()
