@@ -63,6 +63,12 @@ class Settings:
     sip_auth_user: str | None = None
     sip_auth_password: str | None = field(default=None, repr=False)
     sip_auth_realm: str = "ivr-hotline"  # the realm our challenges name (trunks store credentials per realm)
+    # live state several servers share (agents, queue, handoff packets): redis://host:port/db; unset: this process only
+    redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str = "ivr:"  # the key namespace in Redis: several hotlines can share one server
+    server_id: str | None = None  # this server's name among those sharing Redis (default: host name and process id)
+    transfer_wait_seconds: int = 180  # a caller waits this long on hold for an agent, then a callback is booked
+    agent_ring_seconds: int = 20  # an agent who has not accepted an offered call by then: the next agent is tried
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -95,6 +101,8 @@ class Settings:
             ("IVR_CALL_IDLE_SECONDS", self.call_idle_seconds, 5, 86_400),
             ("IVR_MAX_TURN_SECONDS", self.max_turn_seconds, 1, 600),
             ("IVR_ASR_WORKERS", self.asr_workers, 1, 64),
+            ("IVR_TRANSFER_WAIT_SECONDS", self.transfer_wait_seconds, 10, 3600),
+            ("IVR_AGENT_RING_SECONDS", self.agent_ring_seconds, 5, 120),
         ):
             if not low <= value <= high:
                 raise ConfigError(f"{var} must be {low}..{high}, got {value}")
@@ -107,6 +115,16 @@ class Settings:
         if self.twilio_account_sid is not None and not re.fullmatch(r"AC[0-9a-fA-F]{32}", self.twilio_account_sid):
             raise ConfigError("TWILIO_ACCOUNT_SID must be AC followed by 32 hex digits (see the Twilio console)")
         self._validate_sip()
+        if self.redis_url is not None and not re.fullmatch(r"(rediss?|unix)://\S+", self.redis_url):
+            raise ConfigError(
+                "IVR_REDIS_URL must be a redis:// (or rediss://, unix://) URL, e.g. redis://127.0.0.1:6379/0"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", self.redis_prefix):
+            raise ConfigError(
+                f"IVR_REDIS_PREFIX must be 1..64 letters, digits or '.', '_', ':', '-', got {self.redis_prefix!r}"
+            )
+        if self.server_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", self.server_id):
+            raise ConfigError(f"IVR_SERVER_ID must be 1..64 letters, digits, '.', '_' or '-', got {self.server_id!r}")
         if self.twilio_auth_token is not None and not re.fullmatch(r"[0-9a-zA-Z]{16,64}", self.twilio_auth_token):
             raise ConfigError("TWILIO_AUTH_TOKEN must be the account's auth token: 16..64 letters and digits")
 

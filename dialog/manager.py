@@ -485,3 +485,26 @@ def no_agent(state: CallState, transfer: Transfer, ctx: Context) -> tuple[CallSt
     lines = state.transcript[:-1] if state.transcript and state.transcript[-1].speaker == "bot" else state.transcript
     state = replace(state, transcript=lines, transfer=None, callback=req)
     return state.say("bot", busy, ctx.elapsed), (Say(busy),)
+
+
+def queued(state: CallState, transfer: Transfer, position: int, wait_s: float | None) -> tuple[CallState, Actions]:
+    """The caller waits in the agents' queue: the transfer sentence also says their place and, when
+    there is a basis for it, the expected wait (``position`` is 1-based)."""
+    text = transfer.text + queue_text(position, wait_s)
+    lines = state.transcript
+    if lines and lines[-1].speaker == "bot" and lines[-1].text == transfer.text:
+        lines = (*lines[:-1], replace(lines[-1], text=text))
+    return replace(state, transcript=lines), (replace(transfer, text=text),)
+
+
+def queue_text(position: int, wait_s: float | None) -> str:
+    """「您前面还有2位，大约要等3分钟。」 (or 「您排在第一位…」)."""
+    if position <= 1:
+        return render("transfer.next")
+    if wait_s is None:
+        wait = render("transfer.wait_unknown")
+    elif wait_s < 60:
+        wait = render("transfer.wait_soon")
+    else:
+        wait = render("transfer.wait_minutes", minutes=str(round(wait_s / 60)))
+    return render("transfer.queue", ahead=str(position - 1), wait=wait)

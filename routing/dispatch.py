@@ -13,15 +13,22 @@ callbacks.
 The call's record (``save_call``) is where it stands, under ``status``:
 ``queued`` → ``offered`` (``offer`` = {agent, until, by}: the agent rung, until when, by which
 server) → ``accepted`` (``agent``, ``accepted_at``) → ``done`` (``finished_at``); or ``cancelled``
-(``why``); or ``no_agent`` when nobody on duty could take it (nothing queued). ``entry`` keeps the
-queue entry (JSON) so a declined call goes back with its first ``enqueued_at`` and who has tried.
+(``why``; and the flag ``cancelled``, set once and never cleared, so an offer made in the same
+instant is undone); or ``no_agent`` when nobody on duty could take it (nothing queued). ``entry``
+keeps the queue entry (JSON) so a declined call goes back with its first ``enqueued_at`` and who
+has tried.
 
 Open offers are found again through the agents' reserved lines (``AgentState.calls``) and the call
-records, so any server sees every offer. An offer rings out at ``until``: the server that made it
-turns it into a ``no_answer`` decline (any server does when that one is dead). Within a server every
-change runs under one lock; across servers an agent's decline and the ring-out racing at ``until``
-may both re-queue the call (the same entry, harmless) — a caller found in the queue whose record is
-no longer ``queued`` is dropped from it instead of being offered twice.
+records, so any server sees every offer. The agent may accept or decline while ``now < until``; the
+offer rings out ``ring_grace_s`` after ``until``, when the server that made it turns it into a
+``no_answer`` decline (any server does when that one is dead). In between, nothing happens to it,
+so an accept or decline at the last moment on the agent's server never meets the ring-out of
+another. Within a server every change runs under one lock. Across servers, what remains racy is
+healed: a decline re-reads the record just before it writes; a caller found in the queue whose
+record is no longer ``queued`` is dropped from it instead of being offered twice; and a line held
+for a transfer call that is neither ringing nor talking to that agent (a server stopped between
+reserve and ring, a decline racing a cancel) is given back after ``STRAY_AFTER_S`` (agent stream
+``cancel`` {why: "withdrawn"}). Lines held for calls without a dispatcher record are left alone.
 
 Wait estimate: position × the mean time from queued (first ``enqueued_at``) to accepted over the
 last ``WAIT_HISTORY`` accepted calls of every server, kept in the store as the record ``WAITS_KEY``;
@@ -47,6 +54,7 @@ RECORD_TTL_S = 2 * 3600.0  # a call's record outlives any transfer
 WAITS_KEY = "routing:waits"  # the shared record of recent waits (queued → accepted, seconds)
 WAITS_TTL_S = 30 * 86400.0
 WAIT_HISTORY = 20
+STRAY_AFTER_S = 5.0  # a transfer line held for a call that is not with that agent is given back after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,7 @@ class Dispatcher:
         ring_s: float = 20.0,  # an offer not accepted within this is "no_answer": the next agent is tried
         widen_after_s: float = 30.0,  # each step of widening waits this long (see routing.agents)
         heartbeat_s: float = 5.0,  # this server counts as alive this long after each heartbeat
+        ring_grace_s: float = 1.0,  # the ring-out waits this long past ``until`` (see the module docstring)
     ) -> None:
         self.store = store
         self.agents = agents
@@ -80,6 +89,8 @@ class Dispatcher:
         self.ring_s = ring_s
         self.widen_after_s = widen_after_s
         self.heartbeat_s = heartbeat_s
+        self.ring_grace_s = ring_grace_s
+        self._orphans: dict[tuple[str, str], float] = {}  # (agent, call) -> when first seen holding a stray line
         self._lock = asyncio.Lock()
 
     async def request(self, entry: QueuedCall, packet: Mapping[str, Any]) -> Placement:
@@ -131,11 +142,14 @@ class Dispatcher:
         caller queued again at their old place, this agent not offered it again."""
         async with self._lock:
             now = self.now()
-            record = await self.store.load_call(call_id)
-            if record is None or _offer(record, agent_id) is None:
+            offer = _offer(await self.store.load_call(call_id), agent_id)
+            if offer is None:
                 return  # not ringing this agent (already accepted, declined, rung out or cancelled)
-            await self._decline(agent_id, call_id, why, record, now)
-            await self._dispatch(now)
+            until = float(offer["until"])
+            if until <= now < until + self.ring_grace_s:
+                return  # the ring-out's moment: it declines the call as no_answer
+            if await self._decline(agent_id, call_id, why, now):
+                await self._dispatch(now)
 
     async def cancel(self, call_id: str, why: str) -> None:
         """The caller hung up or went back to the bot: out of the queue, a ringing agent's offer withdrawn.
@@ -159,7 +173,7 @@ class Dispatcher:
                 agent_id = str(offer["agent"])
                 await self.store.release(agent_id, call_id, now)
                 await self._withdraw(agent_id, call_id, why)
-            await self.store.update_call(call_id, {"status": "cancelled", "why": why, "offer": None})
+            await self.store.update_call(call_id, {"status": "cancelled", "cancelled": True, "why": why, "offer": None})
             await self.store.publish(f"call:{call_id}", {"type": "cancelled", "why": why})
 
     async def finish(self, agent_id: str, call_id: str) -> None:
@@ -219,7 +233,13 @@ class Dispatcher:
                 states[agent_id] = await self.store.release(agent_id, call_id, now)
                 return None
             offer = {"agent": agent_id, "until": now + self.ring_s, "by": self.server}
-            await self.store.update_call(call_id, {"status": "offered", "offer": offer, "entry": taken.to_json()})
+            merged = await self.store.update_call(
+                call_id, {"status": "offered", "offer": offer, "entry": taken.to_json()}
+            )
+            if merged is None or merged.get("cancelled"):  # the caller left while we reserved: undo
+                await self.store.update_call(call_id, {"status": "cancelled", "offer": None})
+                states[agent_id] = await self.store.release(agent_id, call_id, now)
+                return None
             await self.store.publish(f"agent:{agent_id}", {"type": "offer", "call_id": call_id})
             await self.store.publish(f"call:{call_id}", {"type": "offered", "agent": agent_id})
             log.info("transfer offered", extra={"call_id": call_id, "agent": agent_id, "step": candidate.step})
@@ -227,19 +247,47 @@ class Dispatcher:
         return None
 
     async def _ring_out(self, now: float, alive: set[str]) -> None:
-        """Offers past their ``until`` become ``no_answer`` declines (made by this server, or by a dead one)."""
+        """Offers past ``until`` (and the grace) become ``no_answer`` declines, by the server that made
+        them (any server when that one is dead); lines that stray from their call are given back."""
+        strays: set[tuple[str, str]] = set()
         for agent_id, state in (await self.store.agents()).items():
             for call_id in state.calls:
                 record = await self.store.load_call(call_id)
                 offer = _offer(record, agent_id)
-                if record is None or offer is None or now < float(offer["until"]):
+                if offer is None:
+                    if record is not None and "entry" in record and not _holds(record, agent_id):
+                        strays.add((agent_id, call_id))
+                    continue
+                if now < float(offer["until"]) + self.ring_grace_s:
                     continue
                 if offer.get("by") != self.server and offer.get("by") in alive:
                     continue  # its own server rings it out
-                await self._decline(agent_id, call_id, "no_answer", record, now)
-                await self._withdraw(agent_id, call_id, "no_answer")
+                if await self._decline(agent_id, call_id, "no_answer", now):
+                    await self._withdraw(agent_id, call_id, "no_answer")
+        await self._release_strays(strays, now)
 
-    async def _decline(self, agent_id: str, call_id: str, why: str, record: Mapping[str, Any], now: float) -> None:
+    async def _release_strays(self, strays: set[tuple[str, str]], now: float) -> None:
+        """A line held for a transfer call that is neither ringing nor talking to that agent (a server
+        stopped between reserving it and ringing, or two servers declined one offer at once) is
+        given back once it has been seen so for ``STRAY_AFTER_S``: the reserve-then-ring of a live
+        server takes milliseconds."""
+        self._orphans = {key: self._orphans.get(key, now) for key in strays}
+        for (agent_id, call_id), since in list(self._orphans.items()):
+            if now - since >= STRAY_AFTER_S:
+                await self.store.release(agent_id, call_id, now)
+                await self._withdraw(agent_id, call_id, "withdrawn")
+                del self._orphans[agent_id, call_id]
+                log.warning("a stray agent line was given back", extra={"call_id": call_id, "agent": agent_id})
+
+    async def _decline(self, agent_id: str, call_id: str, why: str, now: float) -> bool:
+        """Give the line back and queue the caller again (False: no longer ringing this agent)."""
+        record = await self.store.load_call(call_id)  # again, just before: another server may have moved it
+        if record is None or _offer(record, agent_id) is None:
+            return False
+        if record.get("cancelled"):  # the caller left while it rang (a cancel raced an offer): not queued again
+            await self.store.release(agent_id, call_id, now)
+            await self.store.update_call(call_id, {"status": "cancelled", "offer": None})
+            return False
         entry = QueuedCall.from_json(str(record["entry"]))
         if agent_id not in entry.tried:
             entry = replace(entry, tried=(*entry.tried, agent_id))
@@ -247,6 +295,7 @@ class Dispatcher:
         await self.store.update_call(call_id, {"status": "queued", "offer": None, "entry": entry.to_json()})
         await self.store.enqueue(entry)
         await self.store.publish(f"call:{call_id}", {"type": "declined", "agent": agent_id, "why": why})
+        return True
 
     async def _withdraw(self, agent_id: str, call_id: str, why: str) -> None:
         """Tell the agent's desktop the call is no longer theirs to take (it stops ringing)."""
@@ -273,6 +322,11 @@ class Dispatcher:
 
     def _agent(self, agent_id: str) -> Agent | None:
         return next((a for a in self.agents() if a.id == agent_id), None)
+
+
+def _holds(record: Mapping[str, Any], agent_id: str) -> bool:
+    """The agent talks to this call (accepted, not yet finished)."""
+    return record.get("status") == "accepted" and record.get("agent") == agent_id
 
 
 def _offer(record: Mapping[str, Any] | None, agent_id: str) -> Mapping[str, Any] | None:

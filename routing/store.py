@@ -9,11 +9,17 @@ Times are wall-clock epoch seconds passed in by the caller (``now``), so tests d
 
 Streams are append-only logs of JSON-able events, read from an id onwards (``"0"``: from the
 start): ``call:<call id>`` (what happens to a transfer, and the live transcript) and
-``agent:<agent id>`` (offers and cancellations for that agent's desktop). Event ``type`` values:
+``agent:<agent id>`` (offers and cancellations for that agent's desktop). A stream keeps about its
+last 1000 events (``STREAM_MAXLEN``) and is dropped ``stream_ttl_s`` (a day) after its last event.
+Ids are opaque strings: pass one back as ``after``; they increase within a stream (``MemoryStore``:
+"1", "2", ...; Redis: "<ms>-<seq>"). Event ``type`` values:
 
 - call stream: ``queued`` {position}, ``offered`` {agent}, ``declined`` {agent, why},
   ``accepted`` {agent, server}, ``cancelled`` {why}, ``line`` {speaker, text}, ``ended`` {outcome}
 - agent stream: ``offer`` {call_id}, ``cancel`` {call_id, why}
+
+Every ``LiveStore`` method may raise ``StoreUnavailable`` (retryable) when the shared store cannot be
+reached; a write that raised it may or may not have been applied.
 """
 
 from __future__ import annotations
@@ -21,10 +27,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
+
+from core.errors import TransientError
+
+STREAM_MAXLEN = 1000  # events a stream keeps (Redis trims approximately: a little more)
+STREAM_TTL_S = 86400.0  # a stream is dropped this long after its last event
+
+
+class StoreUnavailable(TransientError):
+    """The shared live store (Redis) cannot be reached or did not answer in time; retryable.
+
+    The message names the store's address (never its password) and what failed."""
+
+    retryable = True
 
 
 class Presence(StrEnum):
@@ -96,7 +116,8 @@ class LiveStore(Protocol):
     async def agents(self) -> dict[str, AgentState]: ...
 
     async def reserve(self, agent_id: str, call_id: str, max_concurrent: int, now: float) -> bool:
-        """Atomically give ``call_id`` a line of an AVAILABLE agent with a free line; False otherwise.
+        """Atomically give ``call_id`` a line of an AVAILABLE agent with a free line; False otherwise
+        (also when ``call_id`` already holds one of their lines: True means this call just got it).
 
         When the agent's lines are then all taken they become BUSY (``since`` = ``now``). Exactly
         one of many concurrent reservations of an agent's last line wins, across servers.
@@ -104,13 +125,16 @@ class LiveStore(Protocol):
         ...
 
     async def release(self, agent_id: str, call_id: str, now: float, *, wrap_up: bool = False) -> AgentState:
-        """Give the line back (idempotent). A BUSY agent becomes AVAILABLE, or WRAP_UP when
-        ``wrap_up`` (they talked to the caller); an OFFLINE agent stays offline."""
+        """Give the line back (idempotent: a call not held changes nothing). A BUSY agent becomes
+        AVAILABLE, or WRAP_UP when ``wrap_up`` (they talked to the caller; an AVAILABLE agent too);
+        an OFFLINE agent stays offline. Returns the agent's state after it."""
         ...
 
     # -- the queue ---------------------------------------------------------------------------------
     async def enqueue(self, entry: QueuedCall) -> int:
-        """Put a caller in the queue (again: replaces their entry); returns their 1-based place."""
+        """Put a caller in the queue (again: replaces their entry); returns their 1-based place.
+
+        Same priority and ``enqueued_at`` (to about 10 µs): ordered by ``call_id``."""
         ...
 
     async def dequeue(self, call_id: str) -> QueuedCall | None:
@@ -127,11 +151,14 @@ class LiveStore(Protocol):
 
     # -- calls -------------------------------------------------------------------------------------
     async def save_call(self, call_id: str, record: Mapping[str, Any], ttl_s: float) -> None:
-        """Store (replace) a call's record: its handoff packet and where it is; kept ``ttl_s``."""
+        """Store (replace) a call's record: its handoff packet and where it is; kept ``ttl_s``.
+
+        The record goes through JSON (tuples come back as lists, keys as strings)."""
         ...
 
     async def update_call(self, call_id: str, changes: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """Merge ``changes`` into a stored record (None when there is none)."""
+        """Merge ``changes`` into a stored record's top level, atomically; returns the merged record
+        (None when there is none, or it expired). The record's expiry is unchanged."""
         ...
 
     async def load_call(self, call_id: str) -> Mapping[str, Any] | None: ...
@@ -142,7 +169,8 @@ class LiveStore(Protocol):
         ...
 
     async def read(self, stream: str, after: str = "0", timeout_s: float = 0.0) -> list[tuple[str, Event]]:
-        """Events after id ``after`` (``"0"``: all); waits up to ``timeout_s`` for one when none."""
+        """Events after id ``after`` (``"0"``: all), oldest first; when there are none, waits up to
+        ``timeout_s`` for one (0: no wait) and returns [] if none came. A malformed id: ValueError."""
         ...
 
     # -- servers and sessions ---------------------------------------------------------------------
@@ -150,9 +178,13 @@ class LiveStore(Protocol):
         """``server`` is alive until ``now + ttl_s``."""
         ...
 
-    async def servers_alive(self, now: float) -> set[str]: ...
+    async def servers_alive(self, now: float) -> set[str]:
+        """Servers whose last heartbeat's ``now + ttl_s`` is later than ``now``."""
+        ...
 
-    async def open_session(self, token_hash: str, agent_id: str, ttl_s: float) -> None: ...
+    async def open_session(self, token_hash: str, agent_id: str, ttl_s: float) -> None:
+        """Sign ``agent_id`` in under ``token_hash`` for ``ttl_s`` seconds (again: replaces)."""
+        ...
 
     async def session_agent(self, token_hash: str) -> str | None:
         """The agent signed in with this session (None: unknown or expired)."""
@@ -169,19 +201,29 @@ class LiveStore(Protocol):
 class _Stream:
     events: list[tuple[int, Event]] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    last: int = 0  # the last id given out (ids are never reused, even after trimming)
+    touched: float = 0.0  # when the last event came
+
+
+def _copy(value: Any) -> Any:
+    """A JSON round trip: what a shared store would hand back, and no aliasing of the caller's objects."""
+    return json.loads(json.dumps(value, ensure_ascii=False))
 
 
 class MemoryStore:
-    """``LiveStore`` in this process: one server, nothing survives a restart. Event-loop only."""
+    """``LiveStore`` in this process: one server, nothing survives a restart. Event-loop only.
 
-    def __init__(self, clock: Any = None) -> None:
+    ``clock`` (epoch seconds) decides record, session and stream expiry; ``now`` arguments the rest."""
+
+    def __init__(self, clock: Callable[[], float] | None = None, *, stream_ttl_s: float = STREAM_TTL_S) -> None:
         import time
 
-        self._time = clock or time.time  # for record and session expiry only
+        self._time = clock or time.time
+        self._stream_ttl_s = stream_ttl_s
         self._agents: dict[str, AgentState] = {}
         self._queue: dict[str, QueuedCall] = {}
         self._calls: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._streams: dict[str, _Stream] = {}
+        self._streams: OrderedDict[str, _Stream] = OrderedDict()  # least recently published first
         self._servers: dict[str, float] = {}
         self._sessions: dict[str, tuple[float, str]] = {}
 
@@ -203,10 +245,10 @@ class MemoryStore:
 
     async def reserve(self, agent_id: str, call_id: str, max_concurrent: int, now: float) -> bool:
         state = self._agents.get(agent_id)
-        if state is None or state.presence != Presence.AVAILABLE or len(state.calls) >= max_concurrent:
+        if state is None or state.presence != Presence.AVAILABLE or call_id in state.calls:
             return False
-        if call_id in state.calls:
-            return True
+        if len(state.calls) >= max_concurrent:
+            return False
         calls = (*state.calls, call_id)
         full = len(calls) >= max_concurrent
         self._agents[agent_id] = replace(
@@ -245,44 +287,65 @@ class MemoryStore:
         return None
 
     async def save_call(self, call_id: str, record: Mapping[str, Any], ttl_s: float) -> None:
-        self._calls[call_id] = (self._time() + ttl_s, json.loads(json.dumps(dict(record))))
+        self._calls[call_id] = (self._time() + ttl_s, _copy(dict(record)))
 
     async def update_call(self, call_id: str, changes: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        held = await self.load_call(call_id)
-        if held is None:
+        if await self.load_call(call_id) is None:
             return None
-        expires, record = self._calls[call_id]
-        record.update(json.loads(json.dumps(dict(changes))))
-        return dict(record)
+        record = self._calls[call_id][1]
+        record.update(_copy(dict(changes)))
+        return _copy(record)  # type: ignore[no-any-return]
 
     async def load_call(self, call_id: str) -> Mapping[str, Any] | None:
         held = self._calls.get(call_id)
         if held is None or held[0] <= self._time():
             self._calls.pop(call_id, None)
             return None
-        return json.loads(json.dumps(held[1]))
+        return _copy(held[1])  # type: ignore[no-any-return]
 
     async def publish(self, stream: str, event: Mapping[str, Any]) -> str:
+        now = self._time()
         s = self._streams.setdefault(stream, _Stream())
-        number = s.events[-1][0] + 1 if s.events else 1
-        s.events.append((number, json.loads(json.dumps(dict(event)))))
+        self._streams.move_to_end(stream)
+        s.last += 1
+        s.touched = now
+        s.events.append((s.last, _copy(dict(event))))
+        del s.events[:-STREAM_MAXLEN]
         waiters, s.waiters = s.waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-        return str(number)
+        self._drop_idle_streams(now)
+        return str(s.last)
+
+    def _drop_idle_streams(self, now: float) -> None:
+        while self._streams:
+            name, oldest = next(iter(self._streams.items()))
+            if oldest.touched + self._stream_ttl_s > now or oldest.waiters:
+                return
+            del self._streams[name]
 
     async def read(self, stream: str, after: str = "0", timeout_s: float = 0.0) -> list[tuple[str, Event]]:
-        s = self._streams.setdefault(stream, _Stream())
         start = int(after)
-        found = [(str(n), dict(e)) for n, e in s.events if n > start]
+        s = self._streams.get(stream)
+        if s is not None and s.touched + self._stream_ttl_s <= self._time() and not s.waiters:
+            del self._streams[stream]
+            s = None
+        found = [] if s is None else [(str(n), _copy(e)) for n, e in s.events if n > start]
         if found or timeout_s <= 0:
             return found
+        if s is None:  # a stream waited on before its first event: kept until that event (or the wait ends)
+            s = self._streams.setdefault(stream, _Stream(touched=self._time()))
+            self._streams.move_to_end(stream, last=False)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         s.waiters.append(waiter)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, timeout_s)
-        return [(str(n), dict(e)) for n, e in s.events if n > start]
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout_s)
+        finally:
+            if waiter in s.waiters:
+                s.waiters.remove(waiter)
+        return [(str(n), _copy(e)) for n, e in s.events if n > start]
 
     async def heartbeat(self, server: str, now: float, ttl_s: float) -> None:
         self._servers[server] = now + ttl_s

@@ -8,7 +8,8 @@ out the dialog's actions (order changes, transfers) exactly as in a live call.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, MutableMapping
+import weakref
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from core.shop import Customer, Order, OrderStatus
 from core.types import Emotion, EmotionLabel, Intent, Prosody, Understanding
 from shop.store import SqliteShop
 from voice.session import CallSession, TurnResult
+from voice.transfers import LocalDesk
 
 
 def U(text: str, *intents: tuple[str, Mapping[str, str]], label: str = "neutral") -> Understanding:
@@ -41,13 +43,20 @@ class Script:
 
 
 class Call:
-    """One call on ``shop`` from ``caller``; ``say(u)`` is one caller turn, ``replies`` what the bot said."""
+    """One call on ``shop`` from ``caller``; ``say(u)`` is one caller turn, ``replies`` what the bot said.
 
-    def __init__(self, shop: SqliteShop, caller: str | None, load: MutableMapping[str, int] | None = None) -> None:
+    Transfers go to ``desk``; by default a desk of its own with every agent of the shop signed in
+    and available.
+    """
+
+    def __init__(self, shop: SqliteShop, caller: str | None, desk: LocalDesk | None = None) -> None:
         as_of = shop.info().as_of
         assert as_of is not None
-        self.shop, self.script = shop, Script()
-        self.session = CallSession(shop, self.script, FixedClock(as_of), caller=caller, agent_load=load)
+        if desk is None:
+            desk = LocalDesk(shop.agents(), [a.id for a in shop.agents()])
+            weakref.finalize(self, desk.close)
+        self.shop, self.script, self.desk = shop, Script(), desk
+        self.session = CallSession(shop, self.script, FixedClock(as_of), caller=caller, transfers=desk)
         self.replies = [a.text for a in self.session.greet()]
 
     def say(self, u: Understanding) -> TurnResult:

@@ -19,6 +19,7 @@ from dialog.nlu import Understander
 from dialog.state import Context
 from dialog.vocabulary import Vocabulary
 from shop.store import SqliteShop
+from voice.transfers import LocalDesk
 
 NEW_ADDRESS = "浙江省宁波市鄞州区天童南路100号"
 
@@ -108,30 +109,59 @@ def test_a_wrong_answer_is_asked_again_and_a_second_ends_the_tries(name: str, tm
     assert order.id not in call.session.state.orders  # nothing of it was opened to this caller
 
 
+def lines_held(desk: LocalDesk) -> dict[str, tuple[str, ...]]:
+    states = desk._run(desk.store.agents)
+    return {agent_id: state.calls for agent_id, state in states.items() if state.calls}
+
+
 @pytest.mark.parametrize("name", SHOPS)
 def test_six_transfers_in_a_row_leave_every_agent_free(name: str, tmp_path: Path) -> None:
     shop = shop_for(name, tmp_path)
-    load: dict[str, int] = {}
+    desk = LocalDesk(shop.agents(), [a.id for a in shop.agents()])
     phone = customers(shop, name)[0].phone
     for _ in range(6):
-        call = Call(shop, phone, load)
+        call = Call(shop, phone, desk)
         result = call.say(U("转人工", ("human_agent", {})))
-        assert "转接" in result.reply and load  # a line is reserved while the call is on
+        held = lines_held(desk)
+        assert "转接" in result.reply and held  # a line is reserved while the call is on
         outcome = call.session.end()
         assert outcome.type == "transferred" and outcome.agent is not None
-    assert load == {}
+        assert outcome.agent.id in held
+    assert lines_held(desk) == {}
+    desk.close()
 
 
 @pytest.mark.parametrize("name", SHOPS)
-def test_with_every_agent_busy_no_transfer_is_claimed(name: str, tmp_path: Path) -> None:
+def test_with_every_agent_busy_the_caller_hears_their_place_in_the_queue(name: str, tmp_path: Path) -> None:
     shop = shop_for(name, tmp_path)
-    load = {a.id: a.max_concurrent for a in shop.agents()}
-    call = Call(shop, customers(shop, name)[0].phone, dict(load))
+    desk = LocalDesk(shop.agents(), [a.id for a in shop.agents()])
+    phone = customers(shop, name)[0].phone
+    busy = []
+    while True:  # every agent gets a call until one is queued
+        call = Call(shop, phone, desk)
+        result = call.say(U("转人工", ("human_agent", {})))
+        assert call.session.placement is not None
+        if call.session.placement.status == "queued":
+            break
+        busy.append(call)
+        assert len(busy) <= sum(a.max_concurrent for a in shop.agents())
+    assert "转接" in result.reply and "第一位" in result.reply  # queued: told so, and where
+    outcome = call.session.end()
+    assert outcome.type == "transferred" and outcome.agent is None
+    desk.close()
+
+
+@pytest.mark.parametrize("name", SHOPS)
+def test_with_no_agent_signed_in_no_transfer_is_claimed(name: str, tmp_path: Path) -> None:
+    shop = shop_for(name, tmp_path)
+    desk = LocalDesk(shop.agents(), [])
+    call = Call(shop, customers(shop, name)[0].phone, desk)
     result = call.say(U("转人工", ("human_agent", {})))
     assert "转接" not in result.reply and "回电" in result.reply and "忙" in result.reply
     assert not any(isinstance(a, Transfer) for a in result.actions)
     outcome = call.session.end()
     assert outcome.type == "callback" and outcome.agent is None
+    desk.close()
 
 
 @pytest.mark.parametrize("name", SHOPS)

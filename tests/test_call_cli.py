@@ -22,6 +22,7 @@ from shop.importer import load_snapshot
 from shop.store import SqliteShop, import_snapshot
 from voice.cli import build_parser, main
 from voice.session import CallSession
+from voice.transfers import LocalDesk
 
 FIXTURES = Path(__file__).parent.parent / "audio_fixtures"
 SEED = "我昨天买的这件衣服当时说有满减为什么付款时没显示现在还能不能改我急着穿最快什么时候到"
@@ -36,8 +37,12 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("IVR_DB_PATH", str(tmp_path / "default.sqlite3"))
 
 
-def ivr_call(capsys: pytest.CaptureFixture[str], *args: str, shop: Path | None = None) -> dict[str, Any]:
-    code = main(["call", "--shop", str(shop or shared(REFERENCE_SHOP)), *args, "--json"])
+def ivr_call(
+    capsys: pytest.CaptureFixture[str], *args: str, shop: Path | None = None, agents: str | None = "all"
+) -> dict[str, Any]:
+    """``ivr call … --json`` (with every agent of the shop signed in unless ``agents`` says otherwise)."""
+    online = ["--agents-online", agents] if agents else []
+    code = main(["call", "--shop", str(shop or shared(REFERENCE_SHOP)), *args, *online, "--json"])
     out = capsys.readouterr()
     assert code == 0, out.err
     return json.loads(out.out)
@@ -184,13 +189,44 @@ def test_turns_keep_command_line_order_across_kinds() -> None:
 
 def test_human_output_is_the_dialogue(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
-        ["call", "--shop", str(shared(REFERENCE_SHOP)), "--caller", "+8613800138004", "--say", "转人工", "--say", "喂"]
+        [
+            "call",
+            "--shop",
+            str(shared(REFERENCE_SHOP)),
+            "--caller",
+            "+8613800138004",
+            "--say",
+            "转人工",
+            "--say",
+            "喂",
+            "--agents-online",
+            "all",
+        ]
     )
     out = capsys.readouterr()
     assert code == 0
     lines = out.out.splitlines()
     assert lines[0].startswith("客服：陈浩您好") and lines[1] == "来电：转人工" and lines[2].startswith("客服：")
     assert "1 turn(s) not played" in out.err  # the call was transferred before 「喂」
+
+
+def test_agents_online_names_who_is_signed_in(capsys: pytest.CaptureFixture[str]) -> None:
+    complain = ("--caller", "+8613800138008", "--say", "我要投诉")
+    out = ivr_call(capsys, *complain, agents="A01,A04")["outcome"]
+    assert (out["type"], out["agent"]["id"]) == ("transferred", "A04")  # 老王 complaint 5
+    out = ivr_call(capsys, *complain, agents="A01,A02")["outcome"]
+    assert (out["type"], out["agent"]["id"]) == ("transferred", "A02")  # 小周 complaint 4
+
+
+def test_with_no_agent_online_a_transfer_is_a_callback(capsys: pytest.CaptureFixture[str]) -> None:
+    call = ivr_call(capsys, "--caller", "+8613800138008", "--say", "我要投诉", agents=None)
+    assert call["outcome"]["type"] == "callback" and call["outcome"]["agent"] is None
+    assert "转接" not in replies(call)[-1] and "回电" in replies(call)[-1]
+
+
+def test_agents_online_refuses_an_agent_the_shop_lacks(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["call", "--shop", str(shared(REFERENCE_SHOP)), "--say", "你好", "--agents-online", "A01,Z99"])
+    assert code != 0 and "Z99" in capsys.readouterr().err
 
 
 # --- the session itself (what a live call uses) ------------------------------------------------
@@ -210,14 +246,18 @@ def parts(tmp_path: Path) -> Parts:
 
 def test_busy_laowang_means_the_next_best_complaint_agent(parts: Parts) -> None:
     shop, understander, clock = parts
-    load = {"A04": 1}  # 老王 is on a call (max_concurrent 1)
-    session = CallSession(shop, understander, clock, caller="+8613800138008", agent_load=load)
+    online = [a.id for a in shop.agents() if a.id != "A04"]  # 老王 is not signed in
+    desk = LocalDesk(shop.agents(), online)
+    session = CallSession(shop, understander, clock, caller="+8613800138008", transfers=desk)
     session.greet()
     result = session.hear_text("我要投诉")
-    assert result.ended and load == {"A04": 1, "A02": 1}
+    assert result.ended and "转接" in result.reply
+    held = {a: s.calls for a, s in desk._run(desk.store.agents).items() if s.calls}
+    assert held == {"A02": (session.call_id,)}
     outcome = session.end()
     assert outcome.agent is not None and outcome.agent.id == "A02"  # 小周 complaint 4
-    assert load == {"A04": 1}  # 小周's line is free again when the call ends
+    assert not any(s.calls for s in desk._run(desk.store.agents).values())  # 小周's line is free again
+    desk.close()
 
 
 def test_the_call_is_remembered_in_the_customer_history(parts: Parts) -> None:

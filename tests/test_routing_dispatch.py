@@ -1,20 +1,28 @@
 """The dispatcher over a shared LiveStore: offers, accepts, declines, ring-outs, cancels, the queue's
-order and estimates, two servers on one store, a dead server's callers. Time is a fake clock."""
+order and estimates, two servers on one store, a dead server's callers, stray lines. Time is a fake
+clock. Each test runs on MemoryStore, on MemoryStore yielding to the event loop at every call (so
+two dispatchers interleave), and on the real Redis (db 15, a key prefix of its own, deleted after)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
 
 from core.shop import Agent
-from routing.dispatch import WAIT_HISTORY, Dispatcher, Placement
-from routing.store import AgentState, LiveStore, MemoryStore, Presence, QueuedCall
+from routing.dispatch import STRAY_AFTER_S, WAIT_HISTORY, Dispatcher, Placement
+from routing.store import AgentState, LiveStore, MemoryStore, Presence, QueuedCall, StoreUnavailable
+from routing.store_redis import RedisStore
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
 
 T0 = 1_800_000_000.0
 RING = 20.0
+GRACE = 1.0
 WIDEN = 30.0
 
 AGENTS = (
@@ -35,14 +43,27 @@ class Clock:
 class World:
     """A store, a fake clock and dispatchers (one per server name) over the same agents."""
 
-    def __init__(self, store: LiveStore, clock: Clock, agents: tuple[Agent, ...] = AGENTS) -> None:
-        self.store, self.clock, self.shop = store, clock, agents
+    def __init__(self, store: LiveStore, clock: Clock, after: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.store, self.clock, self.shop = store, clock, AGENTS
         self.servers: dict[str, Dispatcher] = {}
+        self._after = after
+
+    def run(self, test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run the test, then clean the store up, in one event loop (a Redis client lives in one)."""
+
+        async def main() -> None:
+            try:
+                await test()
+            finally:
+                if self._after is not None:
+                    await self._after()
+
+        asyncio.run(main())
 
     def on(self, server: str) -> Dispatcher:
         if server not in self.servers:
             self.servers[server] = Dispatcher(
-                self.store, lambda: self.shop, server, self.clock, ring_s=RING, widen_after_s=WIDEN
+                self.store, lambda: self.shop, server, self.clock, ring_s=RING, widen_after_s=WIDEN, ring_grace_s=GRACE
             )
         return self.servers[server]
 
@@ -85,17 +106,43 @@ class Interleaved:
         return call
 
 
-@pytest.fixture(params=["memory", "interleaved"])
+def redis_world(clock: Clock) -> World:
+    """A RedisStore under a fresh key prefix; every key under it is deleted after the test."""
+
+    async def reachable() -> bool:
+        probe = RedisStore(REDIS_URL)
+        try:
+            await probe.ping()
+            return True
+        except StoreUnavailable:
+            return False
+        finally:
+            await probe.close()
+
+    if not asyncio.run(reachable()):
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    prefix = f"test-dispatch-{uuid.uuid4().hex}:"
+    store = RedisStore(REDIS_URL, prefix)
+
+    async def after() -> None:
+        client = store._redis  # this test's keys only: never FLUSHDB (db 15 is shared)
+        keys = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
+        if keys:
+            await client.delete(*keys)
+        await store.close()
+
+    return World(store, clock, after)
+
+
+@pytest.fixture(params=["memory", "interleaved", "redis"])
 def world(request: pytest.FixtureRequest) -> Iterator[World]:
     clock = Clock()
-    store: Any = MemoryStore(clock)
-    if request.param == "interleaved":
-        store = Interleaved(store)
-    yield World(store, clock)
-
-
-def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(test())
+    if request.param == "redis":
+        yield redis_world(clock)
+    elif request.param == "interleaved":
+        yield World(Interleaved(MemoryStore(clock)), clock)
+    else:
+        yield World(MemoryStore(clock), clock)
 
 
 def test_request_offers_the_best_agent_who_then_accepts(world: World) -> None:
@@ -121,7 +168,7 @@ def test_request_offers_the_best_agent_who_then_accepts(world: World) -> None:
         state = await world.state("K1")
         assert state.presence is Presence.WRAP_UP and state.calls == ()
 
-    run(test)
+    world.run(test)
 
 
 def test_decline_goes_to_the_next_agent_and_keeps_the_first_enqueued_at(world: World) -> None:
@@ -139,7 +186,7 @@ def test_decline_goes_to_the_next_agent_and_keeps_the_first_enqueued_at(world: W
         await world.on("A").decline("K1", "c1")  # a stale second decline changes nothing
         assert (await world.store.load_call("c1") or {})["offer"]["agent"] == "K2"
 
-    run(test)
+    world.run(test)
 
 
 def test_an_offer_that_rings_out_goes_to_the_next_agent(world: World) -> None:
@@ -150,13 +197,18 @@ def test_an_offer_that_rings_out_goes_to_the_next_agent(world: World) -> None:
         world.clock.t += RING - 1
         assert await dispatcher.dispatch() == []  # still ringing K1
         world.clock.t += 1
+        assert not await dispatcher.accept("K1", "c1")  # too late
+        await dispatcher.decline("K1", "c1")  # the ring-out's moment: left to it
+        assert await dispatcher.dispatch() == []
+        assert (await world.state("K1")).calls == ("c1",)
+        world.clock.t += GRACE
         assert await dispatcher.dispatch() == [("c1", "K2")]
         assert {"type": "declined", "agent": "K1", "why": "no_answer"} in await world.events("call:c1")
         assert {"type": "cancel", "call_id": "c1", "why": "no_answer"} in await world.events("agent:K1")
-        assert not await dispatcher.accept("K1", "c1")  # too late
+        assert [e["type"] for e in await world.events("call:c1")].count("declined") == 1
         assert (await world.state("K1")).calls == ()
 
-    run(test)
+    world.run(test)
 
 
 def test_accept_after_until_is_refused(world: World) -> None:
@@ -166,7 +218,7 @@ def test_accept_after_until_is_refused(world: World) -> None:
         world.clock.t += RING
         assert not await world.on("A").accept("K1", "c1")
 
-    run(test)
+    world.run(test)
 
 
 def test_cancel_while_ringing_withdraws_the_offer(world: World) -> None:
@@ -181,7 +233,7 @@ def test_cancel_while_ringing_withdraws_the_offer(world: World) -> None:
         assert not await world.on("A").accept("K1", "c1")
         assert await world.store.queue() == []
 
-    run(test)
+    world.run(test)
 
 
 def test_cancel_while_queued_leaves_the_queue(world: World) -> None:
@@ -195,7 +247,7 @@ def test_cancel_while_queued_leaves_the_queue(world: World) -> None:
         await world.on("A").decline("K1", "c1")  # c2 gone: nothing else is offered to K1
         assert (await world.state("K1")).calls == ()
 
-    run(test)
+    world.run(test)
 
 
 def test_no_agent_when_everyone_who_could_take_it_is_offline(world: World) -> None:
@@ -209,7 +261,7 @@ def test_no_agent_when_everyone_who_could_take_it_is_offline(world: World) -> No
         placed = await world.on("A").request(call("c2", "complaint"), PACKET)
         assert placed.status == "queued" and placed.position == 1 and placed.wait_s is None
 
-    run(test)
+    world.run(test)
 
 
 def test_queue_order_by_priority_then_time_with_place_and_estimate(world: World) -> None:
@@ -235,7 +287,7 @@ def test_queue_order_by_priority_then_time_with_place_and_estimate(world: World)
         assert await d.estimate("later") == (1, pytest.approx(45.0))
         assert await d.estimate("urgent") == (None, None)
 
-    run(test)
+    world.run(test)
 
 
 def test_two_servers_never_offer_one_agent_two_calls(world: World) -> None:
@@ -254,7 +306,7 @@ def test_two_servers_never_offer_one_agent_two_calls(world: World) -> None:
         await asyncio.gather(a.dispatch(), b.dispatch(), a.dispatch(), b.dispatch())
         assert len([e for e in await world.events("agent:K1") if e["type"] == "offer"]) == 1
 
-    run(test)
+    world.run(test)
 
 
 def test_two_servers_race_for_one_caller_with_two_agents_free(world: World) -> None:
@@ -270,7 +322,7 @@ def test_two_servers_race_for_one_caller_with_two_agents_free(world: World) -> N
         states = [await world.state(x) for x in ("K1", "K2")]
         assert sum(len(s.calls) for s in states) == 1  # the loser gave its line back
 
-    run(test)
+    world.run(test)
 
 
 def test_a_dead_servers_callers_stay_queued(world: World) -> None:
@@ -286,7 +338,7 @@ def test_a_dead_servers_callers_stay_queued(world: World) -> None:
         await b.dispatch()  # B back: its caller is served
         assert (await world.store.load_call("cb") or {})["offer"]["agent"] == "K1"
 
-    run(test)
+    world.run(test)
 
 
 def test_an_offer_made_by_a_dead_server_is_rung_out_by_another(world: World) -> None:
@@ -301,7 +353,7 @@ def test_an_offer_made_by_a_dead_server_is_rung_out_by_another(world: World) -> 
         world.clock.t += RING  # B dead, offer expired
         assert await a.dispatch() == [("cb", "K2")]
 
-    run(test)
+    world.run(test)
 
 
 def test_ring_out_by_the_offering_server_only_while_it_lives(world: World) -> None:
@@ -309,13 +361,13 @@ def test_ring_out_by_the_offering_server_only_while_it_lives(world: World) -> No
         a, b = world.on("A"), world.on("B")
         await world.sign_in("K1", "K2")
         await b.request(call("cb", server="B"), PACKET)
-        world.clock.t += RING
+        world.clock.t += RING + GRACE
         await b.dispatch()  # B heart-beats, and rings its own offer out
         await a.dispatch()
         declines = [e for e in await world.events("call:cb") if e["type"] == "declined"]
         assert declines == [{"type": "declined", "agent": "K1", "why": "no_answer"}]
 
-    run(test)
+    world.run(test)
 
 
 def test_wait_history_is_bounded_and_shared(world: World) -> None:
@@ -333,7 +385,7 @@ def test_wait_history_is_bounded_and_shared(world: World) -> None:
         await world.on("B").request(call("q", server="B"), PACKET)
         assert await world.on("B").estimate("q") == (1, pytest.approx(10.0))
 
-    run(test)
+    world.run(test)
 
 
 def test_a_zombie_queue_entry_of_a_cancelled_call_is_dropped_not_offered(world: World) -> None:
@@ -347,4 +399,148 @@ def test_a_zombie_queue_entry_of_a_cancelled_call_is_dropped_not_offered(world: 
         assert await d.dispatch() == []
         assert await world.store.queue() == [] and (await world.state("K1")).calls == ()
 
-    run(test)
+    world.run(test)
+
+
+def test_an_accept_at_the_last_moment_on_another_server_is_not_rung_out(world: World) -> None:
+    async def test() -> None:
+        a, b = world.on("A"), world.on("B")
+        await world.sign_in("K1", "K2")
+        await a.request(call("c1"), PACKET)
+        world.clock.t += RING - 0.001
+        assert await b.accept("K1", "c1")  # the agent's desktop is on server B
+        world.clock.t += GRACE
+        assert await a.dispatch() == []
+        record = await world.store.load_call("c1")
+        assert record is not None and (record["status"], record["agent"]) == ("accepted", "K1")
+        assert (await world.state("K1")).calls == ("c1",)
+
+    world.run(test)
+
+
+def test_a_line_reserved_by_a_server_that_stopped_before_ringing_is_given_back(world: World) -> None:
+    async def test() -> None:
+        d = world.on("A")
+        await world.store.set_presence("K1", Presence.BUSY, T0)
+        await d.request(call("c1"), PACKET)  # queued: K1 busy
+        await world.sign_in("K1", "K2")
+        assert await world.store.reserve("K1", "c1", 1, T0)  # another server reserved K1, then stopped
+        world.clock.t += WIDEN
+        assert await d.dispatch() == [("c1", "K2")]
+        assert (await world.state("K1")).calls == ("c1",)  # not yet: it may be ringing in a moment
+        world.clock.t += STRAY_AFTER_S - 1
+        await d.dispatch()
+        assert (await world.state("K1")).calls == ("c1",)
+        world.clock.t += 1
+        await d.dispatch()
+        assert (await world.state("K1")).calls == ()
+        assert (await world.events("agent:K1"))[-1] == {"type": "cancel", "call_id": "c1", "why": "withdrawn"}
+        assert (await world.store.load_call("c1") or {})["offer"]["agent"] == "K2"  # K2's offer untouched
+        assert (await world.state("K2")).calls == ("c1",)
+
+    world.run(test)
+
+
+def test_lines_held_for_calls_the_dispatcher_does_not_know_are_left_alone(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1")
+        assert await world.store.reserve("K1", "outbound-7", 1, T0)  # e.g. a callback the desk placed
+        world.clock.t += 10 * STRAY_AFTER_S
+        await world.on("A").dispatch()
+        world.clock.t += 10 * STRAY_AFTER_S
+        await world.on("A").dispatch()
+        assert (await world.state("K1")).calls == ("outbound-7",)
+
+    world.run(test)
+
+
+def test_the_caller_hanging_up_during_the_conversation_ends_it_for_the_agent(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1")
+        d = world.on("A")
+        await d.request(call("c1"), PACKET)
+        assert await d.accept("K1", "c1")
+        await d.cancel("c1", "hangup")
+        assert await world.status("c1") == "done"
+        state = await world.state("K1")
+        assert state.calls == () and state.presence is Presence.WRAP_UP
+        assert (await world.events("agent:K1"))[-1] == {"type": "cancel", "call_id": "c1", "why": "hangup"}
+
+    world.run(test)
+
+
+class Flaky:
+    """A MemoryStore whose heartbeat fails the first ``failures`` times, as an unreachable Redis does."""
+
+    def __init__(self, store: MemoryStore, failures: int) -> None:
+        self._store, self.failures = store, failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def heartbeat(self, server: str, now: float, ttl_s: float) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("Redis at 127.0.0.1:6379 is unreachable: heartbeat failed (test)")
+        await self._store.heartbeat(server, now, ttl_s)
+
+
+def test_the_dispatch_loop_survives_an_unreachable_store(caplog: pytest.LogCaptureFixture) -> None:
+    async def test() -> None:
+        clock = Clock()
+        memory = MemoryStore(clock)
+        store = Flaky(memory, failures=3)
+        d = Dispatcher(store, lambda: AGENTS, "A", clock)
+        await memory.set_presence("K1", Presence.BUSY, T0)
+        await memory.heartbeat("A", T0, 5.0)
+        await memory.enqueue(call("c1"))
+        await memory.save_call("c1", {"status": "queued", "queued_at": T0, "entry": call("c1").to_json()}, 60)
+        await memory.set_presence("K1", Presence.AVAILABLE, T0)
+        loop = asyncio.create_task(d.run(interval_s=0))
+        try:
+            offers = await memory.read("agent:K1", timeout_s=10)  # a bound, not a timing: it comes at once
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        assert offers and offers[0][1] == {"type": "offer", "call_id": "c1"} and store.failures == 0
+
+    with caplog.at_level("WARNING", logger="routing.dispatch"):
+        asyncio.run(test())
+    assert sum("StoreUnavailable" in r.getMessage() for r in caplog.records) == 3
+
+
+class BeforeOffer:
+    """A store that runs ``hook`` once, just before the first record update that marks a call offered."""
+
+    def __init__(self, store: LiveStore, hook: Callable[[], Awaitable[None]]) -> None:
+        self._store = store
+        self._hook: Callable[[], Awaitable[None]] | None = hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def update_call(self, call_id: str, changes: Any) -> Any:
+        hook, self._hook = self._hook, None
+        if hook is not None and changes.get("status") == "offered":
+            await hook()
+        return await self._store.update_call(call_id, changes)
+
+
+def test_a_cancel_on_another_server_while_an_offer_is_being_made_undoes_the_offer(world: World) -> None:
+    async def test() -> None:
+        b = world.on("B")
+        a = Dispatcher(
+            BeforeOffer(world.store, lambda: b.cancel("c1", "hangup")),
+            lambda: AGENTS, "A", world.clock, ring_s=RING,
+        )  # fmt: skip
+        await world.sign_in("K1")
+        placed = await a.request(call("c1"), PACKET)
+        assert placed.status == "queued"  # not offered: the caller left meanwhile
+        assert await world.status("c1") == "cancelled"
+        assert (await world.state("K1")).calls == () and await world.events("agent:K1") == []
+        assert await world.store.queue() == []
+        world.clock.t += RING + 10 * STRAY_AFTER_S
+        assert await a.dispatch() == [] and await world.status("c1") == "cancelled"
+
+    world.run(test)

@@ -12,11 +12,15 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import ShopDataError
 from core.settings import Settings
 from core.types import Transfer
 from voice.session import CallOutcome, TurnResult
+
+if TYPE_CHECKING:
+    from voice.hotline import Hotline
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +31,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--audio", dest="turns", action="append", type=_tagged("audio"), metavar="WAV", help="WAV turn")
     parser.add_argument("--shop", type=Path, help="a shop-snapshot/1 JSON to serve instead of the configured shop")
     parser.add_argument("--json", action="store_true", help="print the call as one JSON object")
+    parser.add_argument(
+        "--agents-online",
+        metavar="A01,A04",
+        help="run the call as if these agents (or 'all') were signed in and available; default: none, so a "
+        "transfer becomes a callback",
+    )
     parser.set_defaults(func=call, turns=None)
 
 
@@ -36,14 +46,29 @@ def _tagged(kind: str) -> Callable[[str], tuple[str, str]]:
 
 def call(args: argparse.Namespace, settings: Settings) -> int:
     from voice.hotline import open_hotline
-    from voice.report import call_json
-    from voice.wav import read_wav
 
     turns: list[tuple[str, str]] = args.turns or []
     try:
         hotline = open_hotline(settings, args.shop)
     except ShopDataError as err:
         raise ShopDataError(one_line(str(err))) from None
+    desk = None
+    if args.agents_online:
+        from voice.transfers import LocalDesk, online_agents
+
+        agents = hotline.shop.agents()
+        desk = hotline.transfers = LocalDesk(agents, online_agents(args.agents_online, agents), server="cli")
+    try:
+        return _run(hotline, args, turns)
+    finally:
+        if desk is not None:
+            desk.close()
+
+
+def _run(hotline: Hotline, args: argparse.Namespace, turns: list[tuple[str, str]]) -> int:
+    from voice.report import call_json
+    from voice.wav import read_wav
+
     session = hotline.session(args.caller, with_speech=any(kind == "audio" for kind, _ in turns))
     greeting = "".join(a.text for a in session.greet())
     results: list[TurnResult] = []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from shop.fulfilment import promise_gaps
 if TYPE_CHECKING:
     from asr.engine import AsrEngine
     from voice.session import CallSession, TurnSpeech
+    from voice.transfers import TransferPort
 
 
 # what every shop's callers say, put before the shop's own words (products, then carriers) in a whisper prompt
@@ -54,7 +54,7 @@ class Hotline:
     vocabulary: Vocabulary = field(default_factory=Vocabulary.empty)
     warnings: tuple[str, ...] = ()  # promises the hotline will not make: the shop does not state them
     carriers: tuple[str, ...] = ()  # the carriers the shop names, for the speech engine's prompt
-    agent_load: MutableMapping[str, int] = field(default_factory=dict)  # agent id -> calls held
+    transfers: TransferPort | None = None  # the agents' queue (set by the server or --agents-online); None: callbacks
     _engine: AsrEngine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,13 +81,23 @@ class Hotline:
         verification; Twilio's and SIP's caller ID are the carrier's and used as they come."""
         return number if self.settings.trust_claimed_caller else None
 
-    def session(self, caller: str | None, call_id: str | None = None, *, with_speech: bool = False) -> CallSession:
+    def session(
+        self,
+        caller: str | None,
+        call_id: str | None = None,
+        *,
+        with_speech: bool = False,
+        channel: str = "api",
+        audio_url: str | None = None,
+    ) -> CallSession:
+        """A call's session; ``channel`` and ``audio_url`` go into its handoff packet."""
         from voice.session import CallSession
 
         speech = self.speech_for_call() if with_speech else None
         return CallSession(
-            self.shop, self.understander, self.clock, speech, caller=caller, call_id=call_id, agent_load=self.agent_load
-        )
+            self.shop, self.understander, self.clock, speech, caller=caller, call_id=call_id,
+            transfers=self.transfers, channel=channel, audio_url=audio_url,
+        )  # fmt: skip
 
     def speech_for_call(self) -> TurnSpeech:
         """A speech path for one call (VAD, its own recogniser stream, the caller's prosody baseline)."""

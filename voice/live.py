@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from core.errors import IvrError
 from core.types import AudioFrame, EmotionLabel, Utterance
@@ -34,6 +34,10 @@ from voice.session import CallOutcome, CallSession, Expectation, TurnResult
 from voice.speech_async import AsyncSpeechPath
 from voice.tts import SentenceAudio
 from voice.tts_text import split_sentences
+
+if TYPE_CHECKING:
+    from voice.bridge import Bridge
+    from voice.live_transfer import AgentDesk, Handover
 
 log = logging.getLogger(__name__)
 _R = TypeVar("_R")
@@ -99,8 +103,14 @@ class LiveCall:
         time: Timebase | None = None,
         work: Executor | None = None,
         observe: Callable[[Mapping[str, float]], None] | None = None,
+        desk: AgentDesk | None = None,
     ) -> None:
         self.session, self.voice, self.wire = session, voice, wire
+        self.desk = desk  # the server's agents: a transfer waits for one here (None: nobody to wait for)
+        self.holding = False  # on hold for an agent: the caller's audio is not recognised
+        self.bridge: Bridge | None = None  # talking to an agent's desktop page
+        self.handover: Handover | None = None
+        self._to_agent: Resampler | None = None if rate == 8000 else Resampler(rate, 8000)
         self.rate = rate
         self.config = config or LiveConfig()
         self.prompts = prompts or LivePrompts()
@@ -138,6 +148,10 @@ class LiveCall:
         if frame.sample_rate != self.rate:
             resampler = self._resamplers.setdefault(frame.sample_rate, Resampler(frame.sample_rate, self.rate))
             frame = AudioFrame(resampler.process(frame.pcm), self.rate)
+        if self.holding:
+            return  # hold audio may echo back: nothing said on hold is taken as a turn
+        if self.bridge is not None:
+            self.bridge.from_caller(self._to_agent.process(frame.pcm) if self._to_agent else frame.pcm)
         self.listener.feed(AudioFrame(frame.pcm, self.rate))  # contiguous: the wire's own timestamps are not used
 
     def feed_dtmf(self, digit: str) -> None:
@@ -161,6 +175,13 @@ class LiveCall:
         if not self._stopped.is_set():
             self._reason = reason
             self._stopped.set()
+            handing = self.handover is not None and self.handover.handing
+            if self.session.waiting_for_agent and not self._hung_up and not handing:
+                self.session.left_queue()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
 
     # -- life -------------------------------------------------------------------------------------
 
@@ -172,7 +193,7 @@ class LiveCall:
             await self._stopped.wait()
         finally:
             await self._shutdown()
-        outcome = await self._in_work(self.session.end)
+        outcome = await self.in_work(self.session.end)
         self.emit("ended", outcome=outcome.type, reason=self._reason)
         await self._flush_events()
         return outcome
@@ -214,7 +235,7 @@ class LiveCall:
         if pending:
             await asyncio.wait(pending, timeout=1.0)
 
-    async def _in_work(self, call: Callable[..., _R], *args: object) -> _R:
+    async def in_work(self, call: Callable[..., _R], *args: object) -> _R:
         return await asyncio.get_running_loop().run_in_executor(self.work, call, *args)
 
     # -- turns ------------------------------------------------------------------------------------
@@ -228,6 +249,10 @@ class LiveCall:
         sentence of its answer whole, continues that turn: its answer is dropped and the two are
         heard as one (``_answer`` retracts the last turn in the session).
         """
+        if self.handover is not None:  # talking to an agent: the caller's words are their live transcript
+            if utterance.text:
+                self.spawn(self.handover.publish_line("caller", utterance.text), "line")
+            return
         turn = _Turn(utterance, speech_end, final_at, self.time.now())
         last = self._last_turn
         if speech_start is not None and last is not None and speech_start - last.committed <= self.config.continue_s:
@@ -240,6 +265,8 @@ class LiveCall:
 
     def take_turn_unheard(self, speech_end: float) -> None:
         """The caller spoke but nothing was recognised: ask them to repeat."""
+        if self.handover is not None:
+            return
         now = self.time.now()
         self._queue(_Turn(Utterance("", confidence=0.0), speech_end, now, now))
 
@@ -250,7 +277,7 @@ class LiveCall:
         self._turns.put_nowait(turn)
 
     async def _brain(self) -> None:
-        greeting = await self._in_work(self.session.greet)
+        greeting = await self.in_work(self.session.greet)
         await self.say("".join(a.text for a in greeting))
         while not self.session.ended:
             turn = await self._turns.get()
@@ -260,7 +287,13 @@ class LiveCall:
             finally:
                 self._answering = False
         await self._await_last_marks()
-        await self._hang_up()
+        if self.desk is not None and self.session.waiting_for_agent:
+            from voice.live_transfer import Handover
+
+            self.handover = Handover(self, self.desk)
+            await self.handover.run()
+            return
+        await self.hang_up()
 
     async def _answer(self, turn: _Turn) -> None:
         self.emit("state", state="thinking")
@@ -290,7 +323,7 @@ class LiveCall:
         if earlier is None or not turn.utterance.text or not earlier.utterance.text:
             turn.continues = None
             return
-        if earlier.answered and not await self._in_work(self.session.retract_last_turn):
+        if earlier.answered and not await self.in_work(self.session.retract_last_turn):
             turn.continues = None  # the earlier turn changed something: its answer is due, this turn is new
             await self.say(earlier.reply)
             return
@@ -298,7 +331,7 @@ class LiveCall:
 
     async def _hear(self, turn: _Turn) -> TurnResult | None:
         try:
-            return await self._in_work(self.session.hear, turn.utterance, turn.asr_ms)
+            return await self.in_work(self.session.hear, turn.utterance, turn.asr_ms)
         except IvrError as err:
             log.warning("turn failed: %s", err)
             self.emit("error", message=str(err))
@@ -455,9 +488,9 @@ class LiveCall:
         if self.prompts.goodbye:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.say(self.prompts.goodbye), self.config.mark_timeout_s * 2)
-        await self._hang_up(reason)
+        await self.hang_up(reason)
 
-    async def _hang_up(self, reason: str = "the hotline ended the call") -> None:
+    async def hang_up(self, reason: str = "the hotline ended the call") -> None:
         if not self._hung_up:
             self._hung_up = True
             with contextlib.suppress(Exception):

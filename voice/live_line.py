@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
@@ -20,6 +21,7 @@ from voice.hotline import Hotline
 from voice.live import LiveCall, Wire
 from voice.live_metrics import BARGE_INS, DROPPED_FRAMES, observe_turn
 from voice.live_play import CachedVoice, Timebase, prompt_sentences
+from voice.live_transfer import AgentDesk
 from voice.live_turns import LiveConfig, LivePrompts
 from voice.speech import SpeechPath
 from voice.speech_async import AsyncSpeechPath
@@ -39,8 +41,12 @@ class LiveLine:
         max_calls: int = 100,
         config: LiveConfig | None = None,
         prompts: LivePrompts | None = None,
+        desk: AgentDesk | None = None,
+        audio_base: str | None = None,
     ) -> None:
         self.hotline = hotline
+        self.desk = desk  # the agents a transfer waits for (None: transfers become callbacks)
+        self.audio_base = audio_base  # ws://host:port: an agent page sends audio to <base>/agent/audio/<call>
         self.config = config or LiveConfig()
         self.prompts = prompts or _prompts(hotline)
         self.max_calls = max_calls
@@ -96,6 +102,7 @@ class LiveLine:
         call_id: str | None = None,
         rate: int = 8000,
         time: Timebase | None = None,
+        channel: str = "phone",
     ) -> LiveCall:
         """A live call on ``wire`` (caller audio recognised at ``rate`` Hz: 8000 or 16000).
 
@@ -106,14 +113,14 @@ class LiveLine:
             raise LineFullError(f"the live line is holding {self.max_calls} calls; try again shortly")
         self._opening += 1  # held across the awaits below, or a burst of calls would all pass the check
         try:
-            call = await self._open(wire, caller, call_id, rate, time)
+            call = await self._open(wire, caller, call_id or uuid.uuid4().hex[:12], rate, time, channel)
         finally:
             self._opening -= 1
         self.calls[call.session.call_id] = call
         return call
 
-    async def _open(
-        self, wire: Wire, caller: str | None, call_id: str | None, rate: int, time: Timebase | None
+    async def _open(  # noqa: PLR0913 - the call's facts
+        self, wire: Wire, caller: str | None, call_id: str, rate: int, time: Timebase | None, channel: str
     ) -> LiveCall:
         voice = await self.ready()
         loop = asyncio.get_running_loop()
@@ -121,7 +128,8 @@ class LiveLine:
         # A new recogniser costs ~0.1 s of CPU (vosk builds its decoder): off the loop, or 20 calls
         # arriving at once stall every call's RTP pacer for seconds.
         first = [await loop.run_in_executor(self.work_pool, self._speech, rate)]
-        session = self.hotline.session(caller, call_id)
+        audio_url = f"{self.audio_base}/agent/audio/{call_id}" if self.audio_base and self.desk else None
+        session = self.hotline.session(caller, call_id, channel=channel, audio_url=audio_url)
         return LiveCall(
             session,
             lambda: first.pop() if first else self._speech(rate),
@@ -133,6 +141,7 @@ class LiveLine:
             time=time,
             work=self.work_pool,
             observe=observe_turn,
+            desk=self.desk,
         )
 
     def closed(self, call: LiveCall) -> None:

@@ -3,11 +3,15 @@
 A turn of caller audio goes VAD → ASR → prosody (``Speech``), its text goes to the understander,
 the ``Understanding`` to the pure dialog manager. The session carries out what the dialog decides:
 a ``ChangeOrder`` through ``ShopPort.change_order`` (the result goes back to ``manager.changed``,
-so a refusal is told to the caller), a ``Transfer`` through agent routing — the agent is reserved
-(their load goes up) and released when the call ends; with nobody free the caller hears the
-apology and callback offer instead of a transfer. Each turn reports how long each stage took.
-``end()`` records the call in the customer's history and says how it ended: resolved,
-transferred, callback or abandoned.
+so a refusal is told to the caller), a ``Transfer`` through the agents' dispatcher
+(``voice.transfers.TransferPort``): the handoff packet is stored with the call and the caller is
+queued for the best-skilled agent — an agent rung at once, or the caller's place and expected
+wait added to the transfer sentence. With no agent signed in who could take it (or the queue out of
+reach) the caller hears the apology and callback offer instead: "转接" is said only to a caller
+who is queued. A live call then waits for the agent (``voice.live_transfer``) and tells the
+session how it went (``agent_connected`` / ``no_agent_came`` / ``left_queue``). Each turn reports
+how long each stage took. ``end()`` withdraws a transfer still waiting, records the call in the
+customer's history and says how it ended: resolved, transferred, callback or abandoned.
 
 Blocking: ``hear_audio`` runs the recogniser inline; a live call on an event loop calls it in an
 executor. One session per call; not thread-safe.
@@ -15,9 +19,10 @@ executor. One session per call; not thread-safe.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -51,7 +56,11 @@ from dialog.state import (
     OfferTransfer,
     Verify,
 )
-from routing.agents import Assignment, choose_agent
+from routing.dispatch import Placement
+from voice.handoff_packet import packet
+from voice.transfers import TransferPort, queued_call
+
+log = logging.getLogger(__name__)
 
 OUTCOMES = ("resolved", "transferred", "callback", "abandoned")
 
@@ -142,15 +151,22 @@ class CallSession:
         *,
         caller: str | None = None,
         call_id: str | None = None,
-        agent_load: MutableMapping[str, int] | None = None,
+        transfers: TransferPort | None = None,
+        channel: str = "api",
+        audio_url: str | None = None,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.shop, self.understander, self.clock, self.speech = shop, understander, clock, speech
         self.caller = caller
         self.call_id = call_id or uuid.uuid4().hex[:12]
-        self.agent_load = agent_load if agent_load is not None else {}  # agent id -> calls they hold
-        self.assignment: Assignment | None = None
-        self._holding = False  # a line of the assigned agent is reserved for this call
+        self.transfers = transfers  # None: no agents reachable (every transfer becomes a callback)
+        self.channel = channel  # twilio | sip | phone | api: shown to the agent
+        self.audio_url = audio_url  # where a browser agent's audio reaches this call (live calls)
+        self.placement: Placement | None = None  # the transfer's place with the agents
+        self.agent: Agent | None = None  # rung at once, or connected by the live call
+        self._transfer: Transfer | None = None
+        self._connected = False  # an agent took the call (the live call bridged or handed it over)
+        self._left_queue = False  # the caller hung up while waiting for an agent
         self._timer = timer
         self._started = clock.monotonic()
         self._state: CallState | None = None
@@ -260,9 +276,18 @@ class CallSession:
             done.append(actions[0])
             state, actions = manager.changed(state, records, error, ctx)
         transfer = next((a for a in actions if isinstance(a, Transfer)), None)
-        if transfer is not None and state.transfer is not None and self.assignment is None:
-            self.assignment = self._reserve(transfer.request, state)
-            if self.assignment is None:
+        if transfer is not None and state.transfer is not None and self.placement is None:
+            self._transfer = transfer
+            self.placement = placement = self._place(transfer.request, state)
+            if placement.status == "offered":
+                self.agent = placement.agent
+            elif placement.status == "queued":
+                queued_state, queued_actions = manager.queued(
+                    state, transfer, placement.position or 1, placement.wait_s
+                )
+                state, actions = queued_state, tuple(queued_actions[0] if a is transfer else a for a in actions)
+                self._transfer = next(a for a in actions if isinstance(a, Transfer))
+            else:
                 state, actions = manager.no_agent(state, transfer, ctx)
         return state, (*done, *actions)
 
@@ -279,32 +304,61 @@ class CallSession:
             return records, err
         return records, None
 
-    def _reserve(self, request: TransferRequest, state: CallState) -> Assignment | None:
-        """The best free agent, with a line reserved for this call (released by ``end()``)."""
-        dialect = state.customer.dialect if state.customer else None
-        assignment = choose_agent(request, self.shop.agents(), self.agent_load, dialect)
-        if assignment is not None:
-            agent_id = assignment.agent.id
-            self.agent_load[agent_id] = self.agent_load.get(agent_id, 0) + 1
-            self._holding = True
-        return assignment
+    def _place(self, request: TransferRequest, state: CallState) -> Placement:
+        """Queue the caller with the handoff packet; ``no_agent`` when that cannot be done."""
+        if self.transfers is None:
+            return Placement("no_agent")
+        customer = state.customer
+        facts = {"dialect": customer.dialect if customer else None, "vip": _vip(customer)}
+        entry = queued_call(self.call_id, request, self.transfers.server, self.transfers.now(), **facts)
+        data = packet(
+            self.call_id, request, self.shop,
+            caller=self.caller, channel=self.channel, customer=customer, audio_url=self.audio_url,
+        )  # fmt: skip
+        try:
+            return self.transfers.place(entry, data)
+        except IvrError as err:  # the queue is out of reach: a callback, never a transfer nobody will take
+            log.warning("transfer not placed, booking a callback: %s", err)
+            return Placement("no_agent")
 
-    def _release(self) -> None:
-        if self.assignment is None or not self._holding:
-            return
-        self._holding = False
-        agent_id = self.assignment.agent.id
-        held = self.agent_load.get(agent_id, 0) - 1
-        if held > 0:
-            self.agent_load[agent_id] = held
-        else:
-            self.agent_load.pop(agent_id, None)
+    @property
+    def waiting_for_agent(self) -> bool:
+        """The caller was told they are being transferred and no agent has taken the call yet."""
+        placed = self.placement is not None and self.placement.status in ("offered", "queued")
+        return (
+            placed
+            and not self._connected
+            and not self._left_queue
+            and self._state is not None
+            and (self._state.transfer is not None)
+        )
+
+    def agent_connected(self, agent: Agent) -> None:
+        """The live call handed the caller to ``agent``."""
+        self.agent, self._connected = agent, True
+
+    def no_agent_came(self) -> str:
+        """Nobody took the call in time: it becomes a callback; returns the apology to say."""
+        if self._transfer is None or self._state is None or self._state.transfer is None:
+            raise ProtocolError("expected a call waiting for an agent, got one that is not")
+        self._state, actions = manager.no_agent(self._state, self._transfer, self._ctx())
+        self.agent = None
+        return "".join(a.text for a in actions)
+
+    def left_queue(self) -> None:
+        """The caller hung up while waiting for an agent."""
+        self._left_queue = True
+
+    def _withdraw(self) -> None:
+        if self.transfers is not None and self.placement is not None and self.placement.status != "no_agent":
+            if not self._connected:
+                self.transfers.withdraw(self.call_id, "来电已挂断" if self._left_queue else "通话已结束")
 
     def end(self) -> CallOutcome:
         """The call is over (hung up by either side): record it and say how it ended."""
         if self._outcome is not None:
             return self._outcome
-        self._release()
+        self._withdraw()
         if self._state is None:  # hung up before the greeting: nothing said, nothing to record
             self._outcome = CallOutcome("abandoned", reason="来电在问候前就挂断")
             return self._outcome
@@ -320,8 +374,13 @@ class CallSession:
     def _outcome_of(self, state: CallState) -> CallOutcome:
         for kind, request in (("transferred", state.transfer), ("callback", state.callback)):
             if request is not None:
-                agent = self.assignment.agent if kind == "transferred" and self.assignment else None
                 summary = request.handoff.summary
+                if kind == "transferred" and self._left_queue:
+                    reason = "等待人工时挂断"
+                    return CallOutcome(
+                        "abandoned", request.skill.value, None, request.priority, summary, reason, request
+                    )
+                agent = self.agent if kind == "transferred" else None
                 return CallOutcome(kind, request.skill.value, agent, request.priority, summary, request.reason, request)
         if not state.turns or state.pending is not None or state.failed:
             return CallOutcome("abandoned", reason=_abandon_reason(state))
@@ -334,3 +393,7 @@ def _abandon_reason(state: CallState) -> str:
     if state.pending is not None:
         return "客户未回答追问就挂断"
     return "未能理解客户诉求"
+
+
+def _vip(customer: Customer | None) -> bool:
+    return customer is not None and customer.vip_level in policy.VIP_LEVELS

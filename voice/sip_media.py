@@ -29,7 +29,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiortp import MediaClock, RTPSession
@@ -52,6 +52,7 @@ from voice.sip_wire import (
 
 if TYPE_CHECKING:
     from voice.live import LiveCall
+    from voice.live_transfer import AgentContact
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class SipLeg:
         self.rtp, self.rtp_port, self.media, self._hangup, self.label = rtp, port, media, hangup, label
         self.codec = G711(media.payload_type)
         self.call: LiveCall | None = None
+        self.refer: Callable[[str], Awaitable[bool]] | None = None  # the front door's REFER of this call
         self.frames_sent = 0
         self.frames_dropped = 0  # queue overflow, hold, or cut by ``clear``
         self.clears = 0
@@ -78,6 +80,12 @@ class SipLeg:
         self._key_timestamp = 0  # the timestamp of the key being sent (all its packets carry it)
         self._clock = MediaClock(FRAME_S, self._tick)
         self._closed = False
+
+    async def hand_over(self, contact: AgentContact) -> bool | None:
+        """An agent with a SIP URI gets the caller by REFER (True: they answered); None: no SIP URI."""
+        if not contact.sip_uri or self.refer is None:
+            return None
+        return await self.refer(contact.sip_uri)
 
     @classmethod
     async def open(cls, host: str, port: int, media: Media, hangup: Callable[[], None], label: str) -> SipLeg:

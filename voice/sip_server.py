@@ -336,7 +336,8 @@ class SipFrontDoor:
             return False
         caller = caller_number(invite.invite)
         try:
-            call.live = await self.line.open(call.leg, caller=caller, call_id=call.label)
+            call.leg.refer = lambda target, label=call.label: self._refer(label, target)
+            call.live = await self.line.open(call.leg, caller=caller, call_id=call.label, channel="sip")
         except IvrError as err:  # the line is full, or no recogniser can serve
             log.warning("SIP call refused: %s", err, extra={"sip_call": call.label})
             if not call.cancelled:
@@ -434,6 +435,13 @@ class SipFrontDoor:
         log.info("SIP re-INVITE", extra={"sip_call": call.label, "held": media.held})
 
     # -- transfer (REFER) ------------------------------------------------------------------------
+
+    async def _refer(self, call_id: str, target: str) -> bool:
+        """An agent's hand-over: True when the agent at ``target`` answered the caller."""
+        try:
+            return (await self.transfer(call_id, target)).ok
+        except ValueError:  # the call ended meanwhile
+            return False
 
     async def transfer(self, call_id: str, target: str, wait: float = TRANSFER_WAIT_S) -> TransferResult:
         """Blind-transfer the answered call ``call_id`` (our call id) to the SIP URI ``target``.

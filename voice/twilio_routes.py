@@ -242,7 +242,7 @@ async def _serve(ws: WebSocket, calls: TwilioCalls, started: tuple[tw.Start, tw.
     wire = TwilioWire(ws, start.stream_sid, start.call_sid, calls)
     line = line_of(ws.app)
     try:
-        call = await line.open(wire, caller=grant.caller or None, call_id=start.call_sid)
+        call = await line.open(wire, caller=grant.caller or None, call_id=start.call_sid, channel="twilio")
     except IvrError as err:  # the line is full, or no recogniser can serve
         log.warning("twilio call refused: %s", err, extra={"call_sid": start.call_sid})
         await _close(ws, TRY_LATER, str(err))

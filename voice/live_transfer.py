@@ -1,0 +1,213 @@
+"""A live call's warm transfer: the caller waits on hold for the agent, then talks to them.
+
+The session has queued the caller with the handoff packet (``voice.transfers``); the agent's
+desktop shows the packet while their phone or page rings. Here the caller:
+
+1. hears hold audio (``voice.hold_audio``) — never recognised: while holding, the caller's audio
+   does not reach the speech path; every ``remind_s`` the hold stops for a short "still waiting";
+2. is connected once an agent accepts (the call stream's ``accepted``): over the wire's own
+   hand-over when the agent has a contact the wire can reach (a SIP URI: REFER; a phone number on a
+   Twilio call: a conference), else through the agent's desktop page (a ``Bridge``: caller audio to
+   the page, the agent's voice back, the caller's words as a live transcript for live assist);
+   a hand-over the agent's phone does not answer → that offer is declined and the wait goes on;
+3. or, after ``max_wait_s`` with nobody, hears the apology and callback offer and the call ends:
+   the request becomes a callback (``CallSession.no_agent_came``).
+
+If the caller hangs up while waiting, the session withdraws the request when the call ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from core.errors import IvrError
+from core.shop import Agent
+from core.types import AudioFrame
+from dialog.replies import render
+from routing.dispatch import Dispatcher
+from routing.store import LiveStore
+
+if TYPE_CHECKING:
+    from voice.bridge import Bridge
+    from voice.live import LiveCall
+
+log = logging.getLogger(__name__)
+
+FRAME_S = 0.02
+AGENT_AUDIO_WAIT_S = 15.0  # an accepting agent's page has this long to open its audio
+
+
+@dataclass(frozen=True, slots=True)
+class AgentContact:
+    """Where an agent's own phone is, when they take calls on one (else: their desktop page)."""
+
+    sip_uri: str | None = None
+    phone: str | None = None
+
+
+class HandOver(Protocol):
+    """A wire that can pass its caller to an agent's phone itself (SIP REFER, a Twilio conference)."""
+
+    async def hand_over(self, contact: AgentContact) -> bool | None:
+        """True: the agent has the caller (our leg is gone); False: they did not answer; None: this
+        wire cannot reach that contact."""
+        ...
+
+
+@dataclass
+class AgentDesk:
+    """What a server's live calls need to reach its agents."""
+
+    store: LiveStore
+    dispatcher: Dispatcher
+    agents: Callable[[], Sequence[Agent]]
+    contact: Callable[[str], AgentContact | None] = lambda _agent: None
+    bridges: dict[str, Bridge] = field(default_factory=dict)  # accepted calls' audio, by call id
+    max_wait_s: float = 180.0
+    remind_s: float = 45.0
+
+
+class Handover:
+    """One live call from its transfer sentence to the agent (see the module docstring)."""
+
+    def __init__(self, call: LiveCall, desk: AgentDesk) -> None:
+        self.call, self.desk = call, desk
+        self.call_id = call.session.call_id
+        self.bridge: Bridge | None = None
+        self.handing = False  # the wire is passing the caller to the agent's phone
+
+    async def run(self) -> None:
+        call = self.call
+        started = call.time.now()
+        after = "0"
+        while not call.stopped:
+            agent_id, after = await self._wait(started, after)
+            if agent_id is None:
+                if not call.stopped:
+                    await self._give_up()
+                return
+            agent = next((a for a in self.desk.agents() if a.id == agent_id), None)
+            if agent is not None and await self._connect(agent):
+                return
+
+    async def _wait(self, started: float, after: str) -> tuple[str | None, str]:
+        """On hold until an agent accepts (their id) or the wait is over (None)."""
+        call, stream = self.call, f"call:{self.call_id}"
+        remind_at = started + self.desk.remind_s
+        call.holding = True
+        hold = call.spawn(self._hold_music(), "hold-music")
+        try:
+            while not call.stopped:
+                now = call.time.now()
+                if now - started >= self.desk.max_wait_s:
+                    return None, after
+                if now >= remind_at:
+                    remind_at = now + self.desk.remind_s
+                    hold.cancel()
+                    await call.wire.clear()
+                    await call.say(render("transfer.still_waiting"))
+                    hold = call.spawn(self._hold_music(), "hold-music")
+                try:
+                    events = await self.desk.store.read(stream, after, timeout_s=0.5)
+                except IvrError as err:  # the store is away: keep the caller on hold, try again
+                    log.warning("waiting for an agent: %s", err)
+                    await call.time.sleep(0.5)
+                    continue
+                for event_id, event in events:
+                    after = event_id
+                    if event.get("type") == "accepted":
+                        return str(event["agent"]), after
+                    if event.get("type") == "cancelled":
+                        return None, after
+            return None, after
+        finally:
+            hold.cancel()
+            call.holding = False
+            with contextlib.suppress(Exception):
+                await call.wire.clear()
+
+    async def _hold_music(self) -> None:
+        from voice.hold_audio import hold_frames
+
+        call = self.call
+        at = call.time.now()
+        for pcm in hold_frames():
+            await call.wire.send_audio(AudioFrame(pcm, 8000))
+            at += FRAME_S
+            await call.time.sleep(max(0.0, at - call.time.now() - call.config.lead_s))
+
+    async def _connect(self, agent: Agent) -> bool:
+        """Hand the caller to ``agent``; False (and the offer declined) when that failed."""
+        contact = self.desk.contact(agent.id)
+        wire: Any = self.call.wire
+        if contact is not None and hasattr(wire, "hand_over"):
+            self.handing = True  # the wire ends our leg when the agent answers: that is no hang-up
+            try:
+                handed = await wire.hand_over(contact)
+            finally:
+                self.handing = False
+            if handed:
+                self.call.session.agent_connected(agent)
+                self.call.stop("handed to an agent")
+                return True
+            if handed is False:
+                await self.desk.dispatcher.decline(agent.id, self.call_id, "no_answer")
+                return False
+        return await self._bridge(agent)
+
+    async def _bridge(self, agent: Agent) -> bool:
+        """The agent talks from their desktop page: audio both ways through a ``Bridge``."""
+        from voice.bridge import Bridge
+
+        call = self.call
+        bridge = self.bridge = Bridge(self.call_id, agent.id)
+        self.desk.bridges[self.call_id] = bridge
+        try:
+            try:
+                await asyncio.wait_for(bridge.connected.wait(), AGENT_AUDIO_WAIT_S)
+            except TimeoutError:
+                await self.desk.dispatcher.decline(agent.id, self.call_id, "no_answer")
+                return False
+            call.session.agent_connected(agent)
+            await call.say(render("transfer.connected", name=agent.name))
+            call.bridge = bridge
+            await self._talk(bridge)
+            return True
+        finally:
+            call.bridge = None
+            self.desk.bridges.pop(self.call_id, None)
+            bridge.close()
+            if call.session.agent is agent:
+                with contextlib.suppress(IvrError):
+                    await self.desk.dispatcher.finish(agent.id, self.call_id)
+
+    async def _talk(self, bridge: Bridge) -> None:
+        """Agent audio to the caller until either hangs up (the page closing ends the call)."""
+        call = self.call
+        at = call.time.now()
+        async for pcm in bridge.agent_audio():
+            await call.wire.send_audio(AudioFrame(pcm, 8000))
+            at = max(at + FRAME_S, call.time.now() - call.config.lead_s)
+            await call.time.sleep(max(0.0, at - call.time.now()))
+            if call.stopped:
+                return
+        if not call.stopped:
+            await call.hang_up("the agent ended the call")
+
+    async def _give_up(self) -> None:
+        """Nobody came: the apology and callback, then goodbye."""
+        with contextlib.suppress(IvrError):
+            await self.desk.dispatcher.cancel(self.call_id, "等待超时，已转回电")
+        text = await self.call.in_work(self.call.session.no_agent_came)
+        await self.call.say(text)
+        await self.call.hang_up("no agent took the call; a callback is booked")
+
+    async def publish_line(self, speaker: str, text: str) -> None:
+        """A line of the conversation with the agent, for their live transcript and live assist."""
+        with contextlib.suppress(IvrError):
+            await self.desk.store.publish(f"call:{self.call_id}", {"type": "line", "speaker": speaker, "text": text})
