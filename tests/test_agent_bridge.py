@@ -73,7 +73,7 @@ def test_agent_audio_at_8k_is_cut_into_frames_without_loss() -> None:
 
 def test_a_listener_that_falls_behind_loses_the_oldest_audio_and_it_is_counted() -> None:
     async def run() -> None:
-        bridge = Bridge("c1", max_frames=5)
+        bridge = Bridge("c1", "A01", max_frames=5)
         chunks = [bytes([i, 0]) * 160 for i in range(8)]
         for chunk in chunks:
             bridge.from_caller(chunk)

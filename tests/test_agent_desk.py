@@ -318,7 +318,12 @@ def test_the_audio_socket_carries_pcm_both_ways_for_the_agent_on_the_call(client
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_bytes()
         assert closed.value.code == agent_desk.CLOSE_NO_AUDIO
-    bridge = client.portal.call(make_bridge, call_id)
+    line_of(app).bridges[call_id] = client.portal.call(make_bridge, call_id, "another-agent")
+    with client.websocket_connect(f"/agent/audio/{call_id}", headers=headers) as ws:  # a bridge for someone else
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_bytes()
+        assert closed.value.code == agent_desk.CLOSE_NO_AUDIO
+    bridge = client.portal.call(make_bridge, call_id, agent_id)
     line_of(app).bridges[call_id] = bridge
     with client.websocket_connect(f"/agent/audio/{call_id}?rate=16000", headers=headers) as ws:
         caller = bytes(range(256)) * 2
@@ -338,8 +343,8 @@ def test_the_audio_socket_carries_pcm_both_ways_for_the_agent_on_the_call(client
         assert closed.value.code == 1000  # the call ended: the socket closes
 
 
-async def make_bridge(call_id: str) -> Bridge:
-    return Bridge(call_id)  # made on the app's loop, as the live call makes it
+async def make_bridge(call_id: str, agent_id: str) -> Bridge:
+    return Bridge(call_id, agent_id)  # made on the app's loop, as the live call makes it
 
 
 async def feed_caller(bridge: Bridge, pcm: bytes) -> None:

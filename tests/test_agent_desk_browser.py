@@ -67,7 +67,8 @@ class Harness:
         return {"status": placement.status, "agent": placement.agent.id if placement.agent else None}
 
     async def bridge(self, call_id: str) -> dict[str, Any]:
-        bridge = line_of(self.app).bridges[call_id] = Bridge(call_id)
+        record = await self.app.state.store.load_call(call_id)
+        bridge = line_of(self.app).bridges[call_id] = Bridge(call_id, record["agent"])
         self.agent_frames[call_id] = 0
         task = asyncio.create_task(self._talk(bridge))
         self.tasks.add(task)

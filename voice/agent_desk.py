@@ -47,6 +47,7 @@ from core.shop import Agent, Contact
 from routing.accounts import Accounts, Lockout
 from routing.dispatch import Dispatcher
 from routing.store import LiveStore, MemoryStore, Presence
+from voice.bridge import Bridge
 from voice.hotline import Hotline
 from voice.live_line import line_of
 from voice.softphone import _PAGE_HEADERS, _same_site
@@ -83,11 +84,12 @@ def attach(
     now: Callable[[], float] = time.time,
 ) -> None:
     """Put the live store, the agent accounts and this server's dispatcher on ``app.state``."""
+    settings = hotline.settings
     store = store or MemoryStore()
-    server = server or f"{socket.gethostname()}:{os.getpid()}"
+    server = server or settings.server_id or f"{socket.gethostname()}-{os.getpid()}"
     app.state.store = store
-    app.state.accounts = Accounts(hotline.settings.db_path)
-    app.state.dispatcher = Dispatcher(store, hotline.shop.agents, server, now)
+    app.state.accounts = Accounts(settings.db_path)
+    app.state.dispatcher = Dispatcher(store, hotline.shop.agents, server, now, ring_s=settings.agent_ring_seconds)
     app.state.desk = DeskState(now, server)
 
 
@@ -424,7 +426,9 @@ async def audio_socket(ws: WebSocket, call_id: str, rate: int = 16000) -> None:
     if not 8000 <= rate <= 48000:
         await ws.close(CLOSE_POLICY)
         return
-    bridge = line_of(ws.app).bridges.get(call_id)
+    bridge = bridge_of(ws.app, call_id)
+    if bridge is not None and bridge.agent_id not in (None, agent_id):
+        bridge = None  # the bridge waits for another agent's page (the call was handed on)
     await ws.accept()
     if bridge is None or bridge.connected.is_set():
         await ws.close(CLOSE_NO_AUDIO if bridge is None else CLOSE_TAKEN)
@@ -449,7 +453,14 @@ async def audio_socket(ws: WebSocket, call_id: str, rate: int = 16000) -> None:
             await sending
 
 
-async def _send_caller_audio(ws: WebSocket, bridge: Any) -> None:
+def bridge_of(app: Any, call_id: str) -> Bridge | None:
+    """The call's bridge on this server: the live line's, or its agent desk's (``voice.live_transfer``)."""
+    line = line_of(app)
+    desk = getattr(line, "desk", None)
+    return line.bridges.get(call_id) or (desk.bridges.get(call_id) if desk is not None else None)
+
+
+async def _send_caller_audio(ws: WebSocket, bridge: Bridge) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
         async for chunk in bridge.caller_audio():
             await ws.send_bytes(chunk)

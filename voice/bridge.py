@@ -64,8 +64,9 @@ class _Channel:
 class Bridge:
     """Caller ⇄ agent audio for one transferred call (see the module docstring)."""
 
-    def __init__(self, call_id: str, max_frames: int = MAX_FRAMES) -> None:
+    def __init__(self, call_id: str, agent_id: str | None = None, *, max_frames: int = MAX_FRAMES) -> None:
         self.call_id = call_id
+        self.agent_id = agent_id  # the agent whose page may attach (None: whoever accepted the call)
         self.connected = asyncio.Event()
         self._to_agent = _Channel(max_frames)
         self._to_caller = _Channel(max_frames)
