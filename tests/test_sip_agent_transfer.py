@@ -3,7 +3,8 @@
 The caller is sipp (``tests/sip/agent_transferee.xml``) acting as a PBX or phone does when it is
 transferred: it answers the hotline's REFER with 202, INVITEs the Refer-To target itself and reports
 the agent's answer in NOTIFY sipfrags. The agent is baresip, a separate SIP user agent on a loopback
-port, answering automatically (or ringing without answering, or rejecting: a busy agent). The server
+port, answering automatically (or ringing without answering, or rejecting: a busy agent; then the
+hotline REFERs the same call to the next agent, as the dispatcher will). The server
 runs the Korean vosk model as a compute stand-in (nothing here checks what was said).
 """
 
@@ -172,4 +173,25 @@ def test_an_agent_who_does_not_answer_is_a_failed_transfer(hotline: tuple[Any, i
         finally:
             _finished(sipp, tmp_path)
         assert agent.said("Incoming call") and not agent.said("Call established")
+    _idle(app)
+
+
+def test_when_the_first_agent_rejects_the_next_one_is_tried(hotline: tuple[Any, int, Path], tmp_path: Path) -> None:
+    app = hotline[0]
+    with (
+        baresip_agent(tmp_path / "busy-agent", "manual") as busy,
+        baresip_agent(tmp_path / "free-agent", "auto") as free,
+        RtpCounter() as rtp,
+    ):
+        sipp = _transferee(hotline, rtp, tmp_path)
+        try:
+            first = _start_transfer(app, busy.uri)
+            until(lambda: busy.said("Incoming call"), within=20)
+            busy.command("/hangup")
+            assert (first.result(timeout=60).ok, first.result().status) == (False, 486)
+            second = _start_transfer(app, free.uri).result(timeout=60)  # the same call, the next agent
+        finally:
+            _finished(sipp, tmp_path)  # two REFERs on one call; the second agent's INVITE answered; our BYE
+        assert (second.ok, second.status) == (True, 200), second
+        assert free.said("Call established") and not busy.said("Call established")
     _idle(app)
