@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from core.errors import AudioFormatError, NotFoundError, TransientError
-from voice import softphone
+from voice import agent_desk, softphone
 from voice.app_errors import BodyLimit, body_limit_for, install_error_handlers
 from voice.calls import CallRegistry, HttpCall, LineFullError
 from voice.hotline import Hotline
@@ -84,6 +84,8 @@ def create_app(
     _call_routes(app)
     app.include_router(live_router())
     app.include_router(softphone.router)
+    agent_desk.attach(app, hotline)  # live store, agent accounts, dispatcher (MemoryStore: one server)
+    app.include_router(agent_desk.router)
     return app
 
 

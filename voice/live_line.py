@@ -16,6 +16,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from core.errors import IvrError
+from voice.bridge import Bridge
 from voice.hotline import Hotline
 from voice.live import LiveCall, Wire
 from voice.live_metrics import BARGE_INS, DROPPED_FRAMES, observe_turn
@@ -53,6 +54,7 @@ class LiveLine:
         self.asr_pool = asr_pool or ThreadPoolExecutor(2, thread_name_prefix="live-asr")
         self.work_pool = work_pool or ThreadPoolExecutor(4, thread_name_prefix="live-work")
         self.calls: dict[str, LiveCall] = {}
+        self.bridges: dict[str, Bridge] = {}  # transferred calls' audio to and from the agent desktop
         self._voice: CachedVoice | None = None
         self._ready: asyncio.Lock | None = None
         self._opening = 0  # calls being set up: each holds its place on the line

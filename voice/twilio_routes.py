@@ -7,6 +7,11 @@
 ``voice.twilio_wire`` only. ``POST /twilio/status`` (signed) records Twilio's status callbacks
 with the call. A call the hotline ends is hung up through Twilio's REST API.
 
+A transfer to an agent (``voice.twilio_transfer``): ``GET /twilio/hold.wav`` is what the caller hears
+waiting in the conference; ``POST /twilio/participant?room=`` (signed) reports the agent's leg, handed
+as an ``AgentLegResult`` to ``app.state.on_agent_leg`` (an async callable, awaited before the webhook
+answers: keep it short); ``POST /twilio/conference`` (signed) records the room's events.
+
 Signatures: ``X-Twilio-Signature`` is checked with the twilio library's ``RequestValidator``
 over ``IVR_PUBLIC_URL`` + the path (what Twilio requested) and the form fields. Without
 ``TWILIO_AUTH_TOKEN`` or ``IVR_PUBLIC_URL`` the webhooks answer 503 and accept nothing.
@@ -32,10 +37,12 @@ from core.errors import IvrError
 from core.settings import Settings
 from core.types import AudioFrame, mask_phone
 from voice import twilio_wire as tw
+from voice.hold_audio import hold_wav
 from voice.live import LiveCall, LiveEvent
 from voice.live_line import line_of
 from voice.live_metrics import LIVE_CALLS
 from voice.twilio_rest import TwilioRest
+from voice.twilio_transfer import AgentLegResult, OnAgentLeg, leg_result
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/twilio")
@@ -44,6 +51,7 @@ MAX_FORM_BYTES = 64 * 1024
 POLICY, BAD_DATA, UNSUPPORTED, TOO_BIG, TRY_LATER = 1008, 1007, 1003, 1009, 1013
 _STATUS_KEEP = 50  # status callbacks kept per call
 _STATUS_FIELDS = ("CallStatus", "Timestamp", "CallDuration", "SequenceNumber")
+_ROOM_FIELDS = ("StatusCallbackEvent", "CallSid", "ConferenceSid", "Timestamp", "SequenceNumber")
 
 
 @dataclass
@@ -55,6 +63,7 @@ class TwilioCalls:
     statuses: dict[str, deque[dict[str, str]]] = field(default_factory=dict)
     live: dict[str, LiveCall] = field(default_factory=dict)
     rest: TwilioRest | None = None
+    rooms: dict[str, deque[dict[str, str]]] = field(default_factory=dict)  # conference events by room name
 
     def rest_client(self) -> TwilioRest:
         if self.rest is None:
@@ -139,6 +148,49 @@ async def status_callback(request: Request) -> JSONResponse:
     if live is not None and status in ("completed", "busy", "failed", "no-answer", "canceled"):
         live.stop(f"twilio status {status}")
     log.info("twilio status", extra={"call_sid": call_sid, "status": status})
+    return JSONResponse({"recorded": True})
+
+
+# -- a transfer to an agent (voice.twilio_transfer) ----------------------------------------------
+
+
+@router.get("/hold.wav")
+async def hold_audio() -> Response:
+    """The hold audio the caller hears alone in the conference (public: a synthesised chord, nothing private)."""
+    return Response(hold_wav(), media_type="audio/wav", headers={"Cache-Control": "public, max-age=86400"})
+
+
+@router.post("/participant")
+async def participant_callback(request: Request) -> JSONResponse:
+    """The agent's leg into a conference: recorded, and an outcome handed to ``app.state.on_agent_leg``."""
+    form = await _signed_form(request, "/twilio/participant")
+    calls = calls_of(request.app)
+    room, call_sid = request.query_params.get("room", ""), form.get("CallSid", "")
+    entry: dict[str, str] = {k: form[k] for k in _STATUS_FIELDS if k in form}
+    calls.statuses.setdefault(call_sid, deque(maxlen=_STATUS_KEEP)).append(entry)
+    result = leg_result(room, form)
+    log.info("twilio agent leg", extra={"room": room, "call_sid": call_sid, "status": form.get("CallStatus", "")})
+    on_agent_leg = getattr(request.app.state, "on_agent_leg", None)
+    if result is not None and on_agent_leg is not None:
+        await _hand_over(on_agent_leg, result)
+    return JSONResponse({"recorded": True, "outcome": None if result is None else result.outcome})
+
+
+async def _hand_over(on_agent_leg: OnAgentLeg, result: AgentLegResult) -> None:
+    try:
+        await on_agent_leg(result)
+    except Exception:  # Twilio cannot act on our failure: log it and answer 200
+        log.exception("on_agent_leg failed", extra={"room": result.room, "outcome": result.outcome})
+
+
+@router.post("/conference")
+async def conference_callback(request: Request) -> JSONResponse:
+    """The conference's status callback (start, end, join, leave), recorded by room."""
+    form = await _signed_form(request, "/twilio/conference")
+    room = form.get("FriendlyName", "")
+    entry: dict[str, str] = {k: form[k] for k in _ROOM_FIELDS if k in form}
+    calls_of(request.app).rooms.setdefault(room, deque(maxlen=_STATUS_KEEP)).append(entry)
+    log.info("twilio conference", extra={"room": room, "event": form.get("StatusCallbackEvent", "")})
     return JSONResponse({"recorded": True})
 
 
