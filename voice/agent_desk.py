@@ -17,8 +17,9 @@ serves:
 - ``WS /agent/audio/{call_id}``: binary PCM16 both ways with the call's ``voice.bridge.Bridge``.
 
 Everything but the page and the sign-in needs the session cookie (401 without). Errors have the
-app's one shape (``voice.app_errors``). The router's lifespan runs ``Dispatcher.run``: this server's
-heartbeat and a dispatch pass every second (offers ring out, waiting callers meet agents come free).
+app's one shape (``voice.app_errors``). ``start`` (from the app's lifespan) runs ``Dispatcher.run``:
+this server's heartbeat and a dispatch pass every second (offers ring out, waiting callers meet
+agents come free), and connects the hotline's calls to the dispatcher; ``stop`` ends both.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Annotated, Any, Literal, TypeVar
@@ -47,10 +48,13 @@ from core.shop import Agent, Contact
 from routing.accounts import Accounts, Lockout
 from routing.dispatch import Dispatcher
 from routing.store import LiveStore, MemoryStore, Presence
+from routing.store_redis import RedisStore
 from voice.bridge import Bridge
 from voice.hotline import Hotline
 from voice.live_line import line_of
+from voice.live_transfer import AgentDesk
 from voice.softphone import _PAGE_HEADERS, _same_site
+from voice.transfers import LoopTransfers
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +87,11 @@ def attach(
     server: str | None = None,
     now: Callable[[], float] = time.time,
 ) -> None:
-    """Put the live store, the agent accounts and this server's dispatcher on ``app.state``."""
+    """Put the live store (Redis when ``IVR_REDIS_URL`` is set, else this process's), the agent accounts
+    and this server's dispatcher on ``app.state``; ``start``/``stop`` run them with the app."""
     settings = hotline.settings
-    store = store or MemoryStore()
+    if store is None:
+        store = RedisStore(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryStore()
     server = server or settings.server_id or f"{socket.gethostname()}-{os.getpid()}"
     app.state.store = store
     app.state.accounts = Accounts(settings.db_path)
@@ -93,19 +99,39 @@ def attach(
     app.state.desk = DeskState(now, server)
 
 
-@contextlib.asynccontextmanager
-async def _lifespan(app: Any) -> AsyncIterator[None]:
-    """This server's heartbeat and a dispatch pass every second (offers ring out, callers meet free agents)."""
-    task = asyncio.create_task(app.state.dispatcher.run(DISPATCH_EVERY_S), name="agent-desk-dispatch")
-    try:
-        yield
-    finally:
+async def start(app: Any) -> None:
+    """At start-up: check the live store answers (a wrong ``IVR_REDIS_URL`` stops the server here),
+    give the hotline's calls the way to the agents (transfers from sessions, the wait and the audio
+    bridge of live calls), and run this server's heartbeat and a dispatch pass every second."""
+    store, dispatcher, hotline = app.state.store, app.state.dispatcher, app.state.hotline
+    settings = hotline.settings
+    await store.servers_alive(time.time())  # StoreUnavailable / ConfigError when Redis is not there
+    hotline.transfers = LoopTransfers(dispatcher, asyncio.get_running_loop(), dispatcher.server)
+    line = line_of(app)
+    line.desk = AgentDesk(
+        store, dispatcher, hotline.shop.agents, contact=app.state.accounts.contact, bridges=line.bridges,
+        max_wait_s=float(settings.transfer_wait_seconds),
+    )  # fmt: skip
+    host = settings.public_url or f"http://{settings.host}:{settings.port}"
+    line.audio_base = "ws" + host.removeprefix("http")
+    app.state.dispatch_task = asyncio.create_task(dispatcher.run(DISPATCH_EVERY_S), name="agent-desk-dispatch")
+    where = f"Redis {settings.redis_prefix}" if settings.redis_url else "this process only"
+    log.info("agent desk: %s/agent, live state in %s, server %s", host, where, dispatcher.server)
+
+
+async def stop(app: Any) -> None:
+    """At shutdown, after every call has ended (their transfers withdrawn): stop dispatching, close the store."""
+    task = getattr(app.state, "dispatch_task", None)
+    if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    app.state.hotline.transfers = None
+    with contextlib.suppress(Exception):
+        await app.state.store.close()
 
 
-router = APIRouter(lifespan=_lifespan)
+router = APIRouter()
 
 
 # -- the page ---------------------------------------------------------------------------------------

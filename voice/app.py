@@ -84,7 +84,7 @@ def create_app(
     _call_routes(app)
     app.include_router(live_router())
     app.include_router(softphone.router)
-    agent_desk.attach(app, hotline)  # live store, agent accounts, dispatcher (MemoryStore: one server)
+    agent_desk.attach(app, hotline)  # live store (IVR_REDIS_URL, else this process), agent accounts, dispatcher
     app.include_router(agent_desk.router)
     return app
 
@@ -95,6 +95,7 @@ def _lifespan(prepare_speech: bool) -> Callable[[FastAPI], contextlib.AbstractAs
         if prepare_speech:
             install = app.state.hotline.settings.model_install
             threading.Thread(target=app.state.speech.prepare, args=(install,), name="ivr-speech", daemon=True).start()
+        await agent_desk.start(app)
         sweeper = asyncio.create_task(_sweep_forever(app))
         try:
             yield
@@ -104,6 +105,7 @@ def _lifespan(prepare_speech: bool) -> Callable[[FastAPI], contextlib.AbstractAs
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             await shutdown(app)
+            await agent_desk.stop(app)
 
     return lifespan
 

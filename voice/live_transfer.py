@@ -29,6 +29,7 @@ from core.errors import IvrError
 from core.shop import Agent
 from core.types import AudioFrame
 from dialog.replies import render
+from routing.accounts import AgentContact
 from routing.dispatch import Dispatcher
 from routing.store import LiveStore
 
@@ -40,14 +41,6 @@ log = logging.getLogger(__name__)
 
 FRAME_S = 0.02
 AGENT_AUDIO_WAIT_S = 15.0  # an accepting agent's page has this long to open its audio
-
-
-@dataclass(frozen=True, slots=True)
-class AgentContact:
-    """Where an agent's own phone is, when they take calls on one (else: their desktop page)."""
-
-    sip_uri: str | None = None
-    phone: str | None = None
 
 
 class HandOver(Protocol):
@@ -143,7 +136,7 @@ class Handover:
 
     async def _connect(self, agent: Agent) -> bool:
         """Hand the caller to ``agent``; False (and the offer declined) when that failed."""
-        contact = self.desk.contact(agent.id)
+        contact = await self.call.in_work(self.desk.contact, agent.id)  # (SQLite)
         wire: Any = self.call.wire
         if contact is not None and hasattr(wire, "hand_over"):
             self.handing = True  # the wire ends our leg when the agent answers: that is no hang-up

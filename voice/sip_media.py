@@ -51,8 +51,8 @@ from voice.sip_wire import (
 )
 
 if TYPE_CHECKING:
+    from routing.accounts import AgentContact
     from voice.live import LiveCall
-    from voice.live_transfer import AgentContact
 
 log = logging.getLogger(__name__)
 
