@@ -25,10 +25,13 @@ class OrderStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+AGENT_NOTES = "agent"  # the ``Contact.channel`` of an agent's wrap-up notes: internal, never read to the caller
+
+
 @dataclass(frozen=True, slots=True)
 class Contact:
     at: datetime
-    channel: str
+    channel: str  # phone, …, or AGENT_NOTES
     summary: str
     complaint: bool = False
 

@@ -91,8 +91,6 @@ def _ref(order: Order, ctx: Context) -> str:
     return order_ref(ctx.shop, order, ctx.today, ctx.tz)
 
 
-
-
 def _kb_ids(ctx: Context, query: str) -> tuple[str, ...]:
     return tuple(h.policy_id for h in ctx.shop.search_policies(query, k=1))
 
@@ -331,8 +329,12 @@ def shipping_fee(intent: Intent, order: Order | None, u: Understanding, ctx: Con
     """Who pays shipping: the shop's policy sentence when it has one about 运费/邮费, else the desk."""
     hits = ctx.shop.search_policies(f"{u.normalized} 运费 邮费 包邮", k=1)
     if hits and any(word in hits[0].answer for word in ("运费", "邮费", "包邮")):
-        return Part(render("kb.answer", answer=hits[0].answer), order.id if order else None,
-                    kb_ids=(hits[0].policy_id,), skill=Skill.GENERAL)
+        return Part(
+            render("kb.answer", answer=hits[0].answer),
+            order.id if order else None,
+            kb_ids=(hits[0].policy_id,),
+            skill=Skill.GENERAL,
+        )
     return handoff(Skill.GENERAL, "客户问运费")(intent, order, u, ctx)
 
 

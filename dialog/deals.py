@@ -70,12 +70,12 @@ def promotion_not_applied(intent: Intent, order: Order | None, u: Understanding,
     return Part(text, order.id, skill=Skill.PROMOTION)
 
 
-
 def _owed_how(amount: str, ctx: Context) -> str:
     days = ctx.info.fulfilment.refund_days  # the shop's stated time to pay back, else no number of days
     if days is None:
         return render("promo.owed_how_unstated", amount=amount)
     return render("promo.owed_how", amount=amount, days=days)
+
 
 def _owed(order: Order, audit: PromotionAudit, ref: str, ctx: Context) -> Part:
     amount = yuan_text(audit.owed_back_fen)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from core.errors import IvrError, ProtocolError
-from core.shop import ChangeRecord, Customer, Order
+from core.shop import AGENT_NOTES, ChangeRecord, Customer, Order
 from core.types import (
     Ask,
     ChangeOrder,
@@ -85,8 +85,8 @@ def greeting(customer: Customer | None, ctx: Context) -> str:
     history = ""
     if policy.past_complaints(customer):
         history = render("greet.complained", name=caller_name(customer))
-    elif customer.history:
-        last = max(customer.history, key=lambda c: c.at)
+    elif calls := [c for c in customer.history if c.channel != AGENT_NOTES]:  # notes are the agents' own
+        last = max(calls, key=lambda c: c.at)
         if ctx.now - last.at <= RECENT_CONTACT:
             history = render("greet.history", summary=last.summary.split("，")[0])
     return render("greet.known", name=caller_name(customer), shop=ctx.info.name, history=history)

@@ -19,15 +19,58 @@ from dialog.normalize import is_common_word
 from dialog.replies import render
 from dialog.vocabulary import Vocabulary
 
-_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "幺": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5,
-              "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "幺": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
 _NUM = r"(?:\d{1,3}|[零〇一二两三四五六七八九十]{1,3})"
 _WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "末": 5}
-_RELATIVE_DAYS = {"大前天": -3, "前天": -2, "昨天": -1, "昨晚": -1, "今天": 0, "今晚": 0, "明天": 1,
-                  "后天": 2, "大后天": 3}
+_RELATIVE_DAYS = {
+    "大前天": -3,
+    "前天": -2,
+    "昨天": -1,
+    "昨晚": -1,
+    "今天": 0,
+    "今晚": 0,
+    "明天": 1,
+    "后天": 2,
+    "大后天": 3,
+}
 _FESTIVALS = {"双十一": (11, 11), "双十二": (12, 12), "双11": (11, 11), "双12": (12, 12), "618": (6, 18)}
-_GENERIC_COLORS = ("酒红色", "咖啡色", "卡其色", "藏青色", "军绿色", "墨绿色", "红色", "白色", "黑色", "蓝色",
-                   "绿色", "黄色", "紫色", "灰色", "粉色", "米色", "银色", "金色", "橙色", "棕色", "藏青")
+_GENERIC_COLORS = (
+    "酒红色",
+    "咖啡色",
+    "卡其色",
+    "藏青色",
+    "军绿色",
+    "墨绿色",
+    "红色",
+    "白色",
+    "黑色",
+    "蓝色",
+    "绿色",
+    "黄色",
+    "紫色",
+    "灰色",
+    "粉色",
+    "米色",
+    "银色",
+    "金色",
+    "橙色",
+    "棕色",
+    "藏青",
+)
 _SHORT_COLOR = re.compile(r"([红白黑蓝绿黄紫灰粉米银金橙棕])(?:的|色)")
 _LETTER_SIZE = re.compile(r"(?<![A-Z0-9])([2-4]?XL|X{2,3}L|XS|S|M|L)(?:码|号)?(?![A-Z0-9])")
 _NUMBER_SIZE = re.compile(rf"({_NUM})码")
@@ -38,16 +81,56 @@ _BARE_DIGITS = re.compile(r"(?<![A-Z0-9])\d+(?!\d)")
 _LONG_DIGITS = re.compile(r"(?<![0-9A-Z])(\d{8,})(?![0-9])")
 _MOBILE = re.compile(r"1[3-9]\d{9}")
 _QUANTITY = re.compile(rf"({_NUM})(件|双|条|套|盒|瓶|份|只|个)(?!月|小时|星期|礼拜|问题|事|人|电话|多|工作日|号)")
-_URGENT = ("越快越好", "明天就要", "马上就要", "等着穿", "等着用", "赶时间", "来不及", "等不了", "急着", "急用",
-           "着急", "加急", "赶紧", "尽快", "快点", "急")
+_URGENT = (
+    "越快越好",
+    "明天就要",
+    "马上就要",
+    "等着穿",
+    "等着用",
+    "赶时间",
+    "来不及",
+    "等不了",
+    "急着",
+    "急用",
+    "着急",
+    "加急",
+    "赶紧",
+    "尽快",
+    "快点",
+    "急",
+)
 _NOT_URGENT = ("不着急", "不用急", "不急", "别急", "不赶时间", "不赶", "慢慢来", "无所谓快慢")
-_PROMOTIONS = (("直播间价格", "直播价"), ("直播间的价格", "直播价"), ("直播价", "直播价"), ("满减", "满减"),
-               ("第二件半价", "第二件半价"), ("半价", "半价"), ("打折", "折扣"), ("折扣", "折扣"), ("秒杀", "秒杀"),
-               ("拼团", "拼团"), ("套装", "套装"), ("组合价", "套装"), ("搭配购", "套装"), ("赠品", "赠品"),
-               ("价保", "价保"), ("保价", "价保"), ("补差价", "补差价"), ("降价", "降价"), ("包邮", "包邮"),
-               ("凑单", "凑单"), ("活动", "活动"))
-_COUPONS = (("优惠券", "优惠券"), ("优惠码", "优惠码"), ("代金券", "优惠券"), ("消费券", "优惠券"), ("红包", "红包"),
-            ("券", "优惠券"))
+_PROMOTIONS = (
+    ("直播间价格", "直播价"),
+    ("直播间的价格", "直播价"),
+    ("直播价", "直播价"),
+    ("满减", "满减"),
+    ("第二件半价", "第二件半价"),
+    ("半价", "半价"),
+    ("打折", "折扣"),
+    ("折扣", "折扣"),
+    ("秒杀", "秒杀"),
+    ("拼团", "拼团"),
+    ("套装", "套装"),
+    ("组合价", "套装"),
+    ("搭配购", "套装"),
+    ("赠品", "赠品"),
+    ("价保", "价保"),
+    ("保价", "价保"),
+    ("补差价", "补差价"),
+    ("降价", "降价"),
+    ("包邮", "包邮"),
+    ("凑单", "凑单"),
+    ("活动", "活动"),
+)
+_COUPONS = (
+    ("优惠券", "优惠券"),
+    ("优惠码", "优惠码"),
+    ("代金券", "优惠券"),
+    ("消费券", "优惠券"),
+    ("红包", "红包"),
+    ("券", "优惠券"),
+)
 _FULL_REDUCTION = re.compile(r"满(\d+)减(\d+)")
 FUZZY_PRODUCT_MIN = 80  # rapidfuzz ratio for a near-miss product name (防划学步鞋 ~ 防滑学步鞋)
 FUZZY_MAX_TEXT = 200  # longer texts skip the fuzzy product pass
@@ -178,8 +261,11 @@ def size(text: str, vocab: Vocabulary) -> str | None:
         if len(shop_size) > 2 and at >= 0:
             mentions.append((at, shop_size))
     mentions += [(m.start(), m.group(1)) for m in _LETTER_SIZE.finditer(text)]
-    mentions += [(m.start(), str(cn_number(m.group(1)))) for m in _NUMBER_SIZE.finditer(text)
-                 if cn_number(m.group(1)) is not None]
+    mentions += [
+        (m.start(), str(cn_number(m.group(1))))
+        for m in _NUMBER_SIZE.finditer(text)
+        if cn_number(m.group(1)) is not None
+    ]
     mentions += [(text.find(w), w) for w in _WORD_SIZES if w in text]
     return _wanted(text, sorted(mentions)) if mentions else None
 
@@ -232,11 +318,17 @@ def _period(text: str, today: date) -> tuple[date, date] | None:
     monday = today - timedelta(days=today.weekday())
     first = today.replace(day=1)
     last_month_end = first - timedelta(days=1)
-    periods = (("上个月", (last_month_end.replace(day=1), last_month_end)), ("上月", (last_month_end.replace(day=1),
-               last_month_end)), ("这个月", (first, today)), ("本月", (first, today)),
-               ("上周", (monday - timedelta(weeks=1), monday - timedelta(days=1))),
-               ("上个星期", (monday - timedelta(weeks=1), monday - timedelta(days=1))),
-               ("这周", (monday, today)), ("本周", (monday, today)), ("这个星期", (monday, today)))
+    periods = (
+        ("上个月", (last_month_end.replace(day=1), last_month_end)),
+        ("上月", (last_month_end.replace(day=1), last_month_end)),
+        ("这个月", (first, today)),
+        ("本月", (first, today)),
+        ("上周", (monday - timedelta(weeks=1), monday - timedelta(days=1))),
+        ("上个星期", (monday - timedelta(weeks=1), monday - timedelta(days=1))),
+        ("这周", (monday, today)),
+        ("本周", (monday, today)),
+        ("这个星期", (monday, today)),
+    )
     return next((span for word, span in periods if word in text), None)
 
 
@@ -287,10 +379,15 @@ def extract_slots(text: str, now: datetime, vocab: Vocabulary) -> dict[str, str]
     """Every slot found in ``text`` (normalised), by name."""
     slots: dict[str, str] = {}
     finders: tuple[tuple[str, Callable[[], str | None]], ...] = (
-        ("order_id", lambda: order_id(text, vocab)), ("phone", lambda: phone(text)),
-        ("product", lambda: product(text, vocab)), ("color", lambda: color(text, vocab)),
-        ("size", lambda: size(text, vocab)), ("urgency", lambda: urgency(text)),
-        ("promotion", lambda: promotion(text)), ("coupon", lambda: coupon(text)), ("quantity", lambda: quantity(text)),
+        ("order_id", lambda: order_id(text, vocab)),
+        ("phone", lambda: phone(text)),
+        ("product", lambda: product(text, vocab)),
+        ("color", lambda: color(text, vocab)),
+        ("size", lambda: size(text, vocab)),
+        ("urgency", lambda: urgency(text)),
+        ("promotion", lambda: promotion(text)),
+        ("coupon", lambda: coupon(text)),
+        ("quantity", lambda: quantity(text)),
     )
     for name, finder in finders:
         value = finder()

@@ -151,6 +151,26 @@ class Dispatcher:
             if await self._decline(agent_id, call_id, why, now):
                 await self._dispatch(now)
 
+    async def unreached(self, agent_id: str, call_id: str, why: str = "unreached") -> None:
+        """The agent accepted but could not be connected (their phone did not answer, their page's
+        audio never came): line released, the caller queued again at their old place, not offered to
+        this agent again, and their desktop told the call is gone."""
+        async with self._lock:
+            now = self.now()
+            record = await self.store.load_call(call_id)
+            if record is None or record.get("status") != "accepted" or record.get("agent") != agent_id:
+                return
+            entry = QueuedCall.from_json(str(record["entry"]))
+            if agent_id not in entry.tried:
+                entry = replace(entry, tried=(*entry.tried, agent_id))
+            await self.store.release(agent_id, call_id, now)
+            changes = {"status": "queued", "agent": None, "offer": None, "entry": entry.to_json()}
+            await self.store.update_call(call_id, changes)
+            await self.store.enqueue(entry)
+            await self._withdraw(agent_id, call_id, why)
+            await self.store.publish(f"call:{call_id}", {"type": "declined", "agent": agent_id, "why": why})
+            await self._dispatch(now)
+
     async def cancel(self, call_id: str, why: str) -> None:
         """The caller hung up or went back to the bot: out of the queue, a ringing agent's offer withdrawn.
 

@@ -226,7 +226,7 @@ def test_decline_goes_to_the_next_agent_who_accepts_and_wraps_up_into_the_histor
     assert done.json()["me"]["presence"] == "wrap_up" and done.json()["me"]["calls"] == []
     history = shop.customer(customer_id).history
     assert len(history) == before + 1
-    assert [(h.channel, h.summary, h.complaint) for h in history if h.summary == notes] == [("agent", notes, True)]
+    assert [(h.channel, h.summary, h.complaint) for h in history if h.summary == notes] == [("agent", notes, False)]
     assert available(client, theirs)["presence"] == "available"
     too_long = client.post(f"/agent/api/calls/{call_id}/wrapup", json={"notes": "长" * 2001}, headers=theirs)
     assert too_long.status_code == 422

@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
 from core.errors import AudioFormatError, NotFoundError
-from core.shop import Agent, Contact
+from core.shop import AGENT_NOTES, Agent, Contact
 from routing.accounts import Accounts, Lockout
 from routing.dispatch import Dispatcher
 from routing.store import LiveStore, MemoryStore, Presence
@@ -386,7 +386,8 @@ async def wrapup(call_id: str, body: WrapUp, request: Request, agent_id: AgentId
     recorded = False
     if notes and customer.get("id"):
         hotline: Hotline = app.state.hotline
-        contact = Contact(hotline.clock.now(), "agent", notes, complaint=record.get("skill") == "complaint")
+        # the call's own record already counts a complaint: the notes are not a second one
+        contact = Contact(hotline.clock.now(), AGENT_NOTES, notes)
         await blocking(app, hotline.shop.record_contact, str(customer["id"]), contact)
         recorded = True
     await app.state.store.update_call(call_id, {"notes": notes})

@@ -250,7 +250,8 @@ class LiveCall:
         heard as one (``_answer`` retracts the last turn in the session).
         """
         if self.handover is not None:  # talking to an agent: the caller's words are their live transcript
-            if utterance.text:
+            on_hold = self.holding or (speech_start is not None and speech_start < self.handover.hold_ended_at)
+            if utterance.text and not on_hold:
                 self.spawn(self.handover.publish_line("caller", utterance.text), "line")
             return
         turn = _Turn(utterance, speech_end, final_at, self.time.now())

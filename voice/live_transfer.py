@@ -73,6 +73,7 @@ class Handover:
         self.call_id = call.session.call_id
         self.bridge: Bridge | None = None
         self.handing = False  # the wire is passing the caller to the agent's phone
+        self.hold_ended_at = float("inf")  # speech that began before this was said on hold: not a line
 
     async def run(self) -> None:
         call = self.call
@@ -121,6 +122,7 @@ class Handover:
         finally:
             hold.cancel()
             call.holding = False
+            self.hold_ended_at = call.time.now()
             with contextlib.suppress(Exception):
                 await call.wire.clear()
 
@@ -140,16 +142,17 @@ class Handover:
         wire: Any = self.call.wire
         if contact is not None and hasattr(wire, "hand_over"):
             self.handing = True  # the wire ends our leg when the agent answers: that is no hang-up
+            self.call.session.agent_connected(agent)  # (the leg may end before hand_over returns)
             try:
                 handed = await wire.hand_over(contact)
             finally:
                 self.handing = False
             if handed:
-                self.call.session.agent_connected(agent)
                 self.call.stop("handed to an agent")
                 return True
+            self.call.session.agent_lost()
             if handed is False:
-                await self.desk.dispatcher.decline(agent.id, self.call_id, "no_answer")
+                await self.desk.dispatcher.unreached(agent.id, self.call_id)
                 return False
         return await self._bridge(agent)
 
@@ -164,7 +167,7 @@ class Handover:
             try:
                 await asyncio.wait_for(bridge.connected.wait(), AGENT_AUDIO_WAIT_S)
             except TimeoutError:
-                await self.desk.dispatcher.decline(agent.id, self.call_id, "no_answer")
+                await self.desk.dispatcher.unreached(agent.id, self.call_id)
                 return False
             call.session.agent_connected(agent)
             await call.say(render("transfer.connected", name=agent.name))

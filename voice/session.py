@@ -337,6 +337,10 @@ class CallSession:
         """The live call handed the caller to ``agent``."""
         self.agent, self._connected = agent, True
 
+    def agent_lost(self) -> None:
+        """The hand-over to the agent failed: the caller waits for an agent again."""
+        self.agent, self._connected = None, False
+
     def no_agent_came(self) -> str:
         """Nobody took the call in time: it becomes a callback; returns the apology to say."""
         if self._transfer is None or self._state is None or self._state.transfer is None:

@@ -36,15 +36,25 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from core.errors import IvrError
 from core.settings import Settings
 from core.types import AudioFrame, mask_phone
+from routing.accounts import AgentContact
 from voice import twilio_wire as tw
 from voice.hold_audio import hold_wav
 from voice.live import LiveCall, LiveEvent
 from voice.live_line import line_of
 from voice.live_metrics import LIVE_CALLS
 from voice.twilio_rest import TwilioRest
-from voice.twilio_transfer import AgentLegResult, OnAgentLeg, leg_result
+from voice.twilio_transfer import (
+    AGENT_RING_S,
+    AgentLegError,
+    AgentLegResult,
+    OnAgentLeg,
+    dial_agent,
+    leg_result,
+    move_caller,
+)
 
 log = logging.getLogger(__name__)
+LEG_GRACE_S = 15.0  # beyond the agent's ring time, how long to wait for Twilio's word on their leg
 router = APIRouter(prefix="/twilio")
 
 MAX_FORM_BYTES = 64 * 1024
@@ -64,6 +74,15 @@ class TwilioCalls:
     live: dict[str, LiveCall] = field(default_factory=dict)
     rest: TwilioRest | None = None
     rooms: dict[str, deque[dict[str, str]]] = field(default_factory=dict)  # conference events by room name
+    dialled: dict[str, str] = field(default_factory=dict)  # call SID -> the number the caller dialled (ours)
+    legs: dict[str, asyncio.Future[AgentLegResult]] = field(default_factory=dict)  # room -> the agent leg awaited
+    moved: set[str] = field(default_factory=set)  # call SIDs handed to a conference: never hung up through REST
+
+    async def leg_result(self, result: AgentLegResult) -> None:
+        """An agent leg's outcome (``app.state.on_agent_leg``): the hand-over waiting for it goes on."""
+        waiting = self.legs.get(result.room)
+        if waiting is not None and not waiting.done() and result.outcome != "ended":
+            waiting.set_result(result)
 
     def rest_client(self) -> TwilioRest:
         if self.rest is None:
@@ -80,6 +99,8 @@ def calls_of(app: Any) -> TwilioCalls:
     calls = getattr(app.state, "twilio_calls", None)
     if calls is None:
         calls = app.state.twilio_calls = TwilioCalls(app.state.hotline.settings)
+        if getattr(app.state, "on_agent_leg", None) is None:
+            app.state.on_agent_leg = calls.leg_result
     return calls
 
 
@@ -128,6 +149,7 @@ async def voice_webhook(request: Request) -> Response:
     calls.forget_expired(now)
     token = tw.issue_token(calls.settings.twilio_auth_token, call_sid, caller, now)
     calls.answered[call_sid] = now + tw.TOKEN_TTL_S
+    calls.dialled[call_sid] = form.get("To", "")
     response, connect = VoiceResponse(), Connect()
     stream = connect.stream(url=stream_url(calls.settings.public_url))
     stream.parameter(name="token", value=token)
@@ -231,7 +253,38 @@ class TwilioWire:
         if event.kind == "latency":
             log.info("turn latency", extra={"call_sid": self.call_sid, **event.data})
 
+    async def hand_over(self, contact: AgentContact) -> bool | None:
+        """An agent with a phone number: dialled into a conference room of this call; once they answer,
+        the caller is moved in (True) — until then the caller stays on the hotline's hold audio. False:
+        they did not answer (or Twilio refused); None: no phone number, or no Twilio REST account."""
+        settings = self.calls.settings
+        if not contact.phone or not settings.twilio_account_sid or not settings.public_url:
+            return None
+        room = f"ivr-{self.call_sid}"
+        waiting: asyncio.Future[AgentLegResult] = asyncio.get_running_loop().create_future()
+        self.calls.legs[room] = waiting
+        try:
+            await dial_agent(settings, room, contact.phone, self.calls.dialled.get(self.call_sid) or contact.phone)
+            result = await asyncio.wait_for(waiting, AGENT_RING_S + LEG_GRACE_S)
+        except (AgentLegError, TimeoutError) as err:
+            log.warning("twilio agent leg failed: %s", err, extra={"call_sid": self.call_sid})
+            return False
+        finally:
+            self.calls.legs.pop(room, None)
+        if result.outcome != "answered":
+            return False
+        self.calls.moved.add(self.call_sid)
+        try:
+            await move_caller(settings, self.call_sid, room)
+        except AgentLegError as err:
+            self.calls.moved.discard(self.call_sid)
+            log.warning("twilio caller not moved to the agent: %s", err, extra={"call_sid": self.call_sid})
+            return False
+        return True
+
     async def hangup(self) -> None:
+        if self.call_sid in self.calls.moved:
+            return  # the caller is with the agent in the conference: their call must go on
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.calls.rest_client().hang_up, self.call_sid)
         except Exception as err:  # the caller still gets the stream closed below
