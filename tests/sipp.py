@@ -42,6 +42,26 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
+def free_baresip_port() -> int:
+    """A port for baresip's ``sip_listen``: free for UDP and TCP, and the next one for TCP too —
+    baresip 1.0 listens on UDP, TCP and TLS whatever ``sip_transports`` says, TLS one port up (a
+    TCP port taken by another program there once stopped it: "SIP/TLS transport failed")."""
+    while True:
+        port = free_port()
+        sockets = []
+        try:
+            for kind, number in ((socket.SOCK_DGRAM, port), (socket.SOCK_STREAM, port), (socket.SOCK_STREAM, port + 1)):
+                s = socket.socket(socket.AF_INET, kind)
+                sockets.append(s)
+                s.bind(("127.0.0.1", number))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+
+
 def free_media_ports() -> int:
     """An even UDP port whose next three are free too: sipp binds audio RTP/RTCP there and video two
     ports up (one free port alone once met a video port in use: sipp exit 254, "Unable to bind")."""

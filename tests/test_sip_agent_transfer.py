@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from paths import program
-from sipp import SCENARIOS, RtpCounter, free_media_ports, free_port, sip_server, sipp_path, until
+from sipp import SCENARIOS, RtpCounter, free_baresip_port, free_media_ports, free_port, sip_server, sipp_path, until
 
 from core.types import AudioFrame
 from voice.live_line import line_of
@@ -60,7 +60,7 @@ class Agent:
 def baresip_agent(home: Path, answer: str) -> Iterator[Agent]:
     """baresip listening as ``sip:agent@127.0.0.1:<port>``; ``answer``: ``auto`` (answers at once) or ``manual``."""
     baresip = program("baresip", "baresip")
-    sip_port, cons_port = free_port(), free_port(socket.SOCK_STREAM)
+    sip_port, cons_port = free_baresip_port(), free_port(socket.SOCK_STREAM)
     home.mkdir()
     write_wav(home / "mic.wav", AudioFrame(bytes(2 * 8000 * 30), 8000))  # the agent says nothing
     lines = [

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from paths import REAL_ZH, program, shared
-from sipp import free_port, sip_server, until
+from sipp import free_baresip_port, free_port, sip_server, until
 from testmodels import telephone
 
 from core.types import AudioFrame
@@ -72,7 +72,7 @@ def baresip_call(tmp_path: Path, microphone: bytes, vosk_model: Path) -> Iterato
     baresip = program("baresip", "baresip")
     home = tmp_path / "baresip"
     cons_port = free_port(socket.SOCK_STREAM)  # cons listens on UDP and TCP at this port
-    _config(home, free_port(), cons_port)
+    _config(home, free_baresip_port(), cons_port)
     write_wav(home / "mic.wav", AudioFrame(microphone, 8000))
     settings = {"asr_engine": "vosk", "vosk_model": str(vosk_model)}
     with sip_server(tmp_path, **settings) as (app, port), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cons:

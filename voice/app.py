@@ -150,7 +150,7 @@ def _call_routes(app: FastAPI) -> None:
         await sweep(app)
         if calls.full:
             raise LineFullError(f"all {calls.limit} lines are busy; try again shortly")
-        session = hotline.session(hotline.claimed_caller(start.caller))
+        session = hotline.session(hotline.claimed_caller(start.caller), channel="api")
         greeting = "".join(a.text for a in await control(app, session.greet))
         calls.add(session)
         return {"call_id": session.call_id, **masked(session, greeting)}

@@ -87,7 +87,7 @@ class Hotline:
         call_id: str | None = None,
         *,
         with_speech: bool = False,
-        channel: str = "api",
+        channel: str = "cli",
         audio_url: str | None = None,
     ) -> CallSession:
         """A call's session; ``channel`` and ``audio_url`` go into its handoff packet."""

@@ -152,7 +152,7 @@ class CallSession:
         caller: str | None = None,
         call_id: str | None = None,
         transfers: TransferPort | None = None,
-        channel: str = "api",
+        channel: str = "cli",
         audio_url: str | None = None,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -160,7 +160,7 @@ class CallSession:
         self.caller = caller
         self.call_id = call_id or uuid.uuid4().hex[:12]
         self.transfers = transfers  # None: no agents reachable (every transfer becomes a callback)
-        self.channel = channel  # twilio | sip | phone | api: shown to the agent
+        self.channel = channel  # twilio | sip | phone | api | cli: shown to the agent
         self.audio_url = audio_url  # where a browser agent's audio reaches this call (live calls)
         self.placement: Placement | None = None  # the transfer's place with the agents
         self.agent: Agent | None = None  # rung at once, or connected by the live call
@@ -354,8 +354,10 @@ class CallSession:
         self._left_queue = True
 
     def _withdraw(self) -> None:
+        """A transfer nobody took yet is withdrawn when the call ends — except an HTTP API call's: it
+        has no line to hold, so its transfer stays with the agents, who follow up from the packet."""
         if self.transfers is not None and self.placement is not None and self.placement.status != "no_agent":
-            if not self._connected:
+            if not self._connected and self.channel != "api":
                 self.transfers.withdraw(self.call_id, "来电已挂断" if self._left_queue else "通话已结束")
 
     def end(self) -> CallOutcome:
