@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -162,6 +162,11 @@ class LiveStore(Protocol):
         ...
 
     async def load_call(self, call_id: str) -> Mapping[str, Any] | None: ...
+
+    async def call_fields(self, call_ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Some top-level ``fields`` of many records at once (one round trip): call id → {field: value}
+        for each record there is (a missing or expired one is left out; so is a field the record lacks)."""
+        ...
 
     # -- streams -----------------------------------------------------------------------------------
     async def publish(self, stream: str, event: Mapping[str, Any]) -> str:
@@ -302,6 +307,16 @@ class MemoryStore:
             self._calls.pop(call_id, None)
             return None
         return _copy(held[1])  # type: ignore[no-any-return]
+
+    async def call_fields(self, call_ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for call_id in call_ids:
+            held = self._calls.get(call_id)
+            if held is None or held[0] <= self._time():
+                self._calls.pop(call_id, None)
+                continue
+            found[call_id] = _copy({f: held[1][f] for f in fields if f in held[1]})
+        return found
 
     async def publish(self, stream: str, event: Mapping[str, Any]) -> str:
         now = self._time()

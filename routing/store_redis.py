@@ -7,7 +7,7 @@ Keys (all under ``prefix``, default ``ivr:``):
 - ``queue`` sorted set of call ids, score ``priority * 1e10 + enqueued_at`` (ties: by call id);
   ``queue:entries`` hash call id → ``QueuedCall.to_json()``. ``enqueue``/``dequeue`` are Lua scripts.
 - ``call:<id>`` hash: each top-level field of the record as JSON (so ``update_call`` merges with one
-  atomic HSET and no JSON in Lua), with a TTL.
+  atomic HSET and no JSON in Lua, and ``call_fields`` is a pipeline of HMGETs), with a TTL.
 - ``stream:<name>`` Redis Stream (one field ``e``: the event as JSON), ``MAXLEN ~ 1000``, expiring a
   day after its last event.
 - ``servers`` sorted set server → ``now + ttl_s`` of its last heartbeat; ``session:<token hash>`` →
@@ -319,6 +319,21 @@ class RedisStore:
         with self._guard("loading a call record"):
             fields = await self._redis.hgetall(self._key("call", call_id))  # type: ignore[misc]
         return _record(fields)
+
+    async def call_fields(self, call_ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not call_ids:
+            return {}
+        names = [_RECORD, *fields]
+        with self._guard("reading fields of call records"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call_id in call_ids:
+                    pipe.hmget(self._key("call", call_id), names)
+                replies = await pipe.execute()
+        found: dict[str, dict[str, Any]] = {}
+        for call_id, (exists, *values) in zip(call_ids, replies, strict=True):
+            if exists is not None:
+                found[call_id] = {f: json.loads(_text(v)) for f, v in zip(fields, values, strict=True) if v is not None}
+        return found
 
     # -- streams -----------------------------------------------------------------------------------
     async def publish(self, stream: str, event: Mapping[str, Any]) -> str:
