@@ -161,6 +161,13 @@ class LiveStore(Protocol):
         (None when there is none, or it expired). The record's expiry is unchanged."""
         ...
 
+    async def swap_status(self, call_id: str, expect: Sequence[str], changes: Mapping[str, Any]) -> bool:
+        """Compare-and-set on the record's ``status``: when it is one of ``expect``, merge ``changes``
+        into the record as ``update_call`` does and return True; otherwise (another status, none, no
+        record) change nothing and return False. Atomic: of concurrent swaps away from one status,
+        across servers, exactly one wins."""
+        ...
+
     async def load_call(self, call_id: str) -> Mapping[str, Any] | None: ...
 
     async def call_fields(self, call_ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -300,6 +307,13 @@ class MemoryStore:
         record = self._calls[call_id][1]
         record.update(_copy(dict(changes)))
         return _copy(record)  # type: ignore[no-any-return]
+
+    async def swap_status(self, call_id: str, expect: Sequence[str], changes: Mapping[str, Any]) -> bool:
+        record = await self.load_call(call_id)
+        if record is None or record.get("status") not in expect:
+            return False
+        self._calls[call_id][1].update(_copy(dict(changes)))
+        return True
 
     async def load_call(self, call_id: str) -> Mapping[str, Any] | None:
         held = self._calls.get(call_id)

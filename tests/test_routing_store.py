@@ -365,6 +365,43 @@ def test_a_call_record_expires_and_an_update_keeps_its_expiry(kind: str) -> None
     run(kind, body)
 
 
+def test_swap_status_changes_the_record_only_from_an_expected_status(kind: str) -> None:
+    async def body(w: World) -> None:
+        s = w.store
+        assert not await s.swap_status("never", ["offered"], {"status": "accepted"})
+        assert await s.load_call("never") is None
+        await s.save_call("c1", {**PACKET, "status": "offered", "offer": {"agent": "a1"}}, ttl_s=600)
+        assert not await s.swap_status("c1", ["queued", "accepted"], {"status": "cancelled"})
+        assert not await s.swap_status("c1", [], {"status": "cancelled"})
+        assert await s.load_call("c1") == {**PACKET, "status": "offered", "offer": {"agent": "a1"}}
+        assert await s.swap_status("c1", ["queued", "offered"], {"status": "accepted", "agent": "a1", "offer": None})
+        assert await s.load_call("c1") == {**PACKET, "status": "accepted", "offer": None, "agent": "a1"}
+        assert not await s.swap_status("c1", ["offered"], {"status": "cancelled"})
+        assert await s.swap_status("c1", ["accepted"], {})  # a bare check: nothing changes
+        assert (await s.load_call("c1") or {})["status"] == "accepted"
+        await s.save_call("c2", {"state": "offered"}, ttl_s=600)  # no status field at all
+        assert not await s.swap_status("c2", ["offered"], {"status": "cancelled"})
+        await s.save_call("c3", {"status": "queued"}, ttl_s=SHORT_TTL)
+        await w.pass_time(SHORT_TTL + 0.15)
+        assert not await s.swap_status("c3", ["queued"], {"status": "cancelled"})
+        assert await s.load_call("c3") is None
+
+    run(kind, body)
+
+
+def test_exactly_one_of_twenty_concurrent_swaps_from_a_status_wins(kind: str) -> None:
+    async def body(w: World) -> None:
+        a, b = w.stores
+        await a.save_call("c1", {"status": "offered"}, ttl_s=600)
+        await asyncio.gather(*[store.queue() for store in w.stores for _ in range(10)])  # connections open
+        changes = [{"status": "accepted" if n % 3 else "cancelled", "by": n} for n in range(20)]
+        won = await asyncio.gather(*[(a if n % 2 else b).swap_status("c1", ["offered"], changes[n]) for n in range(20)])
+        assert won.count(True) == 1
+        assert await b.load_call("c1") == changes[won.index(True)]
+
+    run(kind, body, servers=2)
+
+
 def test_some_fields_of_many_records_in_one_call(kind: str) -> None:
     async def body(w: World) -> None:
         s = w.store
@@ -582,6 +619,7 @@ def test_connect_to_unreachable_redis_says_so_without_the_password() -> None:
         lambda s: s.queue(),
         lambda s: s.update_call("c1", {"agent": "a1"}),
         lambda s: s.call_fields(["c1", "c2"], ["status"]),
+        lambda s: s.swap_status("c1", ["offered"], {"status": "accepted"}),
         lambda s: s.publish("call:c1", {"type": "queued"}),
         lambda s: s.read("call:c1", timeout_s=5),
         lambda s: s.servers_alive(T0),
@@ -593,6 +631,7 @@ def test_connect_to_unreachable_redis_says_so_without_the_password() -> None:
         "queue",
         "update_call",
         "call_fields",
+        "swap_status",
         "publish",
         "read_waiting",
         "servers_alive",
