@@ -23,11 +23,14 @@ records, so any server sees every offer. The agent may accept or decline while `
 offer rings out ``ring_grace_s`` after ``until``, when the server that made it turns it into a
 ``no_answer`` decline (any server does when that one is dead). In between, nothing happens to it,
 so an accept or decline at the last moment on the agent's server never meets the ring-out of
-another. Within a server every change runs under one lock. Across servers, what remains racy is
-healed: a decline re-reads the record just before it writes; a caller found in the queue whose
-record is no longer ``queued`` is dropped from it instead of being offered twice; and a line held
-for a transfer call that is neither ringing nor talking to that agent (a server stopped between
-reserve and ring, a decline racing a cancel) is given back after ``STRAY_AFTER_S`` (agent stream
+another. Within a server every change runs under one lock. Across servers, ``accept`` and ``cancel``
+change the status by compare-and-set (``LiveStore.swap_status``): of an accept and a hang-up at the
+same moment on two servers exactly one wins, and a cancel that lost looks again (an accepted call's
+conversation is then ended as ``finish`` does). What remains racy is healed: a decline re-reads
+the record just before it writes; a caller found in the queue whose record is no longer ``queued``
+is dropped from it instead of being offered twice; and a line held for a transfer call that is
+neither ringing nor talking to that agent (a server stopped between reserve and ring, a decline
+racing a cancel) is given back after ``STRAY_AFTER_S`` (agent stream
 ``cancel`` {why: "withdrawn"}). Lines held for calls without a dispatcher record are left alone.
 
 Wait estimate: position × the mean time from queued (first ``enqueued_at``) to accepted over the
@@ -56,6 +59,7 @@ WAITS_TTL_S = 30 * 86400.0
 WAIT_HISTORY = 20
 # where a call stands: the fields of its record read to decide (never the handoff packet, ~2 KB)
 _STATE_FIELDS = ("status", "offer", "agent", "entry", "cancelled", "queued_at")
+CANCEL_TRIES = 5  # a cancel that lost its status swap this often just flags the call (see ``cancel``)
 STRAY_AFTER_S = 5.0  # a transfer line held for a call that is not with that agent is given back after this
 
 
@@ -131,10 +135,12 @@ class Dispatcher:
             now = self.now()
             record = await self._where(call_id)
             offer = _offer(record, agent_id)
-            if record is None or offer is None or now >= float(offer["until"]):
+            if record is None or offer is None or record.get("cancelled") or now >= float(offer["until"]):
                 return False
             state = await self.store.agent(agent_id)
-            await self.store.update_call(call_id, {"status": "accepted", "agent": agent_id, "accepted_at": now})
+            changes = {"status": "accepted", "agent": agent_id, "accepted_at": now}
+            if not await self.store.swap_status(call_id, ("offered",), changes):
+                return False  # cancelled meanwhile (the caller hung up; another server)
             await self.store.publish(f"call:{call_id}", {"type": "accepted", "agent": agent_id, "server": state.server})
             await self._note_wait(now - float(record.get("queued_at", now)))
             return True
@@ -160,23 +166,32 @@ class Dispatcher:
         ``done``) and tells their desktop (agent stream ``cancel``)."""
         async with self._lock:
             now = self.now()
-            await self.store.dequeue(call_id)
-            record = await self._where(call_id)
-            status = record.get("status") if record else None
-            if record is None or status in ("cancelled", "done", "no_agent"):
+            for _ in range(CANCEL_TRIES):
+                await self.store.dequeue(call_id)  # again on each try: a decline elsewhere may have queued it
+                record = await self._where(call_id)
+                status = record.get("status") if record else None
+                if record is None or status in ("cancelled", "done", "no_agent"):
+                    return
+                if status == "accepted":
+                    agent_id = str(record["agent"])
+                    await self._withdraw(agent_id, call_id, why)
+                    await self._finish(agent_id, call_id, now, why)
+                    return
+                changes = {"status": "cancelled", "cancelled": True, "why": why, "offer": None}
+                if not isinstance(status, str):  # not a dispatcher record: marked all the same
+                    await self.store.update_call(call_id, changes)
+                elif not await self.store.swap_status(call_id, (status,), changes):
+                    continue  # it moved meanwhile (offered, accepted, declined on another server): look again
+                offer = record.get("offer")
+                if status == "offered" and isinstance(offer, Mapping):
+                    agent_id = str(offer["agent"])
+                    await self.store.release(agent_id, call_id, now)
+                    await self._withdraw(agent_id, call_id, why)
+                await self.store.publish(f"call:{call_id}", {"type": "cancelled", "why": why})
                 return
-            if status == "accepted":
-                agent_id = str(record["agent"])
-                await self._withdraw(agent_id, call_id, why)
-                await self._finish(agent_id, call_id, now, why)
-                return
-            offer = record.get("offer")
-            if status == "offered" and isinstance(offer, Mapping):
-                agent_id = str(offer["agent"])
-                await self.store.release(agent_id, call_id, now)
-                await self._withdraw(agent_id, call_id, why)
-            await self.store.update_call(call_id, {"status": "cancelled", "cancelled": True, "why": why, "offer": None})
-            await self.store.publish(f"call:{call_id}", {"type": "cancelled", "why": why})
+            # still moving after that many looks: flag it (an offer being made sees the flag and is undone)
+            log.warning("a cancel kept losing to other servers", extra={"call_id": call_id})
+            await self.store.update_call(call_id, {"cancelled": True, "why": why})
 
     async def finish(self, agent_id: str, call_id: str) -> None:
         """The agent's conversation is over: their line is released and they go to wrap-up."""

@@ -588,3 +588,55 @@ def test_a_pass_or_request_reads_the_agents_once_and_no_whole_record(world: Worl
         assert record is not None and QueuedCall.from_json(record["entry"]).tried == ("K3",)
 
     world.run(test)
+
+
+class BeforeSwap:
+    """A store that runs ``hook`` once, just before the first status swap (compare-and-set)."""
+
+    def __init__(self, store: LiveStore, hook: Callable[[], Awaitable[Any]]) -> None:
+        self._store = store
+        self._hook: Callable[[], Awaitable[Any]] | None = hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def swap_status(self, call_id: str, expect: Any, changes: Any) -> bool:
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            await hook()
+        return bool(await self._store.swap_status(call_id, expect, changes))
+
+
+def test_a_hang_up_on_another_server_during_an_accept_wins_and_the_accept_is_refused(world: World) -> None:
+    async def test() -> None:
+        b = world.on("B")
+        a = Dispatcher(BeforeSwap(world.store, lambda: b.cancel("c1", "hangup")), lambda: AGENTS, "A", world.clock)
+        await world.sign_in("K1")
+        assert (await b.request(call("c1", server="B"), PACKET)).status == "offered"
+        world.clock.t += 1
+        assert not await a.accept("K1", "c1")
+        assert await world.status("c1") == "cancelled"
+        state = await world.state("K1")
+        assert state.calls == () and state.presence is Presence.AVAILABLE
+        assert [e["type"] for e in await world.events("call:c1")] == ["queued", "offered", "cancelled"]
+        assert (await world.events("agent:K1"))[-1] == {"type": "cancel", "call_id": "c1", "why": "hangup"}
+
+    world.run(test)
+
+
+def test_an_accept_on_another_server_during_a_hang_up_wins_and_the_conversation_ends(world: World) -> None:
+    async def test() -> None:
+        b = world.on("B")
+        a = Dispatcher(BeforeSwap(world.store, lambda: b.accept("K1", "c1")), lambda: AGENTS, "A", world.clock)
+        await world.sign_in("K1")
+        assert (await b.request(call("c1", server="B"), PACKET)).status == "offered"
+        world.clock.t += 1
+        await a.cancel("c1", "hangup")
+        record = await world.store.load_call("c1")
+        assert record is not None and (record["status"], record["agent"], record["why"]) == ("done", "K1", "hangup")
+        state = await world.state("K1")
+        assert state.calls == () and state.presence is Presence.WRAP_UP
+        assert [e["type"] for e in await world.events("call:c1")] == ["queued", "offered", "accepted"]
+        assert (await world.events("agent:K1"))[-1] == {"type": "cancel", "call_id": "c1", "why": "hangup"}
+
+    world.run(test)
