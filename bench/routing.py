@@ -273,6 +273,7 @@ async def bench_pass(backend: Backend, n_agents: int, n_queued: int, passes: int
         "agents": n_agents, "lines_taken": lines, "queued": n_queued, "ms": summary_ms(times),
         "store_calls_per_pass": round(counting.total() / passes, 1),
         "load_call_per_pass": round(counting.calls["load_call"] / passes, 1),
+        "call_fields_per_pass": round(counting.calls["call_fields"] / passes, 1),
     }  # fmt: skip
 
 

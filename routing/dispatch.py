@@ -23,11 +23,14 @@ records, so any server sees every offer. The agent may accept or decline while `
 offer rings out ``ring_grace_s`` after ``until``, when the server that made it turns it into a
 ``no_answer`` decline (any server does when that one is dead). In between, nothing happens to it,
 so an accept or decline at the last moment on the agent's server never meets the ring-out of
-another. Within a server every change runs under one lock. Across servers, what remains racy is
-healed: a decline re-reads the record just before it writes; a caller found in the queue whose
-record is no longer ``queued`` is dropped from it instead of being offered twice; and a line held
-for a transfer call that is neither ringing nor talking to that agent (a server stopped between
-reserve and ring, a decline racing a cancel) is given back after ``STRAY_AFTER_S`` (agent stream
+another. Within a server every change runs under one lock. Across servers, ``accept`` and ``cancel``
+change the status by compare-and-set (``LiveStore.swap_status``): of an accept and a hang-up at the
+same moment on two servers exactly one wins, and a cancel that lost looks again (an accepted call's
+conversation is then ended as ``finish`` does). What remains racy is healed: a decline re-reads
+the record just before it writes; a caller found in the queue whose record is no longer ``queued``
+is dropped from it instead of being offered twice; and a line held for a transfer call that is
+neither ringing nor talking to that agent (a server stopped between reserve and ring, a decline
+racing a cancel) is given back after ``STRAY_AFTER_S`` (agent stream
 ``cancel`` {why: "withdrawn"}). Lines held for calls without a dispatcher record are left alone.
 
 Wait estimate: position × the mean time from queued (first ``enqueued_at``) to accepted over the
@@ -46,7 +49,7 @@ from typing import Any
 from core.errors import IvrError
 from core.shop import Agent
 from routing.agents import candidates, reachable
-from routing.store import AgentState, LiveStore, QueuedCall
+from routing.store import AgentState, LiveStore, Presence, QueuedCall
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,9 @@ RECORD_TTL_S = 2 * 3600.0  # a call's record outlives any transfer
 WAITS_KEY = "routing:waits"  # the shared record of recent waits (queued → accepted, seconds)
 WAITS_TTL_S = 30 * 86400.0
 WAIT_HISTORY = 20
+# where a call stands: the fields of its record read to decide (never the handoff packet, ~2 KB)
+_STATE_FIELDS = ("status", "offer", "agent", "entry", "cancelled", "queued_at")
+CANCEL_TRIES = 5  # a cancel that lost its status swap this often just flags the call (see ``cancel``)
 STRAY_AFTER_S = 5.0  # a transfer line held for a call that is not with that agent is given back after this
 
 
@@ -99,18 +105,18 @@ class Dispatcher:
         (all offline) — nothing is queued and the caller should hear the callback offer."""
         async with self._lock:
             now = self.now()
-            await self._heartbeat(now)
+            states = dict(await self.store.agents())  # read once: the reachable check, ring-out, ranking
             record = {
                 **packet, "status": "queued", "skill": entry.skill, "priority": entry.priority,
                 "server": entry.server, "queued_at": entry.enqueued_at, "entry": entry.to_json(),
             }  # fmt: skip
-            if not reachable(entry, self.agents(), await self.store.agents()):
+            if not reachable(entry, self.agents(), states):
                 await self.store.save_call(entry.call_id, {**record, "status": "no_agent"}, RECORD_TTL_S)
                 return Placement("no_agent")
             await self.store.save_call(entry.call_id, record, RECORD_TTL_S)
             position = await self.store.enqueue(entry)
             await self.store.publish(f"call:{entry.call_id}", {"type": "queued", "position": position})
-            for call_id, agent_id in await self._dispatch(now):
+            for call_id, agent_id in await self._dispatch(now, states):
                 if call_id == entry.call_id:
                     return Placement("offered", agent=self._agent(agent_id))
             position_now, wait = await self._estimate(entry.call_id)
@@ -127,12 +133,14 @@ class Dispatcher:
         """The agent takes the call offered to them (False: not theirs, or no longer offered)."""
         async with self._lock:
             now = self.now()
-            record = await self.store.load_call(call_id)
+            record = await self._where(call_id)
             offer = _offer(record, agent_id)
-            if record is None or offer is None or now >= float(offer["until"]):
+            if record is None or offer is None or record.get("cancelled") or now >= float(offer["until"]):
                 return False
             state = await self.store.agent(agent_id)
-            await self.store.update_call(call_id, {"status": "accepted", "agent": agent_id, "accepted_at": now})
+            changes = {"status": "accepted", "agent": agent_id, "accepted_at": now}
+            if not await self.store.swap_status(call_id, ("offered",), changes):
+                return False  # cancelled meanwhile (the caller hung up; another server)
             await self.store.publish(f"call:{call_id}", {"type": "accepted", "agent": agent_id, "server": state.server})
             await self._note_wait(now - float(record.get("queued_at", now)))
             return True
@@ -142,7 +150,7 @@ class Dispatcher:
         caller queued again at their old place, this agent not offered it again."""
         async with self._lock:
             now = self.now()
-            offer = _offer(await self.store.load_call(call_id), agent_id)
+            offer = _offer(await self._where(call_id), agent_id)
             if offer is None:
                 return  # not ringing this agent (already accepted, declined, rung out or cancelled)
             until = float(offer["until"])
@@ -178,23 +186,32 @@ class Dispatcher:
         ``done``) and tells their desktop (agent stream ``cancel``)."""
         async with self._lock:
             now = self.now()
-            await self.store.dequeue(call_id)
-            record = await self.store.load_call(call_id)
-            status = record.get("status") if record else None
-            if record is None or status in ("cancelled", "done", "no_agent"):
+            for _ in range(CANCEL_TRIES):
+                await self.store.dequeue(call_id)  # again on each try: a decline elsewhere may have queued it
+                record = await self._where(call_id)
+                status = record.get("status") if record else None
+                if record is None or status in ("cancelled", "done", "no_agent"):
+                    return
+                if status == "accepted":
+                    agent_id = str(record["agent"])
+                    await self._withdraw(agent_id, call_id, why)
+                    await self._finish(agent_id, call_id, now, why)
+                    return
+                changes = {"status": "cancelled", "cancelled": True, "why": why, "offer": None}
+                if not isinstance(status, str):  # not a dispatcher record: marked all the same
+                    await self.store.update_call(call_id, changes)
+                elif not await self.store.swap_status(call_id, (status,), changes):
+                    continue  # it moved meanwhile (offered, accepted, declined on another server): look again
+                offer = record.get("offer")
+                if status == "offered" and isinstance(offer, Mapping):
+                    agent_id = str(offer["agent"])
+                    await self.store.release(agent_id, call_id, now)
+                    await self._withdraw(agent_id, call_id, why)
+                await self.store.publish(f"call:{call_id}", {"type": "cancelled", "why": why})
                 return
-            if status == "accepted":
-                agent_id = str(record["agent"])
-                await self._withdraw(agent_id, call_id, why)
-                await self._finish(agent_id, call_id, now, why)
-                return
-            offer = record.get("offer")
-            if status == "offered" and isinstance(offer, Mapping):
-                agent_id = str(offer["agent"])
-                await self.store.release(agent_id, call_id, now)
-                await self._withdraw(agent_id, call_id, why)
-            await self.store.update_call(call_id, {"status": "cancelled", "cancelled": True, "why": why, "offer": None})
-            await self.store.publish(f"call:{call_id}", {"type": "cancelled", "why": why})
+            # still moving after that many looks: flag it (an offer being made sees the flag and is undone)
+            log.warning("a cancel kept losing to other servers", extra={"call_id": call_id})
+            await self.store.update_call(call_id, {"cancelled": True, "why": why})
 
     async def finish(self, agent_id: str, call_id: str) -> None:
         """The agent's conversation is over: their line is released and they go to wrap-up."""
@@ -218,15 +235,22 @@ class Dispatcher:
 
     # -- inside the lock ---------------------------------------------------------------------------
 
+    async def _where(self, call_id: str) -> Mapping[str, Any] | None:
+        """Where the call stands: its record's ``_STATE_FIELDS`` (None: no record)."""
+        return (await self.store.call_fields([call_id], _STATE_FIELDS)).get(call_id)
+
     async def _heartbeat(self, now: float) -> None:
         await self.store.heartbeat(self.server, now, self.heartbeat_s)
 
-    async def _dispatch(self, now: float) -> list[tuple[str, str]]:
+    async def _dispatch(self, now: float, states: dict[str, AgentState] | None = None) -> list[tuple[str, str]]:
+        """``states``: the agents' states as just read (read here when None); kept up to date with
+        this pass's own changes, so each agent's state is read from the store once per pass."""
         await self._heartbeat(now)
         alive = await self.store.servers_alive(now)
-        await self._ring_out(now, alive)
+        if states is None:
+            states = dict(await self.store.agents())
+        await self._ring_out(now, alive, states)
         shop = list(self.agents())
-        states = dict(await self.store.agents())
         offered: list[tuple[str, str]] = []
         for entry in await self.store.queue():
             if entry.server not in alive:
@@ -243,11 +267,12 @@ class Dispatcher:
         for candidate in candidates(entry, shop, states, now, self.widen_after_s):
             agent_id, call_id = candidate.agent.id, entry.call_id
             won = await self.store.reserve(agent_id, call_id, candidate.agent.max_concurrent, now)
-            states[agent_id] = await self.store.agent(agent_id)
             if not won:
-                continue  # taken meanwhile (another server): the next one
+                states[agent_id] = await self.store.agent(agent_id)  # changed meanwhile (another server)
+                continue  # taken meanwhile: the next one
+            states[agent_id] = _reserved(states[agent_id], call_id, candidate.agent.max_concurrent, now)
             taken = await self.store.dequeue(call_id)
-            record = await self.store.load_call(call_id) if taken is not None else None
+            record = await self._where(call_id) if taken is not None else None
             if taken is None or record is None or record.get("status") != "queued":
                 # another server took the caller, or the call ended meanwhile: drop it, free the line
                 states[agent_id] = await self.store.release(agent_id, call_id, now)
@@ -266,27 +291,33 @@ class Dispatcher:
             return agent_id
         return None
 
-    async def _ring_out(self, now: float, alive: set[str]) -> None:
+    async def _ring_out(self, now: float, alive: set[str], states: dict[str, AgentState]) -> None:
         """Offers past ``until`` (and the grace) become ``no_answer`` declines, by the server that made
-        them (any server when that one is dead); lines that stray from their call are given back."""
-        strays: set[tuple[str, str]] = set()
-        for agent_id, state in (await self.store.agents()).items():
-            for call_id in state.calls:
-                record = await self.store.load_call(call_id)
-                offer = _offer(record, agent_id)
-                if offer is None:
-                    if record is not None and "entry" in record and not _holds(record, agent_id):
-                        strays.add((agent_id, call_id))
-                    continue
-                if now < float(offer["until"]) + self.ring_grace_s:
-                    continue
-                if offer.get("by") != self.server and offer.get("by") in alive:
-                    continue  # its own server rings it out
-                if await self._decline(agent_id, call_id, "no_answer", now):
-                    await self._withdraw(agent_id, call_id, "no_answer")
-        await self._release_strays(strays, now)
+        them (any server when that one is dead); lines that stray from their call are given back.
 
-    async def _release_strays(self, strays: set[tuple[str, str]], now: float) -> None:
+        The held lines' records are read in one round trip, and only the fields this needs (not the
+        handoff packet); a line released here updates ``states``."""
+        held = [(agent_id, call_id) for agent_id, state in states.items() for call_id in state.calls]
+        records = await self.store.call_fields(sorted({c for _, c in held}), _STATE_FIELDS) if held else {}
+        strays: set[tuple[str, str]] = set()
+        for agent_id, call_id in held:
+            record = records.get(call_id)
+            offer = _offer(record, agent_id)
+            if offer is None:
+                if record is not None and "entry" in record and not _holds(record, agent_id):
+                    strays.add((agent_id, call_id))
+                continue
+            if now < float(offer["until"]) + self.ring_grace_s:
+                continue
+            if offer.get("by") != self.server and offer.get("by") in alive:
+                continue  # its own server rings it out
+            if await self._decline(agent_id, call_id, "no_answer", now, states):
+                await self._withdraw(agent_id, call_id, "no_answer")
+        await self._release_strays(strays, now, states)
+
+    async def _release_strays(
+        self, strays: set[tuple[str, str]], now: float, states: dict[str, AgentState] | None = None
+    ) -> None:
         """A line held for a transfer call that is neither ringing nor talking to that agent (a server
         stopped between reserving it and ringing, or two servers declined one offer at once) is
         given back once it has been seen so for ``STRAY_AFTER_S``: the reserve-then-ring of a live
@@ -294,24 +325,33 @@ class Dispatcher:
         self._orphans = {key: self._orphans.get(key, now) for key in strays}
         for (agent_id, call_id), since in list(self._orphans.items()):
             if now - since >= STRAY_AFTER_S:
-                await self.store.release(agent_id, call_id, now)
+                state = await self.store.release(agent_id, call_id, now)
+                if states is not None:
+                    states[agent_id] = state
                 await self._withdraw(agent_id, call_id, "withdrawn")
                 del self._orphans[agent_id, call_id]
                 log.warning("a stray agent line was given back", extra={"call_id": call_id, "agent": agent_id})
 
-    async def _decline(self, agent_id: str, call_id: str, why: str, now: float) -> bool:
-        """Give the line back and queue the caller again (False: no longer ringing this agent)."""
-        record = await self.store.load_call(call_id)  # again, just before: another server may have moved it
+    async def _decline(
+        self, agent_id: str, call_id: str, why: str, now: float, states: dict[str, AgentState] | None = None
+    ) -> bool:
+        """Give the line back and queue the caller again (False: no longer ringing this agent).
+        ``states``: updated with the agent's state after the release."""
+        record = await self._where(call_id)  # again, just before: another server may have moved it
         if record is None or _offer(record, agent_id) is None:
             return False
         if record.get("cancelled"):  # the caller left while it rang (a cancel raced an offer): not queued again
-            await self.store.release(agent_id, call_id, now)
+            state = await self.store.release(agent_id, call_id, now)
+            if states is not None:
+                states[agent_id] = state
             await self.store.update_call(call_id, {"status": "cancelled", "offer": None})
             return False
         entry = QueuedCall.from_json(str(record["entry"]))
         if agent_id not in entry.tried:
             entry = replace(entry, tried=(*entry.tried, agent_id))
-        await self.store.release(agent_id, call_id, now)
+        state = await self.store.release(agent_id, call_id, now)
+        if states is not None:
+            states[agent_id] = state
         await self.store.update_call(call_id, {"status": "queued", "offer": None, "entry": entry.to_json()})
         await self.store.enqueue(entry)
         await self.store.publish(f"call:{call_id}", {"type": "declined", "agent": agent_id, "why": why})
@@ -323,7 +363,7 @@ class Dispatcher:
 
     async def _finish(self, agent_id: str, call_id: str, now: float, why: str | None) -> None:
         await self.store.release(agent_id, call_id, now, wrap_up=True)
-        record = await self.store.load_call(call_id)
+        record = await self._where(call_id)
         if record is not None and record.get("agent") in (None, agent_id):
             await self.store.update_call(call_id, {"status": "done", "finished_at": now, "why": why})
 
@@ -342,6 +382,14 @@ class Dispatcher:
 
     def _agent(self, agent_id: str) -> Agent | None:
         return next((a for a in self.agents() if a.id == agent_id), None)
+
+
+def _reserved(state: AgentState, call_id: str, max_concurrent: int, now: float) -> AgentState:
+    """``state`` after ``LiveStore.reserve`` gave ``call_id`` a line (BUSY once every line is taken)."""
+    calls = (*state.calls, call_id)
+    if len(calls) >= max_concurrent:
+        return replace(state, calls=calls, presence=Presence.BUSY, since=now)
+    return replace(state, calls=calls)
 
 
 def _holds(record: Mapping[str, Any], agent_id: str) -> bool:

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -161,7 +161,19 @@ class LiveStore(Protocol):
         (None when there is none, or it expired). The record's expiry is unchanged."""
         ...
 
+    async def swap_status(self, call_id: str, expect: Sequence[str], changes: Mapping[str, Any]) -> bool:
+        """Compare-and-set on the record's ``status``: when it is one of ``expect``, merge ``changes``
+        into the record as ``update_call`` does and return True; otherwise (another status, none, no
+        record) change nothing and return False. Atomic: of concurrent swaps away from one status,
+        across servers, exactly one wins."""
+        ...
+
     async def load_call(self, call_id: str) -> Mapping[str, Any] | None: ...
+
+    async def call_fields(self, call_ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Some top-level ``fields`` of many records at once (one round trip): call id → {field: value}
+        for each record there is (a missing or expired one is left out; so is a field the record lacks)."""
+        ...
 
     # -- streams -----------------------------------------------------------------------------------
     async def publish(self, stream: str, event: Mapping[str, Any]) -> str:
@@ -296,12 +308,29 @@ class MemoryStore:
         record.update(_copy(dict(changes)))
         return _copy(record)  # type: ignore[no-any-return]
 
+    async def swap_status(self, call_id: str, expect: Sequence[str], changes: Mapping[str, Any]) -> bool:
+        record = await self.load_call(call_id)
+        if record is None or record.get("status") not in expect:
+            return False
+        self._calls[call_id][1].update(_copy(dict(changes)))
+        return True
+
     async def load_call(self, call_id: str) -> Mapping[str, Any] | None:
         held = self._calls.get(call_id)
         if held is None or held[0] <= self._time():
             self._calls.pop(call_id, None)
             return None
         return _copy(held[1])  # type: ignore[no-any-return]
+
+    async def call_fields(self, call_ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for call_id in call_ids:
+            held = self._calls.get(call_id)
+            if held is None or held[0] <= self._time():
+                self._calls.pop(call_id, None)
+                continue
+            found[call_id] = _copy({f: held[1][f] for f in fields if f in held[1]})
+        return found
 
     async def publish(self, stream: str, event: Mapping[str, Any]) -> str:
         now = self._time()

@@ -7,7 +7,8 @@ Keys (all under ``prefix``, default ``ivr:``):
 - ``queue`` sorted set of call ids, score ``priority * 1e10 + enqueued_at`` (ties: by call id);
   ``queue:entries`` hash call id → ``QueuedCall.to_json()``. ``enqueue``/``dequeue`` are Lua scripts.
 - ``call:<id>`` hash: each top-level field of the record as JSON (so ``update_call`` merges with one
-  atomic HSET and no JSON in Lua), with a TTL.
+  atomic HSET and no JSON in Lua, and ``call_fields`` is a pipeline of HMGETs), with a TTL;
+  ``swap_status`` is a Lua script comparing the ``status`` field's JSON.
 - ``stream:<name>`` Redis Stream (one field ``e``: the event as JSON), ``MAXLEN ~ 1000``, expiring a
   day after its last event.
 - ``servers`` sorted set server → ``now + ttl_s`` of its last heartbeat; ``session:<token hash>`` →
@@ -114,6 +115,21 @@ if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
 return redis.call('HGETALL', KEYS[1])
 """
 
+# KEYS: call record hash. ARGV: n, the n statuses expected (as JSON), then field, JSON value, ...
+# Returns 1 when the status was one of them (and the fields were set), else 0.
+_SWAP_STATUS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+local n = tonumber(ARGV[1])
+for i = 2, n + 1 do
+  if status == ARGV[i] then
+    if #ARGV > n + 1 then redis.call('HSET', KEYS[1], unpack(ARGV, n + 2)) end
+    return 1
+  end
+end
+return 0
+"""
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -203,6 +219,7 @@ class RedisStore:
         self._enqueue = self._redis.register_script(_ENQUEUE)
         self._dequeue = self._redis.register_script(_DEQUEUE)
         self._update_call = self._redis.register_script(_UPDATE_CALL)
+        self._swap_status = self._redis.register_script(_SWAP_STATUS)
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -315,10 +332,33 @@ class RedisStore:
             reply = await self._update_call(keys=[self._key("call", call_id)], args=args)
         return _record(reply)
 
+    async def swap_status(self, call_id: str, expect: Sequence[str], changes: Mapping[str, Any]) -> bool:
+        args: list[str] = [str(len(expect)), *(json.dumps(str(s), ensure_ascii=False) for s in expect)]
+        for k, v in json.loads(json.dumps(dict(changes))).items():
+            args += [k, json.dumps(v, ensure_ascii=False)]
+        with self._guard("swapping a call's status"):
+            won = await self._swap_status(keys=[self._key("call", call_id)], args=args)
+        return int(won) == 1
+
     async def load_call(self, call_id: str) -> Mapping[str, Any] | None:
         with self._guard("loading a call record"):
             fields = await self._redis.hgetall(self._key("call", call_id))  # type: ignore[misc]
         return _record(fields)
+
+    async def call_fields(self, call_ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not call_ids:
+            return {}
+        names = [_RECORD, *fields]
+        with self._guard("reading fields of call records"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call_id in call_ids:
+                    pipe.hmget(self._key("call", call_id), names)
+                replies = await pipe.execute()
+        found: dict[str, dict[str, Any]] = {}
+        for call_id, (exists, *values) in zip(call_ids, replies, strict=True):
+            if exists is not None:
+                found[call_id] = {f: json.loads(_text(v)) for f, v in zip(fields, values, strict=True) if v is not None}
+        return found
 
     # -- streams -----------------------------------------------------------------------------------
     async def publish(self, stream: str, event: Mapping[str, Any]) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -542,5 +543,100 @@ def test_a_cancel_on_another_server_while_an_offer_is_being_made_undoes_the_offe
         assert await world.store.queue() == []
         world.clock.t += RING + 10 * STRAY_AFTER_S
         assert await a.dispatch() == [] and await world.status("c1") == "cancelled"
+
+    world.run(test)
+
+
+class Counted:
+    """A store that counts the calls made to it (each one Redis round trip), by method."""
+
+    def __init__(self, store: LiveStore) -> None:
+        self._store = store
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return await method(*args, **kwargs)
+
+        return call
+
+
+def test_a_pass_or_request_reads_the_agents_once_and_no_whole_record(world: World) -> None:
+    async def test() -> None:
+        await world.sign_in("K1", "K2", "K3")
+        b = world.on("B")
+        assert (await b.request(call("c1", server="B"), PACKET)).status == "offered"  # K1
+        assert await b.accept("K1", "c1")
+        counted = Counted(world.store)
+        a = Dispatcher(cast(LiveStore, counted), lambda: AGENTS, "A", world.clock, ring_s=RING, widen_after_s=WIDEN)
+        placed = await a.request(call("c2", "general"), PACKET)
+        assert placed.status == "offered" and placed.agent is not None and placed.agent.id == "K3"
+        assert (counted.calls["agents"], counted.calls["agent"], counted.calls["load_call"]) == (1, 0, 0)
+        counted.calls.clear()
+        assert await a.dispatch() == []  # K1 talking, K3 ringing: both lines' records in one read
+        assert (counted.calls["agents"], counted.calls["call_fields"], counted.calls["load_call"]) == (1, 1, 0)
+        counted.calls.clear()
+        world.clock.t += RING + GRACE
+        assert await a.dispatch() == []  # K3 rung out; K1 (the best general left) busy: c2 waits for them
+        assert (counted.calls["agents"], counted.calls["agent"], counted.calls["load_call"]) == (1, 0, 0)
+        assert counted.calls["call_fields"] == 2  # the scan, and the decline's re-read just before it writes
+        assert await world.status("c2") == "queued" and (await world.state("K3")).calls == ()
+        record = await world.store.load_call("c2")
+        assert record is not None and QueuedCall.from_json(record["entry"]).tried == ("K3",)
+
+    world.run(test)
+
+
+class BeforeSwap:
+    """A store that runs ``hook`` once, just before the first status swap (compare-and-set)."""
+
+    def __init__(self, store: LiveStore, hook: Callable[[], Awaitable[Any]]) -> None:
+        self._store = store
+        self._hook: Callable[[], Awaitable[Any]] | None = hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def swap_status(self, call_id: str, expect: Any, changes: Any) -> bool:
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            await hook()
+        return bool(await self._store.swap_status(call_id, expect, changes))
+
+
+def test_a_hang_up_on_another_server_during_an_accept_wins_and_the_accept_is_refused(world: World) -> None:
+    async def test() -> None:
+        b = world.on("B")
+        a = Dispatcher(BeforeSwap(world.store, lambda: b.cancel("c1", "hangup")), lambda: AGENTS, "A", world.clock)
+        await world.sign_in("K1")
+        assert (await b.request(call("c1", server="B"), PACKET)).status == "offered"
+        world.clock.t += 1
+        assert not await a.accept("K1", "c1")
+        assert await world.status("c1") == "cancelled"
+        state = await world.state("K1")
+        assert state.calls == () and state.presence is Presence.AVAILABLE
+        assert [e["type"] for e in await world.events("call:c1")] == ["queued", "offered", "cancelled"]
+        assert (await world.events("agent:K1"))[-1] == {"type": "cancel", "call_id": "c1", "why": "hangup"}
+
+    world.run(test)
+
+
+def test_an_accept_on_another_server_during_a_hang_up_wins_and_the_conversation_ends(world: World) -> None:
+    async def test() -> None:
+        b = world.on("B")
+        a = Dispatcher(BeforeSwap(world.store, lambda: b.accept("K1", "c1")), lambda: AGENTS, "A", world.clock)
+        await world.sign_in("K1")
+        assert (await b.request(call("c1", server="B"), PACKET)).status == "offered"
+        world.clock.t += 1
+        await a.cancel("c1", "hangup")
+        record = await world.store.load_call("c1")
+        assert record is not None and (record["status"], record["agent"], record["why"]) == ("done", "K1", "hangup")
+        state = await world.state("K1")
+        assert state.calls == () and state.presence is Presence.WRAP_UP
+        assert [e["type"] for e in await world.events("call:c1")] == ["queued", "offered", "accepted"]
+        assert (await world.events("agent:K1"))[-1] == {"type": "cancel", "call_id": "c1", "why": "hangup"}
 
     world.run(test)

@@ -365,12 +365,73 @@ def test_a_call_record_expires_and_an_update_keeps_its_expiry(kind: str) -> None
     run(kind, body)
 
 
+def test_swap_status_changes_the_record_only_from_an_expected_status(kind: str) -> None:
+    async def body(w: World) -> None:
+        s = w.store
+        assert not await s.swap_status("never", ["offered"], {"status": "accepted"})
+        assert await s.load_call("never") is None
+        await s.save_call("c1", {**PACKET, "status": "offered", "offer": {"agent": "a1"}}, ttl_s=600)
+        assert not await s.swap_status("c1", ["queued", "accepted"], {"status": "cancelled"})
+        assert not await s.swap_status("c1", [], {"status": "cancelled"})
+        assert await s.load_call("c1") == {**PACKET, "status": "offered", "offer": {"agent": "a1"}}
+        assert await s.swap_status("c1", ["queued", "offered"], {"status": "accepted", "agent": "a1", "offer": None})
+        assert await s.load_call("c1") == {**PACKET, "status": "accepted", "offer": None, "agent": "a1"}
+        assert not await s.swap_status("c1", ["offered"], {"status": "cancelled"})
+        assert await s.swap_status("c1", ["accepted"], {})  # a bare check: nothing changes
+        assert (await s.load_call("c1") or {})["status"] == "accepted"
+        await s.save_call("c2", {"state": "offered"}, ttl_s=600)  # no status field at all
+        assert not await s.swap_status("c2", ["offered"], {"status": "cancelled"})
+        await s.save_call("c3", {"status": "queued"}, ttl_s=SHORT_TTL)
+        await w.pass_time(SHORT_TTL + 0.15)
+        assert not await s.swap_status("c3", ["queued"], {"status": "cancelled"})
+        assert await s.load_call("c3") is None
+
+    run(kind, body)
+
+
+def test_exactly_one_of_twenty_concurrent_swaps_from_a_status_wins(kind: str) -> None:
+    async def body(w: World) -> None:
+        a, b = w.stores
+        await a.save_call("c1", {"status": "offered"}, ttl_s=600)
+        await asyncio.gather(*[store.queue() for store in w.stores for _ in range(10)])  # connections open
+        changes = [{"status": "accepted" if n % 3 else "cancelled", "by": n} for n in range(20)]
+        won = await asyncio.gather(*[(a if n % 2 else b).swap_status("c1", ["offered"], changes[n]) for n in range(20)])
+        assert won.count(True) == 1
+        assert await b.load_call("c1") == changes[won.index(True)]
+
+    run(kind, body, servers=2)
+
+
+def test_some_fields_of_many_records_in_one_call(kind: str) -> None:
+    async def body(w: World) -> None:
+        s = w.store
+        assert await s.call_fields([], ["status"]) == {}
+        await s.save_call("c1", {**PACKET, "status": "offered", "offer": {"agent": "a1", "until": T0}}, ttl_s=600)
+        await s.save_call("c2", {"status": "accepted", "agent": None, "entry": "{}"}, ttl_s=600)
+        await s.save_call("c3", {"status": "queued"}, ttl_s=SHORT_TTL)
+        await s.save_call("c4", {}, ttl_s=600)
+        await w.pass_time(SHORT_TTL + 0.15)
+        got = await s.call_fields(["c1", "c2", "c3", "c4", "never"], ["status", "offer", "agent", "entry"])
+        assert got == {
+            "c1": {"status": "offered", "offer": {"agent": "a1", "until": T0}},
+            "c2": {"status": "accepted", "agent": None, "entry": "{}"},  # a null field is there, as None
+            "c4": {},  # an empty record exists; an expired one (c3) and one never saved do not
+        }
+        got["c1"]["offer"]["agent"] = "changed by the reader"
+        assert (await s.call_fields(["c1"], ["offer", "summary"]))["c1"] == {
+            "offer": {"agent": "a1", "until": T0}, "summary": PACKET["summary"],
+        }  # fmt: skip
+        assert await s.call_fields(["c1", "c2"], []) == {"c1": {}, "c2": {}}
+
+    run(kind, body)
+
+
 # -- streams ------------------------------------------------------------------------------------------
 def test_stream_ids_increase_and_read_after_an_id(kind: str) -> None:
     async def body(w: World) -> None:
         s = w.store
         assert await s.read("call:c1") == []
-        events = [
+        events: list[dict[str, Any]] = [
             {"type": "queued", "position": 2},
             {"type": "offered", "agent": "a1"},
             {"type": "line", "text": "你好"},
@@ -557,11 +618,24 @@ def test_connect_to_unreachable_redis_says_so_without_the_password() -> None:
         lambda s: s.enqueue(entry("c1")),
         lambda s: s.queue(),
         lambda s: s.update_call("c1", {"agent": "a1"}),
+        lambda s: s.call_fields(["c1", "c2"], ["status"]),
+        lambda s: s.swap_status("c1", ["offered"], {"status": "accepted"}),
         lambda s: s.publish("call:c1", {"type": "queued"}),
         lambda s: s.read("call:c1", timeout_s=5),
         lambda s: s.servers_alive(T0),
     ],
-    ids=["reserve", "set_presence", "enqueue", "queue", "update_call", "publish", "read_waiting", "servers_alive"],
+    ids=[
+        "reserve",
+        "set_presence",
+        "enqueue",
+        "queue",
+        "update_call",
+        "call_fields",
+        "swap_status",
+        "publish",
+        "read_waiting",
+        "servers_alive",
+    ],
 )
 def test_an_operation_on_unreachable_redis_raises_store_unavailable(
     operation: Callable[[RedisStore], Awaitable[Any]],
@@ -650,16 +724,17 @@ def test_redis_going_away_and_coming_back(private_redis: PrivateRedis) -> None:
 
 def test_redis_that_stops_answering_times_out_as_store_unavailable(private_redis: PrivateRedis) -> None:
     async def main() -> None:
+        process = private_redis.process
+        assert process is not None
         store = await connect(private_redis.url)
         try:
-            assert private_redis.process is not None
-            os.kill(private_redis.process.pid, signal.SIGSTOP)  # accepts connections, answers nothing
+            os.kill(process.pid, signal.SIGSTOP)  # accepts connections, answers nothing
             with pytest.raises(StoreUnavailable, match="reading agent"):
                 await store.agent("a1")  # the 2 s command timeout
             with pytest.raises(StoreUnavailable, match="reading a stream"):
                 await store.read("call:c1", timeout_s=0.2)  # the wait plus 2 s
         finally:
-            os.kill(private_redis.process.pid, signal.SIGCONT)
+            os.kill(process.pid, signal.SIGCONT)
             await store.close()
 
     asyncio.run(main())
