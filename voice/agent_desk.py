@@ -117,6 +117,10 @@ async def start(app: Any) -> None:
     app.state.dispatch_task = asyncio.create_task(dispatcher.run(DISPATCH_EVERY_S), name="agent-desk-dispatch")
     where = f"Redis {settings.redis_prefix}" if settings.redis_url else "this process only"
     log.info("agent desk: %s/agent, live state in %s, server %s", host, where, dispatcher.server)
+    agents = await blocking(app, hotline.shop.agents)
+    ready = [a.id for a in agents if await blocking(app, app.state.accounts.has_password, a.id)]
+    if agents and not ready:
+        log.info("no agent can sign in yet: set a password with `ivr agents passwd %s`", agents[0].id)
 
 
 async def stop(app: Any) -> None:
