@@ -181,6 +181,7 @@ class Handover:
             if call.session.agent is agent:
                 with contextlib.suppress(IvrError):
                     await self.desk.dispatcher.finish(agent.id, self.call_id)
+                    await self.desk.store.publish(f"call:{self.call_id}", {"type": "ended", "outcome": "transferred"})
 
     async def _talk(self, bridge: Bridge) -> None:
         """Agent audio to the caller until either hangs up (the page closing ends the call)."""

@@ -343,7 +343,11 @@ function showCall(call) {
   showCustomer(call);
   showClauses(call.kb || [], false);
   if (desk.me) setMe(desk.me);
-  startAudio(call);
+  // the record comes twice (the accept's answer and the feed's "call"): one audio connection per call
+  if (audioCall !== call.call_id) {
+    audioCall = call.call_id;
+    startAudio(call);
+  }
 }
 
 function addLine(speaker, text, live) {
@@ -458,6 +462,8 @@ function setAudioState(state, text) {
   badge.textContent = text;
   badge.className = `audio-state ${state === "on" ? "on" : ""}`;
 }
+
+let audioCall = null; // the call whose audio this page has connected (or is connecting)
 
 async function startAudio(call, tries = 0) {
   stopAudio();
