@@ -170,8 +170,8 @@ class Handover:
                 await self.desk.dispatcher.unreached(agent.id, self.call_id)
                 return False
             call.session.agent_connected(agent)
+            call.bridge = bridge  # the agent hears the caller from now on, the announcement included
             await call.say(render("transfer.connected", name=agent.name))
-            call.bridge = bridge
             await self._talk(bridge)
             return True
         finally:

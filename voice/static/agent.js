@@ -9,7 +9,8 @@ const CAPTURE_RATE = 16000; // what phone-capture.js sends
 const CALLER_RATE = 8000;
 const QUEUE_EVERY_MS = 3000;
 const RECONNECT_MS = 2000;
-const AUDIO_TRIES = 10;
+const AUDIO_TRIES = 60; // the caller's server opens the call's audio once they have heard the transfer sentence
+const AUDIO_RETRY_MS = 500;
 const PRESENCE_TEXT = { available: "空闲", busy: "通话中", wrap_up: "整理中", offline: "离线" };
 const SKILL_TEXT = {
   general: "综合", logistics: "物流", aftersale: "售后", complaint: "投诉", promotion: "促销",
@@ -486,7 +487,7 @@ async function startAudio(call, tries = 0) {
     stopAudio();
     if (msg.code === 4404 && tries < AUDIO_TRIES && desk.call && desk.call.call_id === call.call_id) {
       setAudioState("off", "等待语音接入…");
-      setTimeout(() => desk.call && desk.call.call_id === call.call_id && startAudio(call, tries + 1), RECONNECT_MS);
+      setTimeout(() => desk.call && desk.call.call_id === call.call_id && startAudio(call, tries + 1), AUDIO_RETRY_MS);
     } else {
       setAudioState("off", msg.code === 1000 ? "语音已结束" : "语音未接通");
     }
