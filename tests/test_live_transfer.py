@@ -89,13 +89,19 @@ class Rig:
                 self.call.mark_played(name)
             await asyncio.sleep(0)
 
-    async def speak(self, text: str, seconds: float = 0.8) -> None:
-        start = self.time.now()
+    async def speak(self, text: str, seconds: float = 0.8, recognised_after: float = 0.0) -> None:
+        """The caller says ``text``; the VAD closes the segment, its text comes ``recognised_after`` later."""
+        start = self.call.listener.stream_s
         self.speech.say(SpeechStarted(start))
         for _ in range(int(seconds / 0.02)):
             self.call.feed_audio(LOUD)
             await self.time.advance(0.02)
-        self.speech.say(SpeechEnded(start, self.time.now(), QUIET), Utterance(text, confidence=0.95))
+        end = self.call.listener.stream_s
+        await asyncio.sleep(0)
+        self.speech.segment_closed(SpeechEnded(start, end, QUIET))
+        if recognised_after:
+            await self.time.advance(recognised_after)
+        self.speech.say(SpeechEnded(start, end, QUIET), Utterance(text, confidence=0.95))
         await asyncio.sleep(0)
 
     def replies(self) -> list[str]:
@@ -167,11 +173,12 @@ async def _talks_to_the_agent_through_the_bridge(rig: Rig) -> None:
         bridge.from_agent(voice, 8000)
     await rig.time.advance(0.4)
     assert sum(1 for _, f in rig.wire.frames[sent:] if f.pcm == voice) == 10  # the agent reaches the caller
-    await rig.speak("我的快递一直不动")
+    await rig.speak("我的快递一直不动", recognised_after=1.0)  # (a slow recogniser: the bot would say 「嗯」)
     await rig.time.advance(0.3)
     lines = await rig.store.read(f"call:{call_id}", "0", timeout_s=2.0)
     said = [e["text"] for _, e in lines if e["type"] == "line"]
     assert said == ["我的快递一直不动"]  # the live transcript (not "喂有人吗": that was on hold)
+    assert rig.replies()[-1] == f"已为您接通客服{agent.name}。"  # no 「嗯」 or any bot word over the agent
     heard = b"".join([chunk async for chunk in _take(bridge.caller_audio(), 10)])
     assert LOUD.pcm in heard  # the caller reaches the agent
     rig.call.stop()

@@ -351,6 +351,8 @@ class LiveCall:
         """
         if not self.prompts.hold_on or self._answering or self.playback is not None or not self._turns.empty():
             return
+        if self.handover is not None:  # the caller is waiting for or talking to an agent: the bot keeps quiet
+            return
         self.drop_hold_on()
         self._hold_at, self.held_segment_end = None, segment_end
         self._hold = self.spawn(self._hold_on_at(speech_end + self.config.hold_on_s), "hold")
