@@ -331,3 +331,75 @@ def test_the_hold_audio_is_served_for_twilio_to_play(app_client: tuple[TestClien
     response = client.get("/twilio/hold.wav")
     assert response.status_code == 200 and response.headers["content-type"] == "audio/wav"
     assert response.content == hold_wav() and response.content[:4] == b"RIFF"
+
+
+# -- the hand-over of a live Twilio call to an agent's phone (voice.twilio_routes.TwilioWire) ------
+
+
+def _wire(settings: Settings, base: str) -> tuple[Any, Any]:
+    from voice.twilio_rest import TwilioRest
+    from voice.twilio_routes import TwilioCalls, TwilioWire
+
+    calls = TwilioCalls(settings, transfer=TwilioLegs(settings, _Loopback(base)))
+    calls.rest = TwilioRest(ACCOUNT, AUTH, http_client=_Loopback(base))  # a REST hang-up would be seen too
+    calls.dialled[CALLER_SID] = OUR_NUMBER
+    return calls, TwilioWire(None, "MZ" + "1" * 32, CALLER_SID, calls)  # type: ignore[arg-type]
+
+
+async def _hand_over(calls: Any, wire: Any, status: str) -> bool | None:
+    """The agent's phone is dialled; Twilio then reports their leg ``status``; the hand-over's answer."""
+    from routing.accounts import AgentContact
+
+    task = asyncio.ensure_future(wire.hand_over(AgentContact(phone=AGENT_PHONE)))
+    for _ in range(1000):  # until the dialling request reached "Twilio"
+        if _Twilio.seen:
+            break
+        await asyncio.sleep(0.01)
+    room = f"ivr-{CALLER_SID}"
+    await calls.leg_result(leg_result(room, {"CallSid": AGENT_SID, "CallStatus": status}))
+    handed = await asyncio.wait_for(task, 10)
+    await wire.hangup()  # what the live call does when it ends
+    return handed  # type: ignore[no-any-return]
+
+
+def test_an_agent_phone_that_answers_gets_the_caller_moved_into_the_conference(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    payload = {"call_sid": AGENT_SID, "sid": CALLER_SID, "status": "in-progress"}
+    with twilio_api(201, payload) as base:
+        calls, wire = _wire(settings, base)
+        assert asyncio.run(_hand_over(calls, wire, "in-progress")) is True
+    dial, move = _Twilio.seen  # and no REST hang-up: the caller is with the agent now
+    room = f"ivr-{CALLER_SID}"
+    assert dial["path"] == f"/2010-04-01/Accounts/{ACCOUNT}/Conferences/{room}/Participants.json"
+    assert (dial["form"]["To"], dial["form"]["From"]) == ([AGENT_PHONE], [OUR_NUMBER])
+    assert move["path"] == f"/2010-04-01/Accounts/{ACCOUNT}/Calls/{CALLER_SID}.json"
+    assert move["form"] == {
+        "Twiml": [conference_twiml(room, PUBLIC + "/twilio/hold.wav", PUBLIC + "/twilio/conference")]
+    }
+    assert CALLER_SID in calls.moved
+
+
+def test_an_agent_phone_that_does_not_answer_leaves_the_caller_with_the_hotline(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    with twilio_api(201, {"call_sid": AGENT_SID, "sid": CALLER_SID, "status": "queued"}) as base:
+        calls, wire = _wire(settings, base)
+        assert asyncio.run(_hand_over(calls, wire, "no-answer")) is False
+        hung_up = _Twilio.seen[-1]
+    assert [r["path"].rsplit("/", 1)[-1] for r in _Twilio.seen] == ["Participants.json", f"{CALLER_SID}.json"]
+    assert hung_up["form"] == {"Status": ["completed"]}  # not moved: the hotline's own hang-up still works
+    assert CALLER_SID not in calls.moved
+
+
+def test_a_wire_without_a_phone_for_the_agent_leaves_it_to_the_desk(tmp_path: Path) -> None:
+    from routing.accounts import AgentContact
+
+    with twilio_api(201, {}) as base:
+        _, wire = _wire(_settings(tmp_path), base)
+        assert asyncio.run(wire.hand_over(AgentContact(sip_uri="sip:a@pbx"))) is None
+    assert _Twilio.seen == []
+
+
+def test_the_participant_webhook_reaches_the_waiting_hand_over(tmp_path: Path) -> None:
+    app = create_app(open_hotline(_settings(tmp_path)))
+    calls = calls_of(app)
+    assert app.state.on_agent_leg == calls.leg_result  # the signed webhook's results go to the hand-over

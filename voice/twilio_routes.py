@@ -48,6 +48,7 @@ from voice.twilio_transfer import (
     AgentLegError,
     AgentLegResult,
     OnAgentLeg,
+    TwilioLegs,
     dial_agent,
     leg_result,
     move_caller,
@@ -75,14 +76,20 @@ class TwilioCalls:
     rest: TwilioRest | None = None
     rooms: dict[str, deque[dict[str, str]]] = field(default_factory=dict)  # conference events by room name
     dialled: dict[str, str] = field(default_factory=dict)  # call SID -> the number the caller dialled (ours)
-    legs: dict[str, asyncio.Future[AgentLegResult]] = field(default_factory=dict)  # room -> the agent leg awaited
+    agent_legs: dict[str, asyncio.Future[AgentLegResult]] = field(default_factory=dict)  # room -> leg awaited
+    transfer: TwilioLegs | None = None  # the REST requests of transfers (made on first use)
     moved: set[str] = field(default_factory=set)  # call SIDs handed to a conference: never hung up through REST
 
     async def leg_result(self, result: AgentLegResult) -> None:
         """An agent leg's outcome (``app.state.on_agent_leg``): the hand-over waiting for it goes on."""
-        waiting = self.legs.get(result.room)
+        waiting = self.agent_legs.get(result.room)
         if waiting is not None and not waiting.done() and result.outcome != "ended":
             waiting.set_result(result)
+
+    def transfer_legs(self) -> TwilioLegs:
+        if self.transfer is None:
+            self.transfer = TwilioLegs(self.settings)
+        return self.transfer
 
     def rest_client(self) -> TwilioRest:
         if self.rest is None:
@@ -262,20 +269,22 @@ class TwilioWire:
             return None
         room = f"ivr-{self.call_sid}"
         waiting: asyncio.Future[AgentLegResult] = asyncio.get_running_loop().create_future()
-        self.calls.legs[room] = waiting
+        self.calls.agent_legs[room] = waiting
+        legs = self.calls.transfer_legs()
         try:
-            await dial_agent(settings, room, contact.phone, self.calls.dialled.get(self.call_sid) or contact.phone)
+            our_number = self.calls.dialled.get(self.call_sid) or contact.phone
+            await dial_agent(settings, room, contact.phone, our_number, legs=legs)
             result = await asyncio.wait_for(waiting, AGENT_RING_S + LEG_GRACE_S)
         except (AgentLegError, TimeoutError) as err:
             log.warning("twilio agent leg failed: %s", err, extra={"call_sid": self.call_sid})
             return False
         finally:
-            self.calls.legs.pop(room, None)
+            self.calls.agent_legs.pop(room, None)
         if result.outcome != "answered":
             return False
         self.calls.moved.add(self.call_sid)
         try:
-            await move_caller(settings, self.call_sid, room)
+            await move_caller(settings, self.call_sid, room, legs=legs)
         except AgentLegError as err:
             self.calls.moved.discard(self.call_sid)
             log.warning("twilio caller not moved to the agent: %s", err, extra={"call_sid": self.call_sid})
