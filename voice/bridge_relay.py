@@ -132,9 +132,11 @@ class CallerSide:
                 log.warning("call audio relay: %s", err, extra={"call_id": self.bridge.call_id})
                 await asyncio.sleep(POLL_S)
                 continue
+            left = {e.get("page") for _, e in events if e.get("type") == "agent_audio_closed"}
             for event_id, event in events:
                 after = event_id
-                await self._on(event)
+                if event.get("type") != "agent_audio" or event.get("page") not in left:  # (an ask given up)
+                    await self._on(event)
             remote = self._remote
             if remote is not None and any(t.done() for t in remote.tasks):
                 await self._detach()  # the agent channel broke: the page is as good as gone
