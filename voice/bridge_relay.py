@@ -18,7 +18,8 @@ and the handshake through the call's stream ``call:<id>`` (``LiveStore.publish``
   (``taken``: B closes the page with 4409) or the bridge waits for another agent (``agent``: 4404);
 - ``agent_audio_closed`` {page}: B: the page went away (or B stopped waiting for the answer); A
   clears ``bridge.connected`` as when a local page closes, and stops relaying;
-- ``audio_ended`` {}: A: the bridge closed (the call is over); B closes the page (1000).
+- ``audio_ended`` {}: A: the bridge closed (the call is over; B also takes the call's ``ended``);
+  B closes the page (1000).
 
 No answer within ``ANSWER_WAIT_S`` (A's bridge is not made yet): B closes the page with 4404 and the
 page tries again, as it does when a local bridge is not there yet. A page whose server stops
@@ -307,7 +308,7 @@ class PageSide:
                 continue
             for event_id, event in events:
                 after = event_id
-                if event.get("type") == "audio_ended":
+                if event.get("type") in ("audio_ended", "ended"):
                     self.bridge.close()
             if loop.time() >= check_at:
                 check_at = loop.time() + ALIVE_EVERY_S
