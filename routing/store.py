@@ -18,6 +18,11 @@ Ids are opaque strings: pass one back as ``after``; they increase within a strea
   ``accepted`` {agent, server}, ``cancelled`` {why}, ``line`` {speaker, text}, ``ended`` {outcome}
 - agent stream: ``offer`` {call_id}, ``cancel`` {call_id, why}
 
+Audio channels carry live PCM between servers (``send_audio``, ``audio``): a pub/sub of byte
+frames, nothing stored. A subscriber gets every frame sent after it subscribed, in order; a
+subscriber that falls behind loses its oldest frames (``AudioFeed.dropped``). ``voice.bridge_relay``
+uses them for a transferred call's audio (``<call id>:caller``, ``<call id>:agent``).
+
 Every ``LiveStore`` method may raise ``StoreUnavailable`` (retryable) when the shared store cannot be
 reached; a write that raised it may or may not have been applied.
 """
@@ -27,8 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -37,6 +42,7 @@ from core.errors import TransientError
 
 STREAM_MAXLEN = 1000  # events a stream keeps (Redis trims approximately: a little more)
 STREAM_TTL_S = 86400.0  # a stream is dropped this long after its last event
+AUDIO_FRAMES = 50  # an audio subscriber's queue: a second of 20 ms frames
 
 
 class StoreUnavailable(TransientError):
@@ -97,6 +103,82 @@ class QueuedCall:
 
 
 Event = dict[str, Any]
+
+
+class AudioFeed:
+    """One subscription to an audio channel: ``async with store.audio(channel) as feed: async for pcm in feed``.
+
+    Subscribed on entering the block (frames sent before are not received); each frame arrives once,
+    in the order sent. The queue is bounded: when the reader falls behind the oldest frame goes and
+    ``dropped`` counts it. Iterating ends once the feed is closed (``close()``, or leaving the block)
+    and what was queued has been read; it raises ``StoreUnavailable`` when the subscription broke
+    (the store went away). Event-loop only. The stores subclass it (``_subscribe``/``_unsubscribe``).
+    """
+
+    def __init__(self, channel: str, max_frames: int = AUDIO_FRAMES) -> None:
+        self.channel = channel
+        self.dropped = 0
+        self._items: deque[bytes] = deque()
+        self._limit = max_frames
+        self._more = asyncio.Event()
+        self._state = "new"  # new → open → closed
+        self._error: StoreUnavailable | None = None
+
+    async def __aenter__(self) -> AudioFeed:
+        if self._state != "new":
+            raise RuntimeError(f"expected a new audio feed, got a {self._state} one (a feed is entered once)")
+        await self._subscribe()
+        self._state = "open"
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Unsubscribe; a reader ends after what is queued (idempotent)."""
+        was_open, self._state = self._state == "open", "closed"
+        self._more.set()
+        if was_open:
+            await self._unsubscribe()
+
+    @property
+    def closed(self) -> bool:
+        return self._state == "closed"
+
+    def put(self, pcm: bytes) -> None:
+        """A frame for the reader (the store's side)."""
+        if self._state != "open":
+            return
+        if len(self._items) >= self._limit:
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(pcm)
+        self._more.set()
+
+    def fail(self, err: StoreUnavailable) -> None:
+        """The subscription broke (the store's side): the reader gets ``err`` after what is queued."""
+        self._error = err
+        self._more.set()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._state == "new":
+            raise RuntimeError("expected an open audio feed (async with store.audio(...)), got a new one")
+        while True:
+            if self._items:
+                yield self._items.popleft()
+                continue
+            if self._error is not None:
+                raise self._error
+            if self._state == "closed":
+                return
+            self._more.clear()
+            await self._more.wait()
+
+    async def _subscribe(self) -> None:
+        """Start receiving (the store's side)."""
+
+    async def _unsubscribe(self) -> None:
+        """Stop receiving (the store's side)."""
 
 
 class LiveStore(Protocol):
@@ -204,6 +286,15 @@ class LiveStore(Protocol):
 
     async def close_session(self, token_hash: str) -> None: ...
 
+    # -- audio ---------------------------------------------------------------------------------------
+    async def send_audio(self, channel: str, pcm: bytes) -> None:
+        """A frame to everyone subscribed to ``channel`` now (nobody: it is gone)."""
+        ...
+
+    def audio(self, channel: str, max_frames: int = AUDIO_FRAMES) -> AudioFeed:
+        """A subscription to ``channel``, made when its ``async with`` block is entered (see ``AudioFeed``)."""
+        ...
+
     async def close(self) -> None:
         """Release connections (the store's data stays where it is)."""
         ...
@@ -238,6 +329,7 @@ class MemoryStore:
         self._streams: OrderedDict[str, _Stream] = OrderedDict()  # least recently published first
         self._servers: dict[str, float] = {}
         self._sessions: dict[str, tuple[float, str]] = {}
+        self._audio: dict[str, set[AudioFeed]] = {}  # channel → the feeds subscribed to it
 
     async def set_presence(
         self, agent_id: str, presence: Presence, now: float, server: str | None = None
@@ -395,5 +487,27 @@ class MemoryStore:
     async def close_session(self, token_hash: str) -> None:
         self._sessions.pop(token_hash, None)
 
+    async def send_audio(self, channel: str, pcm: bytes) -> None:
+        for feed in list(self._audio.get(channel, ())):
+            feed.put(bytes(pcm))
+
+    def audio(self, channel: str, max_frames: int = AUDIO_FRAMES) -> AudioFeed:
+        return _MemoryFeed(self._audio, channel, max_frames)
+
     async def close(self) -> None:
         return None
+
+
+class _MemoryFeed(AudioFeed):
+    def __init__(self, channels: dict[str, set[AudioFeed]], channel: str, max_frames: int) -> None:
+        super().__init__(channel, max_frames)
+        self._channels = channels
+
+    async def _subscribe(self) -> None:
+        self._channels.setdefault(self.channel, set()).add(self)
+
+    async def _unsubscribe(self) -> None:
+        feeds = self._channels.get(self.channel, set())
+        feeds.discard(self)
+        if not feeds:
+            self._channels.pop(self.channel, None)

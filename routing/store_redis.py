@@ -13,6 +13,9 @@ Keys (all under ``prefix``, default ``ivr:``):
   day after its last event.
 - ``servers`` sorted set server → ``now + ttl_s`` of its last heartbeat; ``session:<token hash>`` →
   agent id, with a TTL.
+- ``audio:<channel>`` a pub/sub channel (PUBLISH; each subscription SUBSCRIBEs on a connection of its
+  own from a pool that does not decode replies, so frames stay bytes). Redis pub/sub ignores the
+  database number: the prefix alone keeps channels apart.
 
 Redis that cannot be reached or does not answer in time raises ``StoreUnavailable`` (retryable):
 connecting waits 1 s, a command 2 s, a blocking read its wait plus 2 s. A wrong or missing password
@@ -29,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
@@ -37,9 +41,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.errors import ConfigError
 from routing.store import (
+    AUDIO_FRAMES,
     STREAM_MAXLEN,
     STREAM_TTL_S,
     AgentState,
+    AudioFeed,
     Event,
     Presence,
     QueuedCall,
@@ -211,6 +217,7 @@ class RedisStore:
             self._redis = client_or_url
             self.address = _client_address(client_or_url)
         self._blocking: aioredis.Redis | None = None  # for XREAD BLOCK: no socket timeout of its own
+        self._audio_pool: aioredis.ConnectionPool | None = None  # audio subscriptions: bytes, no socket timeout
         self.prefix = prefix
         self._stream_ttl_s = stream_ttl_s
         self._set_presence = self._redis.register_script(_SET_PRESENCE)
@@ -392,6 +399,22 @@ class RedisStore:
             self._blocking = aioredis.Redis(connection_pool=blocking_pool)
         return self._blocking
 
+    # -- audio -------------------------------------------------------------------------------------
+    async def send_audio(self, channel: str, pcm: bytes) -> None:
+        with self._guard("sending audio"):
+            await self._redis.publish(self._key("audio", channel), bytes(pcm))
+
+    def audio(self, channel: str, max_frames: int = AUDIO_FRAMES) -> AudioFeed:
+        return _RedisFeed(self, channel, max_frames)
+
+    def _pubsub(self) -> PubSub:
+        """A pub/sub on a connection of its own that hands frames back as bytes."""
+        if self._audio_pool is None:
+            pool = self._redis.connection_pool
+            kwargs = {**pool.connection_kwargs, "socket_timeout": None, "decode_responses": False}
+            self._audio_pool = aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        return PubSub(self._audio_pool, ignore_subscribe_messages=True)
+
     # -- servers and sessions ---------------------------------------------------------------------
     async def heartbeat(self, server: str, now: float, ttl_s: float) -> None:
         key = self._key("servers")
@@ -427,7 +450,49 @@ class RedisStore:
         with self._guard("closing the connections"):
             if self._blocking is not None:
                 await self._blocking.aclose(close_connection_pool=True)
+            if self._audio_pool is not None:
+                await self._audio_pool.aclose()
             await self._redis.aclose(close_connection_pool=True)
+
+
+class _RedisFeed(AudioFeed):
+    """An ``AudioFeed`` on a Redis SUBSCRIBE: a reader task moves each message into the feed's queue."""
+
+    def __init__(self, store: RedisStore, channel: str, max_frames: int) -> None:
+        super().__init__(channel, max_frames)
+        self._store = store
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def _subscribe(self) -> None:
+        pubsub = self._store._pubsub()
+        try:
+            with self._store._guard(f"subscribing to audio {self.channel}"):
+                await pubsub.subscribe(self._store._key("audio", self.channel))
+        except BaseException:
+            await pubsub.aclose()
+            raise
+        self._pubsub = pubsub
+        self._reader = asyncio.create_task(self._read(pubsub), name=f"audio-feed-{self.channel}")
+
+    async def _read(self, pubsub: PubSub) -> None:
+        try:
+            with self._store._guard(f"receiving audio {self.channel}"):
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if message is not None and message.get("type") == "message":
+                        self.put(bytes(message["data"]))
+        except StoreUnavailable as err:
+            self.fail(err)
+
+    async def _unsubscribe(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(*_UNREACHABLE):
+                await self._pubsub.aclose()  # its connection goes back to the pool closed: no UNSUBSCRIBE needed
 
 
 async def connect(url: str, prefix: str = "ivr:") -> RedisStore:

@@ -23,6 +23,7 @@ from core.types import AudioFrame, SpeechEnded, SpeechStarted, Utterance
 from routing.accounts import AgentContact
 from routing.dispatch import Dispatcher
 from routing.store import MemoryStore, Presence
+from voice.bridge_relay import PageSide
 from voice.hold_audio import hold_frames
 from voice.hotline import Hotline, open_hotline
 from voice.live import LiveCall
@@ -191,6 +192,42 @@ async def _talks_to_the_agent_through_the_bridge(rig: Rig) -> None:
 test_the_caller_waits_on_hold_then_talks_to_the_agent_through_the_bridge = transfer_test(
     _talks_to_the_agent_through_the_bridge
 )
+
+
+async def _talks_to_an_agent_page_on_another_server(rig: Rig) -> None:
+    """The agent's page is on another server: its audio comes through the live store (``voice.bridge_relay``)."""
+    await rig.complain()
+    call_id, agent_id = await rig.offered()
+    assert await rig.dispatcher.accept(agent_id, call_id)
+    await settle(lambda: call_id in rig.desk.bridges)
+    bridge = rig.desk.bridges[call_id]
+    await rig.store.heartbeat("server-b", 1000.0, 1e9)
+    page = PageSide(rig.store, call_id, agent_id, server="server-b", holder="test")
+    try:
+        assert await page.open() == "ok"  # the call's server answered: its bridge counts the page as attached
+        await settle(lambda: any("接通" in r for r in rig.replies()))
+        await rig.play_out()
+        assert bridge.connected.is_set()
+        sent = len(rig.wire.frames)
+        voice = bytes(range(256)) + bytes(64)  # 20 ms of the agent's voice
+        for _ in range(10):
+            page.bridge.from_agent(voice, 8000)  # what the page's socket on B does with its microphone
+        for _ in range(50):  # relayed through the store on the loop, then paced out in virtual time
+            await asyncio.sleep(0.01)
+            await rig.time.advance(0.02)
+        assert sum(1 for _, f in rig.wire.frames[sent:] if f.pcm == voice) == 10  # the agent reaches the caller
+        await rig.speak("我的快递一直不动")
+        heard = b"".join([chunk async for chunk in _take(page.bridge.caller_audio(), 10)])
+        assert LOUD.pcm in heard  # the caller reaches the page on the other server
+        rig.call.stop()
+        outcome = await asyncio.wait_for(_outcome(rig), 10)
+        assert outcome.type == "transferred" and outcome.agent is not None and outcome.agent.id == agent_id
+        await settle(lambda: page.bridge.closed)  # the call ended: the other server closes the page
+    finally:
+        await page.close()
+
+
+test_the_caller_talks_to_an_agent_page_on_another_server = transfer_test(_talks_to_an_agent_page_on_another_server)
 
 
 async def _nobody_comes(rig: Rig) -> None:

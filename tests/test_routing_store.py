@@ -26,6 +26,7 @@ from paths import in_ci, missing, program
 from core.errors import ConfigError, IvrError
 from routing.store import (
     STREAM_MAXLEN,
+    AudioFeed,
     LiveStore,
     MemoryStore,
     Presence,
@@ -505,6 +506,75 @@ def test_a_stream_is_dropped_a_while_after_its_last_event(kind: str) -> None:
 
 
 # -- servers and sessions -----------------------------------------------------------------------------
+async def _frames(feed: AudioFeed, count: int) -> list[bytes]:
+    """The next ``count`` frames of ``feed`` (a guard, not a timing: a feed that stalls fails)."""
+
+    async def take() -> list[bytes]:
+        got: list[bytes] = []
+        async for pcm in feed:
+            got.append(pcm)
+            if len(got) == count:
+                break
+        return got
+
+    return await asyncio.wait_for(take(), 5)
+
+
+def test_audio_frames_reach_every_subscriber_in_order_as_bytes(kind: str) -> None:
+    async def body(w: World) -> None:
+        sender, receiver = w.stores
+        frames = [bytes([i, 0x80, 0xFF, 0x00]) * 80 for i in range(20)]  # not text: every byte value matters
+        await sender.send_audio("c1:caller", b"before anyone listened")
+        async with receiver.audio("c1:caller") as first, sender.audio("c1:caller") as second:
+            async with receiver.audio("c2:caller") as other:
+                for pcm in frames:
+                    await sender.send_audio("c1:caller", pcm)
+                assert await _frames(first, 20) == frames
+                assert await _frames(second, 20) == frames
+                await sender.send_audio("c2:caller", b"\x01\x02")
+                assert await _frames(other, 1) == [b"\x01\x02"]  # channels are apart
+        assert first.closed and first.dropped == second.dropped == 0
+
+    run(kind, body, servers=2)
+
+
+def test_closing_an_audio_feed_ends_its_reader_and_it_hears_no_more(kind: str) -> None:
+    async def body(w: World) -> None:
+        sender, receiver = w.stores
+        feed = receiver.audio("c1:agent")
+        with pytest.raises(RuntimeError, match="expected an open audio feed"):
+            await _frames(feed, 1)
+        async with feed:
+            reader = asyncio.create_task(_frames(feed, 1000))
+            await sender.send_audio("c1:agent", b"\x00\x01")
+            await asyncio.sleep(0.2)  # let it arrive (over Redis: another connection)
+            await feed.close()
+            assert await asyncio.wait_for(reader, 5) == [b"\x00\x01"]  # ended, not waiting on
+            await sender.send_audio("c1:agent", b"\x02\x03")
+            assert [pcm async for pcm in feed] == []
+        with pytest.raises(RuntimeError, match="expected a new audio feed"):
+            async with feed:
+                pass
+
+    run(kind, body, servers=2)
+
+
+def test_a_slow_audio_reader_loses_the_oldest_frames_and_they_are_counted(kind: str) -> None:
+    async def body(w: World) -> None:
+        async with w.store.audio("c1:caller", max_frames=5) as feed:
+            for i in range(8):
+                await w.store.send_audio("c1:caller", bytes([i, 0]))
+            if w.kind == "redis":  # frames come in on the feed's own connection
+                for _ in range(100):
+                    if feed.dropped == 3:
+                        break
+                    await asyncio.sleep(0.02)
+            assert feed.dropped == 3
+            assert await _frames(feed, 5) == [bytes([i, 0]) for i in range(3, 8)]
+
+    run(kind, body)
+
+
 def test_a_server_is_alive_until_its_heartbeat_runs_out(kind: str) -> None:
     async def body(w: World) -> None:
         s = w.store
@@ -623,6 +693,8 @@ def test_connect_to_unreachable_redis_says_so_without_the_password() -> None:
         lambda s: s.publish("call:c1", {"type": "queued"}),
         lambda s: s.read("call:c1", timeout_s=5),
         lambda s: s.servers_alive(T0),
+        lambda s: s.send_audio("c1:caller", b"\x00\x00"),
+        lambda s: s.audio("c1:caller").__aenter__(),
     ],
     ids=[
         "reserve",
@@ -635,6 +707,8 @@ def test_connect_to_unreachable_redis_says_so_without_the_password() -> None:
         "publish",
         "read_waiting",
         "servers_alive",
+        "send_audio",
+        "audio",
     ],
 )
 def test_an_operation_on_unreachable_redis_raises_store_unavailable(
@@ -745,3 +819,20 @@ def test_a_wrong_or_missing_password_is_a_config_error_not_retryable(private_red
         with pytest.raises(ConfigError, match="password") as caught:
             asyncio.run(connect(url))
         assert not caught.value.retryable and "nope" not in str(caught.value)
+
+
+def test_an_audio_feed_whose_redis_goes_away_raises_store_unavailable(private_redis: PrivateRedis) -> None:
+    async def main() -> None:
+        store = await connect(private_redis.url)
+        try:
+            async with store.audio("c1:caller") as feed:
+                await store.send_audio("c1:caller", b"\x00\x01")
+                assert await _frames(feed, 1) == [b"\x00\x01"]
+                private_redis.stop()
+                with pytest.raises(StoreUnavailable, match="receiving audio") as caught:
+                    await _frames(feed, 1)
+                assert caught.value.retryable and ":pw@" not in str(caught.value)
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -14,7 +14,9 @@ serves:
   ``POST .../accept``, ``.../decline``, ``.../finish`` (the talk is over: wrap-up),
   ``.../wrapup`` {notes} (the notes go into the customer's history, then wrap-up).
 - ``WS /agent/ws`` (``voice.agent_feed``): offers, cancellations, the live transcript, assist.
-- ``WS /agent/audio/{call_id}``: binary PCM16 both ways with the call's ``voice.bridge.Bridge``.
+- ``WS /agent/audio/{call_id}``: binary PCM16 both ways with the call's ``voice.bridge.Bridge``;
+  when the caller is held by another server, relayed to it through the live store
+  (``voice.bridge_relay``).
 
 Everything but the page and the sign-in needs the session cookie (401 without). Errors have the
 app's one shape (``voice.app_errors``). ``start`` (from the app's lifespan) runs ``Dispatcher.run``:
@@ -43,13 +45,14 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
-from core.errors import AudioFormatError, NotFoundError
+from core.errors import AudioFormatError, IvrError, NotFoundError
 from core.shop import AGENT_NOTES, Agent, Contact
 from routing.accounts import Accounts, Lockout
 from routing.dispatch import Dispatcher
 from routing.store import LiveStore, MemoryStore, Presence
 from routing.store_redis import RedisStore
 from voice.bridge import Bridge
+from voice.bridge_relay import PageSide
 from voice.hotline import Hotline
 from voice.live_line import line_of
 from voice.live_transfer import AgentDesk
@@ -461,11 +464,23 @@ async def audio_socket(ws: WebSocket, call_id: str, rate: int = 16000) -> None:
     if bridge is not None and bridge.agent_id not in (None, agent_id):
         bridge = None  # the bridge waits for another agent's page (the call was handed on)
     await ws.accept()
+    holder = record.get("server")
+    if bridge is None and holder and holder != ws.app.state.desk.server:
+        await _relay(ws, call_id, agent_id, rate, str(holder))  # the caller is on another server
+        return
     if bridge is None or bridge.connected.is_set():
         await ws.close(CLOSE_NO_AUDIO if bridge is None else CLOSE_TAKEN)
         return
     bridge.connected.set()
-    sending = asyncio.create_task(_send_caller_audio(ws, bridge), name=f"agent-audio-{call_id}")
+    try:
+        await _carry(ws, bridge, rate)
+    finally:
+        bridge.connected.clear()
+
+
+async def _carry(ws: WebSocket, bridge: Bridge, rate: int) -> None:
+    """The page's audio socket on ``bridge`` until the page or the call goes away."""
+    sending = asyncio.create_task(_send_caller_audio(ws, bridge), name=f"agent-audio-{bridge.call_id}")
     try:
         while True:
             message = await ws.receive()
@@ -478,10 +493,31 @@ async def audio_socket(ws: WebSocket, call_id: str, rate: int = 16000) -> None:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await ws.close(CLOSE_POLICY)
     finally:
-        bridge.connected.clear()
         sending.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sending
+
+
+async def _relay(ws: WebSocket, call_id: str, agent_id: str, rate: int, holder: str) -> None:
+    """The page's audio through the live store to the server holding the call (``voice.bridge_relay``)."""
+    store, desk = ws.app.state.store, ws.app.state.desk
+    side = PageSide(store, call_id, agent_id, server=desk.server, holder=holder, now=desk.now)
+    try:
+        answer = None
+        if holder in await store.servers_alive(desk.now()):  # a dead server's caller has no audio to give
+            answer = await side.open()
+        if answer != "ok":
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # (the page may have left meanwhile)
+                await ws.close(CLOSE_TAKEN if answer == "taken" else CLOSE_NO_AUDIO)
+            return
+        side.bridge.connected.set()
+        await _carry(ws, side.bridge, rate)
+    except IvrError as err:  # the live store is away: the page may try again
+        log.warning("agent audio relay failed: %s", err, extra={"call_id": call_id})
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await ws.close(CLOSE_NO_AUDIO)
+    finally:
+        await side.close()
 
 
 def bridge_of(app: Any, call_id: str) -> Bridge | None:

@@ -86,7 +86,7 @@ class Handover:
                     await self._give_up()
                 return
             agent = next((a for a in self.desk.agents() if a.id == agent_id), None)
-            if agent is not None and await self._connect(agent):
+            if agent is not None and await self._connect(agent, after):
                 return
 
     async def _wait(self, started: float, after: str) -> tuple[str | None, str]:
@@ -136,8 +136,10 @@ class Handover:
             at += FRAME_S
             await call.time.sleep(max(0.0, at - call.time.now() - call.config.lead_s))
 
-    async def _connect(self, agent: Agent) -> bool:
-        """Hand the caller to ``agent``; False (and the offer declined) when that failed."""
+    async def _connect(self, agent: Agent, after: str) -> bool:
+        """Hand the caller to ``agent``; False (and the offer declined) when that failed.
+
+        ``after``: the call stream's id of the accept (a page on another server asks from there)."""
         contact = await self.call.in_work(self.desk.contact, agent.id)  # (SQLite)
         wire: Any = self.call.wire
         if contact is not None and hasattr(wire, "hand_over"):
@@ -154,15 +156,19 @@ class Handover:
             if handed is False:
                 await self.desk.dispatcher.unreached(agent.id, self.call_id)
                 return False
-        return await self._bridge(agent)
+        return await self._bridge(agent, after)
 
-    async def _bridge(self, agent: Agent) -> bool:
-        """The agent talks from their desktop page: audio both ways through a ``Bridge``."""
+    async def _bridge(self, agent: Agent, after: str) -> bool:
+        """The agent talks from their desktop page: audio both ways through a ``Bridge`` (the page on
+        this server, or on another one through the live store: ``voice.bridge_relay``)."""
         from voice.bridge import Bridge
+        from voice.bridge_relay import CallerSide
 
         call = self.call
         bridge = self.bridge = Bridge(self.call_id, agent.id)
         self.desk.bridges[self.call_id] = bridge
+        relay = CallerSide(self.desk.store, bridge, after=after, now=self.desk.dispatcher.now)
+        relay.start()
         try:
             try:
                 await asyncio.wait_for(bridge.connected.wait(), AGENT_AUDIO_WAIT_S)
@@ -178,6 +184,7 @@ class Handover:
             call.bridge = None
             self.desk.bridges.pop(self.call_id, None)
             bridge.close()
+            await relay.stop()
             if call.session.agent is agent:
                 with contextlib.suppress(IvrError):
                     await self.desk.dispatcher.finish(agent.id, self.call_id)
