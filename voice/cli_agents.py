@@ -14,6 +14,7 @@ import argparse
 import getpass
 import re
 import sys
+import unicodedata
 
 from core.errors import ConfigError
 from core.settings import Settings
@@ -50,10 +51,16 @@ def list_agents(args: argparse.Namespace, settings: Settings) -> int:
         where = " ".join(x for x in (held.sip_uri, held.phone) if x) or "-"
         password = "set" if accounts.has_password(agent.id) else "-"
         print(
-            f"{agent.id:<6} {agent.name:<8} {skills:<36} {','.join(agent.languages):<16} "
+            f"{agent.id:<6} {_pad(agent.name, 8)} {skills:<36} {_pad(','.join(agent.languages), 16)} "
             f"{agent.max_concurrent:>5}  {password:<8}  {where}"
         )
     return 0
+
+
+def _pad(text: str, width: int) -> str:
+    """``text`` padded to ``width`` terminal columns (a Chinese character takes two)."""
+    used = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(0, width - used)
 
 
 def set_password(args: argparse.Namespace, settings: Settings) -> int:
