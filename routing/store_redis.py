@@ -218,6 +218,7 @@ class RedisStore:
             self.address = _client_address(client_or_url)
         self._blocking: aioredis.Redis | None = None  # for XREAD BLOCK: no socket timeout of its own
         self._audio_pool: aioredis.ConnectionPool | None = None  # audio subscriptions: bytes, no socket timeout
+        self._feeds: set[_RedisFeed] = set()  # subscriptions open now (closed first by ``close()``)
         self.prefix = prefix
         self._stream_ttl_s = stream_ttl_s
         self._set_presence = self._redis.register_script(_SET_PRESENCE)
@@ -447,6 +448,8 @@ class RedisStore:
             await self._redis.delete(self._key("session", token_hash))
 
     async def close(self) -> None:
+        for feed in list(self._feeds):  # a reader blocked on its connection would hold the pool's close for ever
+            await feed.close()
         with self._guard("closing the connections"):
             if self._blocking is not None:
                 await self._blocking.aclose(close_connection_pool=True)
@@ -474,6 +477,7 @@ class _RedisFeed(AudioFeed):
             raise
         self._pubsub = pubsub
         self._reader = asyncio.create_task(self._read(pubsub), name=f"audio-feed-{self.channel}")
+        self._store._feeds.add(self)
 
     async def _read(self, pubsub: PubSub) -> None:
         try:
@@ -486,6 +490,7 @@ class _RedisFeed(AudioFeed):
             self.fail(err)
 
     async def _unsubscribe(self) -> None:
+        self._store._feeds.discard(self)
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

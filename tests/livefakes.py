@@ -12,6 +12,7 @@ import heapq
 import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.types import AudioFrame, SpeechEnded
 from voice.live import LiveEvent
@@ -52,6 +53,16 @@ async def settle(condition: Callable[[], bool], real_timeout: float = 20.0) -> N
     while not condition():
         assert loop.time() < deadline, "condition not reached"
         await asyncio.sleep(0.002)
+
+
+async def play_out(call: Any, wire: ScriptedWire, time: VirtualTime) -> None:
+    """Advance until the call's current reply is sent, acknowledging every mark as the far end would."""
+    await settle(lambda: call.playback is not None)
+    while call.playback is not None:
+        await time.advance(0.02)
+        for name in wire.marks:
+            call.mark_played(name)
+        await asyncio.sleep(0)
 
 
 @dataclass

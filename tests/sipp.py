@@ -42,6 +42,30 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
+def baresip_config(home: Path, sip_port: int, cons_port: int, account: str) -> None:
+    """A headless baresip in ``home``: G.711 only, ``home/mic.wav`` as the microphone, commands over
+    UDP/TCP at ``cons_port``; ``account`` is its accounts line (e.g. ``<sip:caller@127.0.0.1>;regint=0``)."""
+    home.mkdir(exist_ok=True)
+    lines = [
+        "poll_method epoll",
+        f"sip_listen 127.0.0.1:{sip_port}",
+        "sip_transports udp",
+        "audio_player aufile,/dev/null",
+        f"audio_source aufile,{home / 'mic.wav'}",
+        "audio_alert aufile,/dev/null",
+        "module_path /usr/lib/baresip/modules",
+        "module g711.so",
+        "module aufile.so",
+        "module cons.so",
+        "module_app account.so",
+        "module_app menu.so",
+        f"cons_listen 127.0.0.1:{cons_port}",
+    ]
+    (home / "config").write_text("\n".join(lines) + "\n")
+    (home / "accounts").write_text(account + "\n")
+    (home / "contacts").write_text("")
+
+
 def free_baresip_port() -> int:
     """A port for baresip's ``sip_listen``: free for UDP and TCP, and the next one for TCP too —
     baresip 1.0 listens on UDP, TCP and TLS whatever ``sip_transports`` says, TLS one port up (a

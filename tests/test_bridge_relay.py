@@ -103,6 +103,15 @@ def accepted_call(w: TwoServers) -> tuple[str, str, dict[str, str], str]:
     return call_id, agent_id, headers, after
 
 
+async def gave_up(store: LiveStore, call_id: str, after: str) -> None:
+    """Until B's ``agent_audio_closed`` for the ask it stopped waiting on is in the call stream."""
+    for _ in range(100):
+        events = await store.read(f"call:{call_id}", after, timeout_s=0.1)
+        if any(e.get("type") == "agent_audio_closed" for _, e in events):
+            return
+    raise AssertionError("B never said it stopped waiting")
+
+
 async def hold(store: LiveStore, call_id: str, agent_id: str, after: str) -> tuple[Bridge, CallerSide]:
     """What server A's live call does on the accept: a bridge for the agent, and its relay."""
     bridge = Bridge(call_id, agent_id)
@@ -183,6 +192,7 @@ def test_no_answer_from_the_callers_server_tells_the_page_to_try_again(
     call_id, agent_id, headers, after = accepted_call(w)
     with w.client.websocket_connect(f"/agent/audio/{call_id}", headers=headers) as ws:  # A has no bridge yet
         assert closed_with(ws) == agent_desk.CLOSE_NO_AUDIO
+    w.call(gave_up, w.store_a, call_id, after)  # B said it stopped waiting (before A's bridge: this test's case)
     bridge, side = w.call(hold, w.store_a, call_id, agent_id, after)  # (the ask B gave up is not answered)
     with w.client.websocket_connect(f"/agent/audio/{call_id}?rate=8000", headers=headers) as ws:  # the retry
         assert w.call(connected, bridge, True)

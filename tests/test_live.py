@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
-from livefakes import FrameVoice, ScriptedSpeech, ScriptedWire, VirtualTime, settle
+from livefakes import FrameVoice, ScriptedSpeech, ScriptedWire, VirtualTime, play_out, settle
 
 from core.settings import Settings
 from core.types import AudioFrame, SpeechEnded, SpeechStarted, Utterance
@@ -48,13 +48,7 @@ class Rig:
         )
 
     async def play_out(self) -> None:
-        """Advance until the current reply is sent, acknowledging every mark as the far end would."""
-        await settle(lambda: self.call.playback is not None)
-        while self.call.playback is not None:
-            await self.time.advance(0.02)
-            for name in self.wire.marks:
-                self.call.mark_played(name)
-            await asyncio.sleep(0)
+        await play_out(self.call, self.wire, self.time)
 
     async def speak(self, text: str, seconds: float = 0.8, confidence: float = 0.5) -> None:
         """The caller says ``text``: speech start, loud frames, speech end and its final."""

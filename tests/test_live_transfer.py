@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from livefakes import FrameVoice, ScriptedSpeech, ScriptedWire, VirtualTime, settle
+from livefakes import FrameVoice, ScriptedSpeech, ScriptedWire, VirtualTime, play_out, settle
 
 from core.settings import Settings
 from core.types import AudioFrame, SpeechEnded, SpeechStarted, Utterance
@@ -83,12 +83,7 @@ class Rig:
         await self.store.heartbeat("test", 1000.0, 1e9)
 
     async def play_out(self) -> None:
-        await settle(lambda: self.call.playback is not None)
-        while self.call.playback is not None:
-            await self.time.advance(0.02)
-            for name in self.wire.marks:
-                self.call.mark_played(name)
-            await asyncio.sleep(0)
+        await play_out(self.call, self.wire, self.time)
 
     async def speak(self, text: str, seconds: float = 0.8, recognised_after: float = 0.0) -> None:
         """The caller says ``text``; the VAD closes the segment, its text comes ``recognised_after`` later."""

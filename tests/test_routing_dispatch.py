@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, cast
 
 import pytest
+from paths import missing
 
 from core.shop import Agent
 from routing.dispatch import STRAY_AFTER_S, WAIT_HISTORY, Dispatcher, Placement
@@ -121,7 +122,7 @@ def redis_world(clock: Clock) -> World:
             await probe.close()
 
     if not asyncio.run(reachable()):
-        pytest.skip(f"no Redis at {REDIS_URL}")
+        missing(f"no Redis at {REDIS_URL} (apt-get install redis-server)")  # a failure under CI=true
     prefix = f"test-dispatch-{uuid.uuid4().hex}:"
     store = RedisStore(REDIS_URL, prefix)
 

@@ -23,7 +23,17 @@ from typing import Any
 
 import pytest
 from paths import program
-from sipp import SCENARIOS, RtpCounter, free_baresip_port, free_media_ports, free_port, sip_server, sipp_path, until
+from sipp import (
+    SCENARIOS,
+    RtpCounter,
+    baresip_config,
+    free_baresip_port,
+    free_media_ports,
+    free_port,
+    sip_server,
+    sipp_path,
+    until,
+)
 
 from core.types import AudioFrame
 from voice.live_line import line_of
@@ -63,24 +73,7 @@ def baresip_agent(home: Path, answer: str) -> Iterator[Agent]:
     sip_port, cons_port = free_baresip_port(), free_port(socket.SOCK_STREAM)
     home.mkdir()
     write_wav(home / "mic.wav", AudioFrame(bytes(2 * 8000 * 30), 8000))  # the agent says nothing
-    lines = [
-        "poll_method epoll",
-        f"sip_listen 127.0.0.1:{sip_port}",
-        "sip_transports udp",
-        "audio_player aufile,/dev/null",
-        f"audio_source aufile,{home / 'mic.wav'}",
-        "audio_alert aufile,/dev/null",
-        "module_path /usr/lib/baresip/modules",
-        "module g711.so",
-        "module aufile.so",
-        "module cons.so",
-        "module_app account.so",
-        "module_app menu.so",
-        f"cons_listen 127.0.0.1:{cons_port}",
-    ]
-    (home / "config").write_text("\n".join(lines) + "\n")
-    (home / "accounts").write_text(f"<sip:agent@127.0.0.1>;regint=0;answermode={answer};audio_codecs=PCMU\n")
-    (home / "contacts").write_text("")
+    baresip_config(home, sip_port, cons_port, f"<sip:agent@127.0.0.1>;regint=0;answermode={answer};audio_codecs=PCMU")
     process = subprocess.Popen([baresip, "-f", str(home)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(iter(process.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]

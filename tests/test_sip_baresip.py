@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from paths import REAL_ZH, program, shared
-from sipp import free_baresip_port, free_port, sip_server, until
+from sipp import baresip_config, free_baresip_port, free_port, sip_server, until
 from testmodels import telephone
 
 from core.types import AudioFrame
@@ -27,29 +27,6 @@ from voice.live_line import line_of
 from voice.wav import read_wav, write_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.models]
-
-
-def _config(home: Path, sip_port: int, cons_port: int) -> None:
-    """A headless baresip: G.711 only, a WAV file as the microphone, commands over UDP."""
-    home.mkdir(exist_ok=True)
-    lines = [
-        "poll_method epoll",
-        f"sip_listen 127.0.0.1:{sip_port}",
-        "sip_transports udp",
-        "audio_player aufile,/dev/null",
-        f"audio_source aufile,{home / 'mic.wav'}",
-        "audio_alert aufile,/dev/null",
-        "module_path /usr/lib/baresip/modules",
-        "module g711.so",
-        "module aufile.so",
-        "module cons.so",
-        "module_app account.so",
-        "module_app menu.so",
-        f"cons_listen 127.0.0.1:{cons_port}",
-    ]
-    (home / "config").write_text("\n".join(lines) + "\n")
-    (home / "accounts").write_text("<sip:caller@127.0.0.1>;regint=0;audio_codecs=PCMU\n")
-    (home / "contacts").write_text("")
 
 
 @dataclass
@@ -72,7 +49,7 @@ def baresip_call(tmp_path: Path, microphone: bytes, vosk_model: Path) -> Iterato
     baresip = program("baresip", "baresip")
     home = tmp_path / "baresip"
     cons_port = free_port(socket.SOCK_STREAM)  # cons listens on UDP and TCP at this port
-    _config(home, free_baresip_port(), cons_port)
+    baresip_config(home, free_baresip_port(), cons_port, "<sip:caller@127.0.0.1>;regint=0;audio_codecs=PCMU")
     write_wav(home / "mic.wav", AudioFrame(microphone, 8000))
     settings = {"asr_engine": "vosk", "vosk_model": str(vosk_model)}
     with sip_server(tmp_path, **settings) as (app, port), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cons:

@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from deskpackets import complainer, complaint_agents
 from paths import REFERENCE_SHOP, missing, shared
 from test_serve import free_port
 
+from core.shop import Agent, Customer
 from routing.store_redis import RedisStore
 from shop.importer import load_snapshot
 from shop.store import SqliteShop, import_snapshot
@@ -145,6 +147,27 @@ def reference_shop(tmp_path: Path) -> SqliteShop:
     return SqliteShop(tmp_path / "read.sqlite3")
 
 
+@contextmanager
+def two_servers(env: dict[str, str]) -> Iterator[tuple[Server, Server]]:
+    a, b = Server("A", env), Server("B", env)
+    try:
+        a.wait_up()
+        b.wait_up()
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+def the_complainer(env: dict[str, str], tmp_path: Path) -> tuple[SqliteShop, Customer, int, Agent]:
+    """The reference shop's repeat complainer and the best complaint agent (with a desk password)."""
+    shop = reference_shop(tmp_path)
+    customer, complaints = complainer("reference", shop)
+    agent = complaint_agents(shop)[0]
+    set_password(env, agent.id)
+    return shop, customer, complaints, agent
+
+
 def sign_in(server: Server, agent_id: str, presence: str) -> None:
     status, body = server.call("POST", "/agent/login", {"agent_id": agent_id, "password": PASSWORD})
     assert status == 200, body
@@ -175,14 +198,8 @@ async def next_offer(server: Server, seconds: float = 20.0) -> dict[str, Any]:
 def test_a_call_at_server_a_reaches_the_agent_at_server_b_and_is_remembered(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    shop = reference_shop(tmp_path)
-    customer, complaints = complainer("reference", shop)
-    agent = complaint_agents(shop)[0]
-    set_password(env, agent.id)
-    a, b = Server("A", env), Server("B", env)
-    try:
-        a.wait_up()
-        b.wait_up()
+    shop, customer, complaints, agent = the_complainer(env, tmp_path)
+    with two_servers(env) as (a, b):
         sign_in(b, agent.id, "available")
 
         async def first() -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -213,22 +230,13 @@ def test_a_call_at_server_a_reaches_the_agent_at_server_b_and_is_remembered(
 
         again = asyncio.run(second())
         assert notes in [h["summary"] for h in again["customer"]["history"]]  # the next call remembers
-    finally:
-        a.stop()
-        b.stop()
 
 
 def test_a_server_killed_while_its_caller_is_queued_loses_neither_place_nor_packet(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    shop = reference_shop(tmp_path)
-    customer, _ = complainer("reference", shop)
-    agent = complaint_agents(shop)[0]
-    set_password(env, agent.id)
-    a, b = Server("A", env), Server("B", env)
-    try:
-        a.wait_up()
-        b.wait_up()
+    _, customer, _, agent = the_complainer(env, tmp_path)
+    with two_servers(env) as (a, b):
         sign_in(b, agent.id, "wrap_up")  # signed in, not yet free: the caller is queued
         call_id, turn = complain(a, customer.phone)
         assert "转接" in turn["reply"] and "第一位" in turn["reply"]
@@ -249,9 +257,6 @@ def test_a_server_killed_while_its_caller_is_queued_loses_neither_place_nor_pack
         assert record["customer"]["id"] == customer.id and len(record["summary"]) == 3 and record["transcript"]
         status, body = b.call("GET", "/agent/api/queue")
         assert call_id in {entry["call_id"] for entry in body["queue"]}
-    finally:
-        a.stop()
-        b.stop()
 
 
 async def _record(prefix: str, call_id: str) -> Any:

@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 COOKIE = "ivr_agent"
 SESSION_S = 12 * 3600.0
 DISPATCH_EVERY_S = 1.0  # the dispatcher's heartbeat and dispatch pass
+STORE_CLOSE_S = 5.0
 MAX_NOTES = 2000
 CLOSE_POLICY = 1008
 CLOSE_NO_AUDIO = 4404  # no audio for this call on this server (yet): the page may try again
@@ -134,8 +135,8 @@ async def stop(app: Any) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     app.state.hotline.transfers = None
-    with contextlib.suppress(Exception):
-        await app.state.store.close()
+    with contextlib.suppress(Exception):  # (a store that cannot close in time must not hold the shutdown)
+        await asyncio.wait_for(app.state.store.close(), STORE_CLOSE_S)
 
 
 router = APIRouter()

@@ -485,7 +485,9 @@ async function startAudio(call, tries = 0) {
   ws.onclose = (msg) => {
     if (audio !== state) return;
     stopAudio();
-    if (msg.code === 4404 && tries < AUDIO_TRIES && desk.call && desk.call.call_id === call.call_id) {
+    // 4404: the call's audio is not open yet; 4409: held by a page that is going (the caller's server
+    // may not have seen it leave yet): try again, a while
+    if ((msg.code === 4404 || msg.code === 4409) && tries < AUDIO_TRIES && desk.call && desk.call.call_id === call.call_id) {
       setAudioState("off", "等待语音接入…");
       setTimeout(() => desk.call && desk.call.call_id === call.call_id && startAudio(call, tries + 1), AUDIO_RETRY_MS);
     } else {
