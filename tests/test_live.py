@@ -205,7 +205,8 @@ async def test_a_backchannel_clears_but_the_reply_resumes_where_it_was_cut(rig: 
 @live()
 async def test_speech_right_after_a_sentence_starts_is_taken_as_echo(rig: Rig) -> None:
     await rig.speak("你们有什么优惠活动", confidence=0.95)
-    await settle(lambda: rig.call.playback is not None and len(rig.wire.frames) > 0)
+    # (the greeting's frames are on the wire already: wait for the answer's first sentence itself)
+    await settle(lambda: rig.call.playback is not None and rig.call.playback.current is not None)
     playing = rig.call.playback.current.text  # type: ignore[union-attr]
     rig.speech.say(SpeechStarted(rig.time.now()))
     await rig.time.advance(0.1)
