@@ -9,6 +9,7 @@ customer, their orders, three summary lines, a transcript and the shop's policy 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from shops import snapshot_data
@@ -16,6 +17,7 @@ from shops import snapshot_data
 from core.shop import Agent, Customer, ShopPort
 from routing.agents import COMPLAINT_MIN_LEVEL
 from routing.store import QueuedCall
+from voice.bridge import Bridge
 
 
 def complainer(name: str, shop: ShopPort) -> tuple[Customer, int]:
@@ -94,3 +96,17 @@ def entry(call_id: str, server: str, now: float, customer: Customer | None, skil
     return QueuedCall(
         call_id, skill, 1, now, server, customer.dialect if customer else None, vip, complaint=skill == "complaint"
     )
+
+
+async def take_frames(bridge: Bridge, count: int) -> list[bytes]:
+    """The next ``count`` frames the bridge sends to the caller (at most 5 s)."""
+
+    async def take() -> list[bytes]:
+        frames: list[bytes] = []
+        async for frame in bridge.agent_audio():
+            frames.append(frame)
+            if len(frames) == count:
+                break
+        return frames
+
+    return await asyncio.wait_for(take(), 5)

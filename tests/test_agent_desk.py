@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deskpackets import complainer, complaint_agents, entry, packet
+from deskpackets import complainer, complaint_agents, entry, packet, take_frames
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from paths import REFERENCE_SHOP, shared
@@ -353,15 +353,6 @@ async def feed_caller(bridge: Bridge, pcm: bytes) -> None:
 
 async def close_bridge(bridge: Bridge) -> None:
     bridge.close()
-
-
-async def take_frames(bridge: Bridge, count: int) -> list[bytes]:
-    frames: list[bytes] = []
-    async for frame in bridge.agent_audio():
-        frames.append(frame)
-        if len(frames) == count:
-            break
-    return frames
 
 
 def test_an_offer_nobody_answers_rings_out_and_the_page_is_told(client: TestClient, app: FastAPI, clock: Clock) -> None:

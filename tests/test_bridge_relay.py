@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deskpackets import complainer, complaint_agents, entry, packet
+from deskpackets import complainer, complaint_agents, entry, packet, take_frames
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from paths import REFERENCE_SHOP, missing, shared
@@ -130,18 +130,6 @@ async def connected(bridge: Bridge, expected: bool) -> bool:
 
 async def feed_caller(bridge: Bridge, pcm: bytes) -> None:
     bridge.from_caller(pcm)
-
-
-async def take_frames(bridge: Bridge, count: int) -> list[bytes]:
-    async def take() -> list[bytes]:
-        frames: list[bytes] = []
-        async for frame in bridge.agent_audio():
-            frames.append(frame)
-            if len(frames) == count:
-                break
-        return frames
-
-    return await asyncio.wait_for(take(), 5)
 
 
 async def end_call(bridge: Bridge, side: CallerSide) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -23,9 +23,8 @@ import websockets
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from liveserver import serve
-from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
-from twiliosim import TwilioPeer, answer_call, on_loopback, signed_post
+from twiliosim import TwilioLoopback, TwilioPeer, answer_call, on_loopback, signed_post
 
 from core.errors import ConfigError
 from core.settings import Settings
@@ -191,19 +190,6 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class _Loopback(TwilioHttpClient):
-    """The twilio library's own HTTP client, sending to a local server instead of api.twilio.com."""
-
-    def __init__(self, base: str) -> None:
-        super().__init__()
-        self.base = base
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        parts = urlsplit(url)
-        assert parts.netloc == "api.twilio.com", url
-        return super().request(method, self.base + parts.path, *args, **kwargs)
-
-
 @contextmanager
 def recording_server() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
@@ -218,7 +204,7 @@ def recording_server() -> Iterator[str]:
 def test_hang_up_goes_to_the_twilio_rest_api() -> None:
     _Recorder.seen = []
     with recording_server() as base:
-        TwilioRest(ACCOUNT, AUTH, http_client=_Loopback(base)).hang_up("CA" + "c" * 32)
+        TwilioRest(ACCOUNT, AUTH, http_client=TwilioLoopback(base)).hang_up("CA" + "c" * 32)
     (request,) = _Recorder.seen
     assert request["path"] == f"/2010-04-01/Accounts/{ACCOUNT}/Calls/CA{'c' * 32}.json"
     assert request["auth"] == "Basic " + base64.b64encode(f"{ACCOUNT}:{AUTH}".encode()).decode()
@@ -330,7 +316,7 @@ def test_when_the_hotline_ends_a_call_twilio_is_asked_to_hang_up(tmp_path: Path)
 
     _Recorder.seen = []
     with recording_server() as base:
-        calls = TwilioCalls(twilio_settings(tmp_path), rest=TwilioRest(ACCOUNT, AUTH, http_client=_Loopback(base)))
+        calls = TwilioCalls(twilio_settings(tmp_path), rest=TwilioRest(ACCOUNT, AUTH, http_client=TwilioLoopback(base)))
         wire = TwilioWire(None, "MZ1", "CA" + "d" * 32, calls)  # type: ignore[arg-type]
         asyncio.run(wire.hangup())
     assert [r["path"].rsplit("/", 1)[-1] for r in _Recorder.seen] == [f"CA{'d' * 32}.json"]

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import pytest
 from fastapi.testclient import TestClient
-from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
+from twiliosim import TwilioLoopback
 
 from core.errors import ConfigError
 from core.settings import Settings
@@ -96,19 +96,6 @@ class _Twilio(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class _Loopback(TwilioHttpClient):
-    """The twilio library's own HTTP client, sending to a local server instead of api.twilio.com."""
-
-    def __init__(self, base: str) -> None:
-        super().__init__(timeout=10)
-        self.base = base
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        parts = urlsplit(url)
-        assert parts.netloc == "api.twilio.com", url
-        return super().request(method, self.base + parts.path, *args, **kwargs)
-
-
 @contextmanager
 def twilio_api(status: int, payload: dict[str, Any]) -> Iterator[str]:
     _Twilio.seen, _Twilio.reply = [], (status, payload)
@@ -125,7 +112,7 @@ def twilio_api(status: int, payload: dict[str, Any]) -> Iterator[str]:
 def test_moving_the_caller_updates_its_call_with_the_conference_twiml(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     with twilio_api(200, {"sid": CALLER_SID, "status": "in-progress"}) as base:
-        asyncio.run(move_caller(settings, CALLER_SID, ROOM, legs=TwilioLegs(settings, _Loopback(base))))
+        asyncio.run(move_caller(settings, CALLER_SID, ROOM, legs=TwilioLegs(settings, TwilioLoopback(base))))
     (request,) = _Twilio.seen
     assert (request["method"], request["path"]) == ("POST", f"/2010-04-01/Accounts/{ACCOUNT}/Calls/{CALLER_SID}.json")
     expected = conference_twiml(ROOM, PUBLIC + "/twilio/hold.wav", PUBLIC + "/twilio/conference")
@@ -136,7 +123,7 @@ def test_dialling_the_agent_adds_a_participant_who_starts_the_conference(tmp_pat
     settings = _settings(tmp_path)
     answer = {"call_sid": AGENT_SID, "conference_sid": "CF" + "0" * 32, "label": "agent", "status": "queued"}
     with twilio_api(201, answer) as base:
-        legs = TwilioLegs(settings, _Loopback(base))
+        legs = TwilioLegs(settings, TwilioLoopback(base))
         call_sid = asyncio.run(dial_agent(settings, ROOM, AGENT_PHONE, OUR_NUMBER, legs=legs))
     assert call_sid == AGENT_SID
     (request,) = _Twilio.seen
@@ -159,14 +146,14 @@ def test_dialling_the_agent_adds_a_participant_who_starts_the_conference(tmp_pat
 def test_an_agent_with_a_sip_uri_is_dialled_by_twilio_too(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     with twilio_api(201, {"call_sid": AGENT_SID}) as base:
-        TwilioLegs(settings, _Loopback(base)).dial_agent(ROOM, "sip:agent-7@pbx.example.com", OUR_NUMBER)
+        TwilioLegs(settings, TwilioLoopback(base)).dial_agent(ROOM, "sip:agent-7@pbx.example.com", OUR_NUMBER)
     assert _Twilio.seen[0]["form"]["To"] == ["sip:agent-7@pbx.example.com"]
 
 
 def test_bad_arguments_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     with twilio_api(200, {}) as base:
-        legs = TwilioLegs(settings, _Loopback(base))
+        legs = TwilioLegs(settings, TwilioLoopback(base))
         with pytest.raises(ValueError, match="E.164") as err:
             legs.dial_agent(ROOM, "13800138001", OUR_NUMBER)
         assert "13800138001" not in str(err.value)  # masked
@@ -201,7 +188,9 @@ def test_twilio_refusals_are_typed_and_say_whether_to_retry(
 ) -> None:
     settings = _settings(tmp_path)
     with twilio_api(status, payload) as base, pytest.raises(AgentLegError) as err:
-        asyncio.run(dial_agent(settings, ROOM, AGENT_PHONE, OUR_NUMBER, legs=TwilioLegs(settings, _Loopback(base))))
+        asyncio.run(
+            dial_agent(settings, ROOM, AGENT_PHONE, OUR_NUMBER, legs=TwilioLegs(settings, TwilioLoopback(base)))
+        )
     assert err.value.retryable is retryable
     assert f"HTTP {status}, error {payload['code']}" in str(err.value)
     assert AGENT_PHONE.lstrip("+") not in str(err.value) and "861****8001" in str(err.value)  # numbers masked
@@ -212,7 +201,7 @@ def test_twilio_out_of_reach_is_retryable(tmp_path: Path) -> None:
     with twilio_api(200, {}) as base:
         pass  # the server is gone: its port refuses connections
     with pytest.raises(AgentLegError, match="could not be reached") as err:
-        asyncio.run(move_caller(settings, CALLER_SID, ROOM, legs=TwilioLegs(settings, _Loopback(base))))
+        asyncio.run(move_caller(settings, CALLER_SID, ROOM, legs=TwilioLegs(settings, TwilioLoopback(base))))
     assert err.value.retryable is True
 
 
@@ -340,8 +329,8 @@ def _wire(settings: Settings, base: str) -> tuple[Any, Any]:
     from voice.twilio_rest import TwilioRest
     from voice.twilio_routes import TwilioCalls, TwilioWire
 
-    calls = TwilioCalls(settings, transfer=TwilioLegs(settings, _Loopback(base)))
-    calls.rest = TwilioRest(ACCOUNT, AUTH, http_client=_Loopback(base))  # a REST hang-up would be seen too
+    calls = TwilioCalls(settings, transfer=TwilioLegs(settings, TwilioLoopback(base)))
+    calls.rest = TwilioRest(ACCOUNT, AUTH, http_client=TwilioLoopback(base))  # a REST hang-up would be seen too
     calls.dialled[CALLER_SID] = OUR_NUMBER
     return calls, TwilioWire(None, "MZ" + "1" * 32, CALLER_SID, calls)  # type: ignore[arg-type]
 

@@ -19,9 +19,11 @@ import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import websockets
+from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 
 from voice.codec import pcm16_to_ulaw
@@ -169,3 +171,16 @@ class TwilioPeer:
         self._echoes.pop(name, None)
         self.echoed.append(name)
         await self._send({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
+
+
+class TwilioLoopback(TwilioHttpClient):
+    """The twilio library's own HTTP client, sending to a local server (``base``) instead of api.twilio.com."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__(timeout=10)
+        self.base = base
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        parts = urllib.parse.urlsplit(url)
+        assert parts.netloc == "api.twilio.com", url
+        return super().request(method, self.base + parts.path, *args, **kwargs)
