@@ -184,7 +184,9 @@ def _fed_in_real_time(stream: WhisperStream, audio: AudioFrame) -> list[tuple[in
 def test_periodic_partials_of_real_speech_come_while_the_caller_talks(whisper_engine: WhisperEngine) -> None:
     from paths import REAL_ZH, shared
 
-    audio = read_wav(shared(REAL_ZH / "BAC009S0764W0121.wav").read_bytes())
+    # 9.4 s of read speech (AISHELL-1, human transcript): a partial takes one decode (~1-2.5 s here,
+    # whatever the length), so on a slow machine a 4 s clip had ended before the first one was shown
+    audio = read_wav(shared(REAL_ZH.parent / "zh_more" / "BAC009S0768W0290.wav").read_bytes())
     stream = WhisperEngine(whisper_engine.model_dir, threads=2, partial_every_s=1.0).new_stream(audio.sample_rate)
     events = _fed_in_real_time(stream, audio)
     partials = [(i, e) for i, e in events if e.kind is TranscriptKind.PARTIAL]
