@@ -94,6 +94,7 @@ _LEAVES: dict[str, str] = {
     "ahead": "2",
     "minutes": "3",
     "wait": "大约要等3分钟",
+    "callback": "已为您登记回电，稍后售后专员会打给您。",  # the booked callback (``policy.callback_text``)
     # products, variants (variant_text: colour + size_text) and their lists (join_list)
     "product": "卫衣",
     "products": "玻璃宽口奶瓶240ml和奶瓶刷套装",

@@ -68,6 +68,7 @@ class Settings:
     redis_prefix: str = "ivr:"  # the key namespace in Redis: several hotlines can share one server
     server_id: str | None = None  # this server's name among those sharing Redis (default: host name and process id)
     transfer_wait_seconds: int = 180  # a caller waits this long on hold for an agent, then a callback is booked
+    callback_offer_seconds: int = 120  # an expected wait this long or longer: a callback is offered before holding
     agent_ring_seconds: int = 20  # an agent who has not accepted an offered call by then: the next agent is tried
 
     @classmethod
@@ -102,6 +103,7 @@ class Settings:
             ("IVR_MAX_TURN_SECONDS", self.max_turn_seconds, 1, 600),
             ("IVR_ASR_WORKERS", self.asr_workers, 1, 64),
             ("IVR_TRANSFER_WAIT_SECONDS", self.transfer_wait_seconds, 10, 3600),
+            ("IVR_CALLBACK_OFFER_SECONDS", self.callback_offer_seconds, 0, 86_400),
             ("IVR_AGENT_RING_SECONDS", self.agent_ring_seconds, 5, 120),
         ):
             if not low <= value <= high:

@@ -46,6 +46,7 @@ from dialog.state import (
     ConfirmChange,
     Context,
     NeedOrderId,
+    OfferCallback,
     OfferDetails,
     OfferTransfer,
     Part,
@@ -104,6 +105,8 @@ def handle(state: CallState, u: Understanding, ctx: Context) -> tuple[CallState,
     intents = followups.carry(_needs(u, pending), state, u, ctx)
     if isinstance(pending, ConfirmChange) and _answer_is(intents, "affirm"):
         return _confirmed(state, pending, intents, u, ctx)
+    if isinstance(pending, OfferCallback):
+        return _wait_or_callback(state, intents, u, ctx)
     parts: list[Part] = []
     offered: Skill | None = None
     code: str | None = None
@@ -157,7 +160,7 @@ def _needs(u: Understanding, pending: Pending | None) -> tuple[Intent, ...]:
             kept.append(intent)
     names = {i.name for i in kept}
     text = (u.normalized or u.text).strip()
-    yes_no = ConfirmChange | OfferTransfer | OfferDetails
+    yes_no = ConfirmChange | OfferTransfer | OfferDetails | OfferCallback
     if isinstance(pending, yes_no) and not names & {"affirm", "deny"} and len(text) <= 6:
         answer = _yes_no(text)
         if answer is not None:
@@ -462,6 +465,9 @@ def _handover(
     if decision.code not in (policy.FAILED, policy.VERIFY_FAILED):
         facts = empathy(u) + facts
     state = replace(state, pending=None)
+    if state.callback is not None:  # booked already (nobody was free, or after hours): no second promise
+        text = _fit(facts, render("callback.already", desk=DESKS[state.callback.skill.value]))
+        return state.say("bot", text, ctx.elapsed), (Say(text),)
     callback = policy.callback_text(ctx, decision.skill)
     if not policy.in_agent_hours(ctx):
         text = _fit(facts, render("callback.closed") + callback)
@@ -476,25 +482,58 @@ def _handover(
 
 
 def no_agent(state: CallState, transfer: Transfer, ctx: Context) -> tuple[CallState, Actions]:
-    """Nobody can take ``transfer``: the caller hears its apology and callback offer instead (its
-    ``busy_text``), and the request becomes a callback."""
+    """Nobody can take ``transfer``: the caller hears its apology and callback instead (its
+    ``busy_text``), the request becomes a callback, and the bot goes on serving the call."""
     req = state.transfer
     if req is None:
         raise ProtocolError("expected a transfer to cancel, got a call with none")
     busy = transfer.busy_text
-    lines = state.transcript[:-1] if state.transcript and state.transcript[-1].speaker == "bot" else state.transcript
-    state = replace(state, transcript=lines, transfer=None, callback=req)
+    lines = state.transcript
+    if transfer.text and lines and lines[-1].speaker == "bot" and lines[-1].text == transfer.text:
+        lines = lines[:-1]  # the transfer sentence was not said (no agent at all): the apology instead
+    state = replace(state, transcript=lines, transfer=None, callback=req, pending=None, ended=False)
     return state.say("bot", busy, ctx.elapsed), (Say(busy),)
 
 
-def queued(state: CallState, transfer: Transfer, position: int, wait_s: float | None) -> tuple[CallState, Actions]:
+def queued(
+    state: CallState, transfer: Transfer, position: int, wait_s: float | None, *, offer_callback: bool = False
+) -> tuple[CallState, Actions]:
     """The caller waits in the agents' queue: the transfer sentence also says their place and, when
-    there is a basis for it, the expected wait (``position`` is 1-based)."""
+    there is a basis for it, the expected wait (``position`` is 1-based). ``offer_callback`` (the
+    wait is long): it also asks whether we should call back instead (``OfferCallback``), and the
+    call goes on until the caller answers."""
     text = transfer.text + queue_text(position, wait_s)
+    if offer_callback:
+        text += render("transfer.offer_callback")
+        state = replace(state, pending=OfferCallback(), ended=False)
     lines = state.transcript
     if lines and lines[-1].speaker == "bot" and lines[-1].text == transfer.text:
         lines = (*lines[:-1], replace(lines[-1], text=text))
     return replace(state, transcript=lines), (replace(transfer, text=text),)
+
+
+def _wait_or_callback(
+    state: CallState, intents: tuple[Intent, ...], u: Understanding, ctx: Context
+) -> tuple[CallState, Actions]:
+    """The answer to 「要回电吗？」: yes books the callback and ends the call (the session takes the
+    caller out of the queue); anything else — no, 「我等着」, a word we did not catch — keeps their
+    place: they asked for a person, and holding on is what they had before the question."""
+    req = state.transfer
+    if req is None:
+        raise ProtocolError("expected a queued transfer to answer about, got a call with none")
+    text = (u.normalized or u.text).strip()
+    call_me = any(w in text for w in _CALL_ME) and not text.startswith(_NO)  # 「回电吧」, not 「不用回电」
+    waits = "等" in text and not call_me  # 「我等着」「行，我等」
+    if (call_me or _answer_is(intents, "affirm")) and not waits:
+        callback = policy.callback_text(ctx, req.skill, busy=True)
+        said = render("callback.chosen", callback=callback)
+        state = replace(state, transfer=None, callback=req, ended=True, failed=0)
+        return state.say("bot", said, ctx.elapsed), (Hangup(said),)
+    said = render("transfer.hold_on")
+    return replace(state.say("bot", said, ctx.elapsed), ended=True, failed=0), (Say(said),)
+
+
+_CALL_ME = ("回电", "打回", "回拨", "打给我", "打过来")
 
 
 def queue_text(position: int, wait_s: float | None) -> str:

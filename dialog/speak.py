@@ -24,6 +24,7 @@ from dialog.state import (
     ConfirmChange,
     Context,
     NeedOrderId,
+    OfferCallback,
     OfferDetails,
     OfferTransfer,
     Part,
@@ -149,6 +150,8 @@ def question_text(pending: Pending, ctx: Context) -> str:
         return render("ask.color" if pending.field == "color" else "ask.size")
     if isinstance(pending, OfferDetails):
         return pending.question or render("offer.details")
+    if isinstance(pending, OfferCallback):
+        return render("transfer.offer_callback")
     if isinstance(pending, OfferTransfer):
         if pending.skill is Skill.LOGISTICS:
             return render("offer.logistics")

@@ -80,6 +80,12 @@ class OfferTransfer:
 
 
 @dataclass(frozen=True, slots=True)
+class OfferCallback:
+    """Queued for an agent with a long expected wait: asked whether we should call back instead; an
+    affirm books the callback and leaves the queue, anything else keeps the caller's place."""
+
+
+@dataclass(frozen=True, slots=True)
 class Verify:
     """Asked the last four digits of the order's phone number or the recipient's name before telling
     anything about ``order_id`` or changing it; ``intents`` are answered once verified."""
@@ -127,6 +133,7 @@ Pending = (
     | ChooseOrder
     | NeedOrderId
     | OfferTransfer
+    | OfferCallback
     | Verify
     | CollectAddress
     | CollectVariant

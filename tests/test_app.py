@@ -86,13 +86,14 @@ def test_a_number_a_client_claims_is_not_caller_id_by_default(name: str, tmp_pat
     assert order["address"] not in turn["reply"] and all(i["sku"] not in turn["reply"] for i in order["items"])
 
 
-def test_transfer_on_request_picks_an_agent(client: TestClient) -> None:
+def test_a_transfer_with_no_agent_signed_in_is_a_callback_and_the_call_goes_on(client: TestClient) -> None:
     call = client.post("/api/calls", json={"caller": "+8613800138008"}).json()
     turn = client.post(f"/api/calls/{call['call_id']}/turns", json={"text": "我要投诉 给我转人工"}).json()
-    assert turn["ended"] is True
+    assert turn["ended"] is False and "回电" in turn["reply"] and "转接" not in turn["reply"]
+    again = client.post(f"/api/calls/{call['call_id']}/turns", json={"text": "转人工"}).json()
+    assert "已经给您登记" in again["reply"] and again["ended"] is False
     outcome = client.post(f"/api/calls/{call['call_id']}/end").json()
-    assert outcome["type"] in {"transferred", "callback"}
-    assert outcome["skill"] == "complaint"
+    assert outcome["type"] == "callback" and outcome["skill"] == "complaint"
 
 
 def test_bad_requests_get_clear_errors(client: TestClient) -> None:

@@ -16,9 +16,9 @@ from paths import REFERENCE_SHOP, shared
 
 from core.errors import ProtocolError
 from core.shop import ShopPort
-from core.types import Ask, ChangeOrder, Emotion, EmotionLabel, Intent, Say, Skill, Transfer, Understanding
+from core.types import Ask, ChangeOrder, Emotion, EmotionLabel, Hangup, Intent, Say, Skill, Transfer, Understanding
 from dialog import manager, policy
-from dialog.state import CallState, ChooseOrder, ConfirmChange, Context
+from dialog.state import CallState, ChooseOrder, ConfirmChange, Context, OfferCallback
 from shop.importer import Snapshot, load_snapshot
 from shop.store import SqliteShop, import_snapshot
 
@@ -217,6 +217,63 @@ def test_outside_agent_hours_books_a_callback_instead(shop: SqliteShop) -> None:
     assert not any(isinstance(a, Transfer) for a in said)
     assert state.callback is not None and state.transfer is None
     assert "明天09:00以后" in said[-1].text
+
+
+def test_a_booked_callback_is_not_promised_again_when_the_caller_asks_for_a_human(shop: SqliteShop) -> None:
+    late = datetime(2026, 11, 20, 23, 0, tzinfo=CST)
+    state, said = run(
+        shop, "+8613800138005", U("转人工", ("human_agent", {})), U("我要人工", ("human_agent", {})), at=late
+    )
+    assert not any(isinstance(a, Transfer) for a in said) and not state.ended
+    assert "已经给您登记" in said[-1].text and state.callback is not None
+
+
+def _transferred(shop: SqliteShop) -> tuple[CallState, Transfer]:
+    state, said = run(shop, "+8613800138004", U("我要投诉", ("complaint", {}), label="angry"))
+    assert isinstance(said[-1], Transfer) and state.ended
+    return state, said[-1]
+
+
+def test_no_agent_books_the_callback_and_the_bot_serves_the_call_again(shop: SqliteShop) -> None:
+    state, transfer = _transferred(shop)
+    state, actions = manager.no_agent(state, transfer, ctx(shop))
+    assert not state.ended and state.transfer is None and state.callback == transfer.request
+    assert "回电" in actions[0].text and "转接" not in actions[0].text
+    assert transfer.text not in [line.text for line in state.transcript]  # the transfer was never said
+    state, actions = manager.handle(state, U("那给我转人工", ("human_agent", {})), ctx(shop))
+    assert not any(isinstance(a, Transfer) for a in actions) and "已经给您登记" in actions[-1].text
+
+
+@pytest.mark.parametrize(
+    ("answer", "intents", "calls_back"),
+    [
+        ("好的", [("affirm", {})], True),
+        ("要", [], True),  # a bare yes the classifier missed
+        ("那你们回电吧", [], True),
+        ("给我打回来", [("other", {})], True),
+        ("不用了", [("deny", {})], False),
+        ("不用回电", [("deny", {})], False),
+        ("我等着", [], False),
+        ("行，我等", [("affirm", {})], False),  # yes to waiting, not to the callback
+        ("嗯", [], True),
+        ("那个我想想", [], False),  # not an answer: the caller keeps the place they asked for
+    ],
+)
+def test_a_long_wait_asks_for_a_callback_and_the_answer_decides(
+    shop: SqliteShop, answer: str, intents: list, calls_back: bool
+) -> None:
+    state, transfer = _transferred(shop)
+    state, actions = manager.queued(state, transfer, 3, 400.0, offer_callback=True)
+    assert isinstance(state.pending, OfferCallback) and not state.ended
+    assert "大约要等7分钟" in actions[0].text and actions[0].text.endswith("要回电吗？")
+    state, actions = manager.handle(state, U(answer, *intents), ctx(shop))
+    assert state.ended  # either way the bot is done: a callback and goodbye, or on hold for the agent
+    if calls_back:
+        assert state.transfer is None and state.callback == transfer.request
+        assert isinstance(actions[-1], Hangup) and "已为您登记回电" in actions[-1].text
+    else:
+        assert state.transfer == transfer.request and state.callback is None
+        assert "请您稍等" in actions[-1].text
 
 
 def test_stalled_parcel_offers_logistics_and_affirm_transfers(shop: SqliteShop) -> None:

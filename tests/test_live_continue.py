@@ -20,6 +20,7 @@ from test_live import CONFIG, Rig, hotline, live
 from core.types import ChangeOrder
 from voice.live_turns import is_preamble, sounds_unfinished
 from voice.session import Expectation
+from voice.transfers import LocalDesk
 
 __all__ = ["hotline"]  # the module fixture test_live's rig runs on
 
@@ -134,6 +135,21 @@ def test_a_turn_that_changed_an_order_is_never_retracted(name: str, tmp_path: Pa
     state = call.session.state
     assert not call.session.retract_last_turn()
     assert call.session.state is state
+
+
+@pytest.mark.parametrize("name", SHOPS)
+def test_a_turn_that_booked_a_callback_is_never_retracted(name: str, tmp_path: Path) -> None:
+    shop = shop_for(name, tmp_path)
+    desk = LocalDesk(shop.agents(), [])  # nobody signed in: the transfer becomes a callback
+    try:
+        call = Call(shop, None, desk)
+        done = call.say(U("我要投诉，给我转人工", ("complaint", {}), ("human_agent", {})))
+        state = call.session.state
+        assert state.callback is not None and not done.ended  # the call goes on with the bot
+        assert not call.session.retract_last_turn()
+        assert call.session.state is state
+    finally:
+        desk.close()
 
 
 def _paid_order() -> tuple[str, str]:

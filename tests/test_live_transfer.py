@@ -4,8 +4,10 @@ embedded sample shop, virtual time, a recording wire and scripted speech events.
 The caller complains; the session queues them with the handoff packet and an agent is rung. The
 caller hears hold audio (never recognised) until the agent accepts, then talks to the agent's page
 through the call's bridge, their words going to the call stream as the agent's live transcript.
-Also: nobody accepts in time (apology and callback), the caller hangs up while waiting (the offer
-is withdrawn), and an agent's phone reached by the wire's own hand-over (answered / not answered).
+Also: nobody accepts in time (apology and callback, then the bot serves the call again), a long
+expected wait (a callback offered before holding: yes leaves the queue, no holds on), the caller
+hangs up while waiting (the offer is withdrawn), and an agent's phone reached by the wire's own
+hand-over (answered / not answered).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from livefakes import FrameVoice, ScriptedSpeech, ScriptedWire, VirtualTime, pla
 from core.settings import Settings
 from core.types import AudioFrame, SpeechEnded, SpeechStarted, Utterance
 from routing.accounts import AgentContact
-from routing.dispatch import Dispatcher
+from routing.dispatch import WAITS_KEY, Dispatcher
 from routing.store import MemoryStore, Presence
 from voice.bridge_relay import PageSide
 from voice.hold_audio import hold_frames
@@ -113,6 +115,15 @@ class Rig:
         record = await self.store.load_call(call_id)
         assert record is not None and record["status"] == "offered", record
         return call_id, str(record["offer"]["agent"])
+
+    async def ask(self, text: str, expect: str) -> str:
+        """The caller says ``text``; returns what the bot said back, once it says ``expect`` (played out)."""
+        before = len(self.replies())
+        await self.speak(text)
+        await self.time.advance(0.3)
+        await settle(lambda: expect in "".join(self.replies()[before:]))
+        await self.play_out()
+        return "".join(self.replies()[before:])
 
     async def complain(self) -> None:
         await self.speak("我要投诉，你们太不负责了")
@@ -232,16 +243,72 @@ async def _nobody_comes(rig: Rig) -> None:
     await settle(lambda: "回电" in rig.replies()[-1])
     assert "转接" not in rig.replies()[-1]
     await rig.play_out()
-    await settle(lambda: rig.wire.hung_up)
-    outcome = await asyncio.wait_for(_outcome(rig), 10)
-    assert outcome.type == "callback" and outcome.agent is None
+    assert not rig.wire.hung_up and rig.call.handover is None  # back with the bot, not hung up
     assert (await rig.store.agent(agent_id)).calls == ()  # the ringing agent's line is free again
     assert await rig.store.queue() == []
     events = [e["type"] for _, e in await rig.store.read(f"agent:{agent_id}")]
     assert events[-1] == "cancel"  # the offer was withdrawn from the desk
+    held = rig.hold_frames_sent()
+    said = await rig.ask("那还是给我转人工吧", "已经给您登记")  # the callback is booked: no second promise
+    assert "转接" not in said
+    assert rig.hold_frames_sent() == held and await rig.store.queue() == []  # not queued again
+    await rig.ask("好的，谢谢，再见", "再见")
+    outcome = await asyncio.wait_for(_outcome(rig), 10)
+    assert outcome.type == "callback" and outcome.agent is None and rig.wire.hung_up
 
 
-test_nobody_accepts_in_time_the_caller_gets_a_callback = transfer_test(_nobody_comes, max_wait_s=5.0)
+test_nobody_accepts_in_time_the_caller_gets_a_callback_and_the_bot_again = transfer_test(_nobody_comes, max_wait_s=5.0)
+
+
+async def _busy_desk_with_long_waits(rig: Rig) -> None:
+    """Every agent signed in but busy, and recent callers waited 5 minutes: the queue is long."""
+    for agent in rig.agents:
+        await rig.store.set_presence(agent.id, Presence.BUSY, 1000.0, "test")
+    await rig.store.save_call(WAITS_KEY, {"waits": [300.0, 320.0]}, 3600)
+
+
+async def _asked_callback(rig: Rig) -> str:
+    await _busy_desk_with_long_waits(rig)
+    await rig.speak("我要投诉，你们太不负责了")
+    await rig.time.advance(0.3)
+    await settle(lambda: len(rig.replies()) >= 2)
+    await rig.play_out()
+    said = "".join(rig.replies()[1:])
+    assert "要回电吗" in said and rig.call.session.placement is not None
+    assert rig.call.session.placement.status == "queued" and rig.hold_frames_sent() == 0  # asked before holding
+    assert [q.call_id for q in await rig.store.queue()] == [rig.call.session.call_id]
+    return rig.call.session.call_id
+
+
+async def _long_wait_callback_chosen(rig: Rig) -> None:
+    call_id = await _asked_callback(rig)
+    await rig.ask("好，那你们回电吧", "已为您登记回电")
+    assert rig.hold_frames_sent() == 0
+    outcome = await asyncio.wait_for(_outcome(rig), 10)
+    assert outcome.type == "callback" and outcome.skill == "complaint"
+    assert await rig.store.queue() == []  # out of the agents' queue
+    record = await rig.store.load_call(call_id)
+    assert record is not None and record["status"] == "cancelled"
+
+
+test_a_long_wait_offers_a_callback_and_a_yes_leaves_the_queue = transfer_test(_long_wait_callback_chosen)
+
+
+async def _long_wait_holds_on(rig: Rig) -> None:
+    call_id = await _asked_callback(rig)
+    await rig.ask("不用，我等着", "请您稍等")
+    await rig.time.advance(1.0)
+    assert rig.hold_frames_sent() > 0 and rig.call.holding  # on hold, still queued
+    assert [q.call_id for q in await rig.store.queue()] == [call_id]
+    await rig.sign_in_all()  # the agents are free again
+    await rig.dispatcher.dispatch()
+    _, agent_id = await rig.offered()
+    assert await rig.dispatcher.accept(agent_id, call_id)
+    outcome = await asyncio.wait_for(_outcome(rig), 10)
+    assert outcome.type == "transferred" and outcome.agent is not None and outcome.agent.id == agent_id
+
+
+test_a_long_wait_offers_a_callback_and_a_no_keeps_the_place = transfer_test(_long_wait_holds_on, wire_answers=True)
 
 
 async def _hangs_up_on_hold(rig: Rig) -> None:

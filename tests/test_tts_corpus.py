@@ -8,7 +8,7 @@ from dialog.replies import FIELDS, templates
 
 def test_every_field_has_a_sample_value() -> None:
     names = set().union(*FIELDS.values())
-    assert len(names) == 86
+    assert len(names) == 87
     assert set(SAMPLE_VALUES) == names
     assert all(isinstance(v, str) and v for v in SAMPLE_VALUES.values())
 

@@ -97,6 +97,7 @@ class Hotline:
         return CallSession(
             self.shop, self.understander, self.clock, speech, caller=caller, call_id=call_id,
             transfers=self.transfers, channel=channel, audio_url=audio_url,
+            callback_offer_s=float(self.settings.callback_offer_seconds),
         )  # fmt: skip
 
     def speech_for_call(self) -> TurnSpeech:

@@ -280,20 +280,24 @@ class LiveCall:
     async def _brain(self) -> None:
         greeting = await self.in_work(self.session.greet)
         await self.say("".join(a.text for a in greeting))
-        while not self.session.ended:
-            turn = await self._turns.get()
-            self._answering = True
-            try:
-                await self._answer(turn)
-            finally:
-                self._answering = False
-        await self._await_last_marks()
-        if self.desk is not None and self.session.waiting_for_agent:
+        while True:
+            while not self.session.ended:
+                turn = await self._turns.get()
+                self._answering = True
+                try:
+                    await self._answer(turn)
+                finally:
+                    self._answering = False
+            await self._await_last_marks()
+            if self.desk is None or not self.session.waiting_for_agent:
+                break
             from voice.live_transfer import Handover
 
             self.handover = Handover(self, self.desk)
             await self.handover.run()
-            return
+            if self.stopped or self.session.ended:
+                return
+            self.handover = None  # nobody came: the caller heard the booked callback, the bot serves them again
         await self.hang_up()
 
     async def _answer(self, turn: _Turn) -> None:

@@ -10,8 +10,8 @@ desktop shows the packet while their phone or page rings. Here the caller:
    Twilio call: a conference), else through the agent's desktop page (a ``Bridge``: caller audio to
    the page, the agent's voice back, the caller's words as a live transcript for live assist);
    a hand-over the agent's phone does not answer → that offer is declined and the wait goes on;
-3. or, after ``max_wait_s`` with nobody, hears the apology and callback offer and the call ends:
-   the request becomes a callback (``CallSession.no_agent_came``).
+3. or, after ``max_wait_s`` with nobody, hears the apology and the booked callback, and is back
+   with the bot (``CallSession.no_agent_came``; ``LiveCall`` serves the call's turns again).
 
 If the caller hangs up while waiting, the session withdraws the request when the call ends.
 """
@@ -204,12 +204,11 @@ class Handover:
             await call.hang_up("the agent ended the call")
 
     async def _give_up(self) -> None:
-        """Nobody came: the apology and callback, then goodbye."""
+        """Nobody came: the apology and the booked callback; the call goes back to the bot."""
         with contextlib.suppress(IvrError):
             await self.desk.dispatcher.cancel(self.call_id, "等待超时，已转回电")
         text = await self.call.in_work(self.call.session.no_agent_came)
         await self.call.say(text)
-        await self.call.hang_up("no agent took the call; a callback is booked")
 
     async def publish_line(self, speaker: str, text: str) -> None:
         """A line of the conversation with the agent, for their live transcript and live assist."""

@@ -6,9 +6,11 @@ a ``ChangeOrder`` through ``ShopPort.change_order`` (the result goes back to ``m
 so a refusal is told to the caller), a ``Transfer`` through the agents' dispatcher
 (``voice.transfers.TransferPort``): the handoff packet is stored with the call and the caller is
 queued for the best-skilled agent — an agent rung at once, or the caller's place and expected
-wait added to the transfer sentence. With no agent signed in who could take it (or the queue out of
-reach) the caller hears the apology and callback offer instead: "转接" is said only to a caller
-who is queued. A live call then waits for the agent (``voice.live_transfer``) and tells the
+wait added to the transfer sentence; when that wait is ``callback_offer_s`` or longer the caller
+is asked whether we should call back instead (a yes takes them out of the queue). With no agent
+signed in who could take it (or the queue out of reach) the caller hears the apology and the booked
+callback instead, and the bot goes on serving the call: "转接" is said only to a caller who is
+queued. A live call then waits for the agent (``voice.live_transfer``) and tells the
 session how it went (``agent_connected`` / ``no_agent_came`` / ``left_queue``). Each turn reports
 how long each stage took. ``end()`` withdraws a transfer still waiting, records the call in the
 customer's history and says how it ended: resolved, transferred, callback or abandoned.
@@ -52,6 +54,7 @@ from dialog.state import (
     ConfirmChange,
     Context,
     NeedOrderId,
+    OfferCallback,
     OfferDetails,
     OfferTransfer,
     Verify,
@@ -154,6 +157,7 @@ class CallSession:
         transfers: TransferPort | None = None,
         channel: str = "cli",
         audio_url: str | None = None,
+        callback_offer_s: float | None = None,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.shop, self.understander, self.clock, self.speech = shop, understander, clock, speech
@@ -162,6 +166,7 @@ class CallSession:
         self.transfers = transfers  # None: no agents reachable (every transfer becomes a callback)
         self.channel = channel  # twilio | sip | phone | api | cli: shown to the agent
         self.audio_url = audio_url  # where a browser agent's audio reaches this call (live calls)
+        self.callback_offer_s = callback_offer_s  # an expected wait this long: a callback is offered first
         self.placement: Placement | None = None  # the transfer's place with the agents
         self.agent: Agent | None = None  # rung at once, or connected by the live call
         self._transfer: Transfer | None = None
@@ -196,7 +201,7 @@ class CallSession:
     def expecting(self) -> Expectation:
         """What the pending question (if any) expects the caller to say next."""
         pending = self._state.pending if self._state is not None else None
-        if isinstance(pending, ConfirmChange | OfferTransfer | OfferDetails):
+        if isinstance(pending, ConfirmChange | OfferTransfer | OfferDetails | OfferCallback):
             return Expectation.YES_NO
         if isinstance(pending, NeedOrderId | Verify | CollectAddress):
             return Expectation.DIGITS
@@ -243,10 +248,14 @@ class CallSession:
         said = next((line.text for line in reversed(state.transcript) if line.speaker == "bot"), None)
         understanding = self.understander.understand(utterance.text, ctx.now, utterance.prosody, context=said)
         t1 = self._timer()
+        before = state
         state, actions = manager.handle(state, understanding, ctx)
         state, actions = self._carry_out(state, actions, ctx)
+        if before.transfer is not None and state.transfer is None and state.callback is not None:
+            self._chose_callback()
         t2 = self._timer()
         undoable = not state.ended and not any(isinstance(a, ChangeOrder | Transfer | Hangup) for a in actions)
+        undoable = undoable and (state.transfer, state.callback) == (before.transfer, before.callback)
         self._before = self._state if undoable else None
         self._state = state
         latency = {"asr": asr_ms, "understand": (t1 - t0) * 1000, "dialog": (t2 - t1) * 1000}
@@ -282,14 +291,21 @@ class CallSession:
             if placement.status == "offered":
                 self.agent = placement.agent
             elif placement.status == "queued":
+                long_wait = self._long_wait(placement.wait_s)
                 queued_state, queued_actions = manager.queued(
-                    state, transfer, placement.position or 1, placement.wait_s
+                    state, transfer, placement.position or 1, placement.wait_s, offer_callback=long_wait
                 )
                 state, actions = queued_state, tuple(queued_actions[0] if a is transfer else a for a in actions)
                 self._transfer = next(a for a in actions if isinstance(a, Transfer))
             else:
                 state, actions = manager.no_agent(state, transfer, ctx)
         return state, (*done, *actions)
+
+    def _long_wait(self, wait_s: float | None) -> bool:
+        """Worth offering a callback before holding (an API call has no line to hold: never asked)."""
+        if wait_s is None or self.callback_offer_s is None or self.channel == "api":
+            return False
+        return wait_s >= self.callback_offer_s
 
     def _change(self, action: ChangeOrder, ctx: Context) -> tuple[list[ChangeRecord], IvrError | None]:
         """Make each step; stop at the first the shop refuses (its error goes back to the dialog)."""
@@ -342,12 +358,19 @@ class CallSession:
         self.agent, self._connected = None, False
 
     def no_agent_came(self) -> str:
-        """Nobody took the call in time: it becomes a callback; returns the apology to say."""
+        """Nobody took the call in time: it becomes a callback and the bot serves the call again;
+        returns the apology to say (the caller's server has withdrawn the queue entry)."""
         if self._transfer is None or self._state is None or self._state.transfer is None:
             raise ProtocolError("expected a call waiting for an agent, got one that is not")
         self._state, actions = manager.no_agent(self._state, self._transfer, self._ctx())
-        self.agent = None
+        self.placement, self.agent = Placement("no_agent"), None  # the caller's hold gave up the queue
         return "".join(a.text for a in actions)
+
+    def _chose_callback(self) -> None:
+        """The queued caller asked for a callback instead of holding on: out of the agents' queue."""
+        if self.transfers is not None and self.placement is not None and self.placement.status != "no_agent":
+            self.transfers.withdraw(self.call_id, "客户选择回电")
+        self.placement, self.agent = Placement("no_agent"), None
 
     def left_queue(self) -> None:
         """The caller hung up while waiting for an agent."""
