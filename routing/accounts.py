@@ -6,7 +6,8 @@ the shop stores, so a shop re-import never touches them. Which agents exist is t
 
 Passwords are hashed with scrypt (n=2**14, r=8, p=1, a 16-byte random salt), encoded with their
 parameters as ``scrypt$n$r$p$salt_hex$hash_hex`` so stronger settings can come later, and compared
-with ``hmac.compare_digest``. ``Lockout`` counts failed sign-ins per agent id (time is an input).
+with ``hmac.compare_digest``. ``Lockout`` counts failed sign-ins per agent id in the live store, so
+an id locked on one server is locked on all (time is an input).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import ConfigError
+from routing.store import LiveStore
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_BYTES = 16
@@ -153,26 +155,23 @@ def _now() -> str:
 
 
 class Lockout:
-    """Failed sign-ins per agent id: ``limit`` failures in a row lock the id for ``lock_s`` seconds."""
+    """Failed sign-ins per agent id, counted in the live store so every server sees them: ``limit``
+    failures none more than ``lock_s`` apart lock the id until ``lock_s`` after the last one."""
 
-    def __init__(self, limit: int = 5, lock_s: float = 60.0) -> None:
-        self.limit, self.lock_s = limit, lock_s
-        self._failures: dict[str, int] = {}
-        self._until: dict[str, float] = {}
+    def __init__(self, store: LiveStore, limit: int = 5, lock_s: float = 60.0) -> None:
+        self.store, self.limit, self.lock_s = store, limit, lock_s
 
-    def locked_for(self, agent_id: str, now: float) -> float:
+    async def locked_for(self, agent_id: str, now: float) -> float:
         """Seconds the id stays locked (0: not locked)."""
-        until = self._until.get(agent_id, 0.0)
-        if until and until <= now:
-            self._until.pop(agent_id, None)
-        return max(0.0, until - now)
+        count, left = await self.store.failures(_signin(agent_id), now)
+        return left if count >= self.limit else 0.0
 
-    def failed(self, agent_id: str, now: float) -> None:
-        count = self._failures.get(agent_id, 0) + 1
-        if count >= self.limit:
-            self._until[agent_id] = now + self.lock_s
-            count = 0
-        self._failures[agent_id] = count
+    async def failed(self, agent_id: str, now: float) -> None:
+        await self.store.count_failure(_signin(agent_id), now, self.lock_s)
 
-    def succeeded(self, agent_id: str) -> None:
-        self._failures.pop(agent_id, None)
+    async def succeeded(self, agent_id: str) -> None:
+        await self.store.clear_failures(_signin(agent_id))
+
+
+def _signin(agent_id: str) -> str:
+    return f"signin:{agent_id}"

@@ -286,6 +286,18 @@ class LiveStore(Protocol):
 
     async def close_session(self, token_hash: str) -> None: ...
 
+    async def count_failure(self, key: str, now: float, window_s: float) -> int:
+        """One more failure under ``key`` (an agent id's sign-ins, shared by every server): the count
+        of failures none more than ``window_s`` apart, this one included (a gap that long starts
+        again at 1)."""
+        ...
+
+    async def failures(self, key: str, now: float) -> tuple[int, float]:
+        """The failures counted under ``key`` and the seconds until their window closes ((0, 0.0): none)."""
+        ...
+
+    async def clear_failures(self, key: str) -> None: ...
+
     # -- audio ---------------------------------------------------------------------------------------
     async def send_audio(self, channel: str, pcm: bytes) -> None:
         """A frame to everyone subscribed to ``channel`` now (nobody: it is gone)."""
@@ -329,6 +341,7 @@ class MemoryStore:
         self._streams: OrderedDict[str, _Stream] = OrderedDict()  # least recently published first
         self._servers: dict[str, float] = {}
         self._sessions: dict[str, tuple[float, str]] = {}
+        self._failures: dict[str, tuple[int, float]] = {}  # key → (count, window's end)
         self._audio: dict[str, set[AudioFeed]] = {}  # channel → the feeds subscribed to it
 
     async def set_presence(
@@ -486,6 +499,21 @@ class MemoryStore:
 
     async def close_session(self, token_hash: str) -> None:
         self._sessions.pop(token_hash, None)
+
+    async def count_failure(self, key: str, now: float, window_s: float) -> int:
+        count, _ = await self.failures(key, now)
+        self._failures[key] = (count + 1, now + window_s)
+        return count + 1
+
+    async def failures(self, key: str, now: float) -> tuple[int, float]:
+        count, until = self._failures.get(key, (0, 0.0))
+        if until <= now:
+            self._failures.pop(key, None)
+            return 0, 0.0
+        return count, until - now
+
+    async def clear_failures(self, key: str) -> None:
+        self._failures.pop(key, None)
 
     async def send_audio(self, channel: str, pcm: bytes) -> None:
         for feed in list(self._audio.get(channel, ())):

@@ -12,7 +12,8 @@ Keys (all under ``prefix``, default ``ivr:``):
 - ``stream:<name>`` Redis Stream (one field ``e``: the event as JSON), ``MAXLEN ~ 1000``, expiring a
   day after its last event.
 - ``servers`` sorted set server → ``now + ttl_s`` of its last heartbeat; ``session:<token hash>`` →
-  agent id, with a TTL.
+  agent id, with a TTL; ``failures:<key>`` hash {count, until} (``count_failure``, a Lua script),
+  expiring with its window.
 - ``audio:<channel>`` a pub/sub channel (PUBLISH; each subscription SUBSCRIBEs on a connection of its
   own from a pool that does not decode replies, so frames stay bytes). Redis pub/sub ignores the
   database number: the prefix alone keeps channels apart.
@@ -136,6 +137,17 @@ end
 return 0
 """
 
+# KEYS: failures hash. ARGV: now, window's end (now + window), TTL in ms. Returns the new count.
+_COUNT_FAILURE = """
+local held = redis.call('HMGET', KEYS[1], 'count', 'until')
+local count = tonumber(held[1]) or 0
+if not held[2] or tonumber(held[2]) <= tonumber(ARGV[1]) then count = 0 end
+count = count + 1
+redis.call('HSET', KEYS[1], 'count', count, 'until', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return count
+"""
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -228,6 +240,7 @@ class RedisStore:
         self._dequeue = self._redis.register_script(_DEQUEUE)
         self._update_call = self._redis.register_script(_UPDATE_CALL)
         self._swap_status = self._redis.register_script(_SWAP_STATUS)
+        self._count_failure = self._redis.register_script(_COUNT_FAILURE)
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -446,6 +459,23 @@ class RedisStore:
     async def close_session(self, token_hash: str) -> None:
         with self._guard("closing a session"):
             await self._redis.delete(self._key("session", token_hash))
+
+    async def count_failure(self, key: str, now: float, window_s: float) -> int:
+        args: list[str | int] = [repr(now), repr(now + window_s), _ms(window_s)]
+        with self._guard("counting a failure"):
+            count: Any = await self._count_failure(keys=[self._key("failures", key)], args=args)
+        return int(count)
+
+    async def failures(self, key: str, now: float) -> tuple[int, float]:
+        with self._guard("reading failures"):
+            count, until = await self._redis.hmget(self._key("failures", key), ["count", "until"])
+        if count is None or until is None or float(until) <= now:
+            return 0, 0.0
+        return int(count), float(until) - now
+
+    async def clear_failures(self, key: str) -> None:
+        with self._guard("clearing failures"):
+            await self._redis.delete(self._key("failures", key))
 
     async def close(self) -> None:
         for feed in list(self._feeds):  # a reader blocked on its connection would hold the pool's close for ever

@@ -3,6 +3,7 @@ lockout (time as an input), and the ``ivr agents`` command run as a real process
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import sqlite3
@@ -15,6 +16,7 @@ from paths import REFERENCE_SHOP, shared
 
 from core.errors import ConfigError
 from routing.accounts import Accounts, AgentContact, Lockout, hash_password, password_matches
+from routing.store import MemoryStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,20 +75,26 @@ def test_contacts_are_kept_changed_and_cleared_field_by_field(tmp_path: Path) ->
 
 
 def test_five_failures_lock_an_id_for_a_minute() -> None:
-    lockout = Lockout()
-    for _ in range(4):
-        lockout.failed("A01", 100.0)
-    assert lockout.locked_for("A01", 100.0) == 0
-    lockout.failed("A01", 100.0)
-    assert lockout.locked_for("A01", 100.0) == 60.0
-    assert lockout.locked_for("A01", 159.5) == pytest.approx(0.5)
-    assert lockout.locked_for("A02", 100.0) == 0  # per id
-    assert lockout.locked_for("A01", 160.0) == 0
-    for _ in range(4):
-        lockout.failed("A01", 170.0)
-    lockout.succeeded("A01")  # a success starts the count again
-    lockout.failed("A01", 171.0)
-    assert lockout.locked_for("A01", 171.0) == 0
+    async def main() -> None:
+        lockout = Lockout(MemoryStore())
+        for _ in range(4):
+            await lockout.failed("A01", 100.0)
+        assert await lockout.locked_for("A01", 100.0) == 0
+        await lockout.failed("A01", 100.0)
+        assert await lockout.locked_for("A01", 100.0) == 60.0
+        assert await lockout.locked_for("A01", 159.5) == pytest.approx(0.5)
+        assert await lockout.locked_for("A02", 100.0) == 0  # per id
+        assert await lockout.locked_for("A01", 160.0) == 0
+        for _ in range(4):
+            await lockout.failed("A01", 170.0)
+        await lockout.succeeded("A01")  # a success starts the count again
+        await lockout.failed("A01", 171.0)
+        assert await lockout.locked_for("A01", 171.0) == 0
+        for at in range(200, 800, 61):  # failures more than a minute apart never add up to a lock
+            await lockout.failed("A01", float(at))
+            assert await lockout.locked_for("A01", float(at)) == 0
+
+    asyncio.run(main())
 
 
 def ivr(tmp_path: Path, *args: str, stdin: str = "", shop: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -606,6 +606,25 @@ def test_a_session_names_its_agent_until_it_expires_or_is_closed(kind: str) -> N
     run(kind, body)
 
 
+def test_failures_are_counted_per_key_within_their_window_on_every_server(kind: str) -> None:
+    async def body(w: World) -> None:
+        one, two = w.stores
+        assert await one.failures("signin:A01", T0) == (0, 0.0)
+        assert await one.count_failure("signin:A01", T0, 60) == 1
+        assert await two.count_failure("signin:A01", T0 + 30, 60) == 2  # another server, the same count
+        assert await one.failures("signin:A01", T0 + 31) == (2, pytest.approx(59.0))  # from the last failure
+        assert await two.failures("signin:A02", T0 + 31) == (0, 0.0)  # per key
+        assert await one.failures("signin:A01", T0 + 90) == (0, 0.0)  # the window closed
+        assert await two.count_failure("signin:A01", T0 + 91, 60) == 1  # and the count starts again
+        await one.clear_failures("signin:A01")
+        await one.clear_failures("signin:A01")
+        assert await two.failures("signin:A01", T0 + 91) == (0, 0.0)
+        counts = await asyncio.gather(*(w.stores[i % 2].count_failure("signin:A03", T0, 60) for i in range(20)))
+        assert sorted(counts) == list(range(1, 21))  # concurrent failures each counted once
+
+    run(kind, body, servers=2)
+
+
 # -- Redis only ---------------------------------------------------------------------------------------
 def test_stores_with_different_prefixes_share_nothing(redis_only: None) -> None:
     async def main() -> None:

@@ -6,6 +6,7 @@
 - Server A is killed (SIGKILL) while its caller is queued: the caller's place and handoff packet
   stay in Redis, B's desk lists the call as a callback, and B never offers the dead server's caller
   to an agent as if they were still on the line.
+- Failed desk sign-ins at A and at B add up to one lockout of that agent id on both.
 
 The caller speaks through the HTTP text API (``IVR_TRUST_CLAIMED_CALLER`` so the number counts as
 caller ID): the same ``CallSession``, dispatcher and live store a phone call uses.
@@ -257,6 +258,19 @@ def test_a_server_killed_while_its_caller_is_queued_loses_neither_place_nor_pack
         assert record["customer"]["id"] == customer.id and len(record["summary"]) == 3 and record["transcript"]
         status, body = b.call("GET", "/agent/api/queue")
         assert call_id in {entry["call_id"] for entry in body["queue"]}
+
+
+def test_failed_sign_ins_on_both_servers_add_up_to_one_lockout(env: dict[str, str], tmp_path: Path) -> None:
+    agent = complaint_agents(reference_shop(tmp_path))[0]
+    set_password(env, agent.id)
+    guess = {"agent_id": agent.id, "password": "guess-guess"}
+    with two_servers(env) as (a, b):
+        for server in (a, b, a, b):
+            assert server.call("POST", "/agent/login", guess)[0] == 401
+        assert b.call("POST", "/agent/login", guess)[0] == 401  # the fifth, counted across both servers
+        for server in (a, b):  # locked everywhere, even with the right password
+            status, body = server.call("POST", "/agent/login", {"agent_id": agent.id, "password": PASSWORD})
+            assert status == 429 and body["retryable"] is True, body
 
 
 async def _record(prefix: str, call_id: str) -> Any:

@@ -75,11 +75,12 @@ T = TypeVar("T")
 
 @dataclass
 class DeskState:
-    """What the desk keeps in this process: its clock, sign-in lockouts, desk sockets per agent."""
+    """What the desk keeps in this process: its clock, sign-in lockouts (counted in the live store,
+    shared by every server), desk sockets per agent."""
 
     now: Callable[[], float]
     server: str
-    lockout: Lockout = field(default_factory=Lockout)
+    lockout: Lockout
     sockets: dict[str, int] = field(default_factory=dict)
 
 
@@ -100,7 +101,7 @@ def attach(
     app.state.store = store
     app.state.accounts = Accounts(settings.db_path)
     app.state.dispatcher = Dispatcher(store, hotline.shop.agents, server, now, ring_s=settings.agent_ring_seconds)
-    app.state.desk = DeskState(now, server)
+    app.state.desk = DeskState(now, server, Lockout(store))
 
 
 async def start(app: Any) -> None:
@@ -188,17 +189,17 @@ async def shop_agents(app: Any) -> dict[str, Agent]:
 async def login(body: Login, request: Request) -> JSONResponse:
     app, desk = request.app, request.app.state.desk
     now = desk.now()
-    wait = desk.lockout.locked_for(body.agent_id, now)
+    wait = await desk.lockout.locked_for(body.agent_id, now)
     if wait > 0:
         raise HTTPException(429, f"too many failed sign-ins for this id; try again in {math.ceil(wait)} s")
     agents = await shop_agents(app)
     ok = await blocking(app, app.state.accounts.verify, body.agent_id, body.password)
     if not ok or body.agent_id not in agents:
         if body.agent_id in agents:  # unknown ids are not tracked: nobody can fill memory with guesses
-            desk.lockout.failed(body.agent_id, now)
+            await desk.lockout.failed(body.agent_id, now)
         log.info("agent sign-in refused for %s", body.agent_id if body.agent_id in agents else "an unknown id")
         raise HTTPException(401, "wrong agent id or password")
-    desk.lockout.succeeded(body.agent_id)
+    await desk.lockout.succeeded(body.agent_id)
     token = secrets.token_urlsafe(32)
     await app.state.store.open_session(token_hash(token), body.agent_id, SESSION_S)
     response = JSONResponse(await me_json(app, agents[body.agent_id]))
