@@ -16,12 +16,14 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 import pytest
+from deskpackets import complainer, complaint_agents, entry, packet
 from fastapi.testclient import TestClient
 from twilio.request_validator import RequestValidator
 from twiliosim import TwilioLoopback
 
 from core.errors import ConfigError
 from core.settings import Settings
+from routing.store import Presence
 from voice.app import create_app
 from voice.hold_audio import hold_wav
 from voice.hotline import open_hotline
@@ -30,10 +32,12 @@ from voice.twilio_transfer import (
     AgentLegError,
     AgentLegResult,
     TwilioLegs,
+    call_of,
     conference_twiml,
     dial_agent,
     leg_result,
     move_caller,
+    room_of,
 )
 
 AUTH = "0123456789abcdef0123456789abcdef"
@@ -313,6 +317,39 @@ def test_conference_events_are_recorded_by_room(app_client: tuple[TestClient, li
     assert client.post("/twilio/conference", data=forged, headers={"X-Twilio-Signature": "AAAA"}).status_code == 403
     events = [e["StatusCallbackEvent"] for e in calls_of(client.app).rooms[ROOM]]
     assert events == ["participant-join", "conference-start"]
+
+
+def test_the_end_of_the_conference_finishes_the_agents_call(tmp_path: Path) -> None:
+    app = create_app(open_hotline(_settings(tmp_path, twilio_account_sid=None)))
+    with TestClient(app) as client:
+        store, dispatcher, shop = app.state.store, app.state.dispatcher, app.state.hotline.shop
+        customer, _ = complainer("sample", shop)
+        agent = complaint_agents(shop)[0]
+        now = app.state.desk.now()
+        client.portal.call(store.set_presence, agent.id, Presence.AVAILABLE, now, app.state.desk.server)
+        queued = entry(CALLER_SID, app.state.desk.server, now, customer)
+        placement = client.portal.call(dispatcher.request, queued, packet(shop, customer, CALLER_SID))
+        assert placement.status == "offered" and placement.agent.id == agent.id
+        room = room_of(CALLER_SID)
+        form = {"FriendlyName": room, "ConferenceSid": "CF" + "1" * 32, "StatusCallbackEvent": "conference-end"}
+        assert _signed(client, "/twilio/conference", form).status_code == 200  # not accepted yet: nothing to end
+        assert client.portal.call(store.agent, agent.id).calls == (CALLER_SID,)
+        assert client.portal.call(dispatcher.accept, agent.id, CALLER_SID)
+        assert (
+            _signed(client, "/twilio/conference", {**form, "StatusCallbackEvent": "participant-leave"}).status_code
+            == 200
+        )
+        assert client.portal.call(store.agent, agent.id).presence is Presence.BUSY  # one leaving is not the end
+        assert _signed(client, "/twilio/conference", form).status_code == 200
+        state = client.portal.call(store.agent, agent.id)
+        assert state.calls == () and state.presence is Presence.WRAP_UP  # the line is free, notes are due
+        assert client.portal.call(store.load_call, CALLER_SID)["status"] == "done"
+        events = [e for _, e in client.portal.call(store.read, f"call:{CALLER_SID}")]
+        assert events[-1] == {"type": "ended", "outcome": "transferred"}  # the desk shows the caller gone
+        assert _signed(client, "/twilio/conference", form).status_code == 200  # Twilio retrying: no harm
+        other = {**form, "FriendlyName": "someone-elses-room"}
+        assert _signed(client, "/twilio/conference", other).status_code == 200
+    assert call_of(room) == CALLER_SID and call_of("someone-elses-room") is None and call_of("ivr-x") is None
 
 
 def test_the_hold_audio_is_served_for_twilio_to_play(app_client: tuple[TestClient, list[AgentLegResult]]) -> None:

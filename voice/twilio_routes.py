@@ -10,7 +10,8 @@ with the call. A call the hotline ends is hung up through Twilio's REST API.
 A transfer to an agent (``voice.twilio_transfer``): ``GET /twilio/hold.wav`` is what the caller hears
 waiting in the conference; ``POST /twilio/participant?room=`` (signed) reports the agent's leg, handed
 as an ``AgentLegResult`` to ``app.state.on_agent_leg`` (an async callable, awaited before the webhook
-answers: keep it short); ``POST /twilio/conference`` (signed) records the room's events.
+answers: keep it short); ``POST /twilio/conference`` (signed) records the room's events, and its
+``conference-end`` finishes the agent's call (wrap-up; their desk is told the caller is gone).
 
 Signatures: ``X-Twilio-Signature`` is checked with the twilio library's ``RequestValidator``
 over ``IVR_PUBLIC_URL`` + the path (what Twilio requested) and the form fields. Without
@@ -49,9 +50,11 @@ from voice.twilio_transfer import (
     AgentLegResult,
     OnAgentLeg,
     TwilioLegs,
+    call_of,
     dial_agent,
     leg_result,
     move_caller,
+    room_of,
 )
 
 log = logging.getLogger(__name__)
@@ -220,7 +223,25 @@ async def conference_callback(request: Request) -> JSONResponse:
     entry: dict[str, str] = {k: form[k] for k in _ROOM_FIELDS if k in form}
     calls_of(request.app).rooms.setdefault(room, deque(maxlen=_STATUS_KEEP)).append(entry)
     log.info("twilio conference", extra={"room": room, "event": form.get("StatusCallbackEvent", "")})
+    if form.get("StatusCallbackEvent") == "conference-end" and (call_id := call_of(room)) is not None:
+        await _talk_over(request.app, call_id)
     return JSONResponse({"recorded": True})
+
+
+async def _talk_over(app: Any, call_id: str) -> None:
+    """The caller and the agent are done talking: the agent goes to wrap-up and their desk is told
+    (nothing when no agent had accepted the call, or they already pressed finish)."""
+    store, dispatcher = getattr(app.state, "store", None), getattr(app.state, "dispatcher", None)
+    if store is None or dispatcher is None:
+        return
+    try:
+        record = await store.load_call(call_id)
+        if record is None or record.get("status") != "accepted" or not record.get("agent"):
+            return
+        await dispatcher.finish(str(record["agent"]), call_id)
+        await store.publish(f"call:{call_id}", {"type": "ended", "outcome": "transferred"})
+    except IvrError as err:  # Twilio cannot act on our failure: the agent's finish button still can
+        log.warning("the end of a transfer's conference was not recorded: %s", err, extra={"call_sid": call_id})
 
 
 # -- the media stream -----------------------------------------------------------------------------
@@ -267,7 +288,7 @@ class TwilioWire:
         settings = self.calls.settings
         if not contact.phone or not settings.twilio_account_sid or not settings.public_url:
             return None
-        room = f"ivr-{self.call_sid}"
+        room = room_of(self.call_sid)
         waiting: asyncio.Future[AgentLegResult] = asyncio.get_running_loop().create_future()
         self.calls.agent_legs[room] = waiting
         legs = self.calls.transfer_legs()

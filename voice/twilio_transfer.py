@@ -11,6 +11,9 @@
    later, to ``POST /twilio/participant?room=<room>`` (signed, checked like every webhook), as an
    ``AgentLegResult`` handed to ``app.state.on_agent_leg``. No answer, busy or failed: dial the next
    agent into the same room while the caller keeps hearing the hold audio.
+3. The conference ends when either leaves (both end it on exit); its ``conference-end`` callback
+   (``POST /twilio/conference``, signed) finishes the agent's call: the line is released, the agent
+   goes to wrap-up and their desk is told the caller is gone, as when a desk-page talk ends.
 
 The REST calls block (HTTP), so the async functions run them in the default executor, as the
 hang-up does. A failure is an ``AgentLegError``: retryable when Twilio could not be reached, timed
@@ -41,6 +44,7 @@ REST_TIMEOUT_S = 10.0  # one REST request; the library's default is to wait fore
 AGENT_RING_S = 20  # how long Twilio rings the agent (Twilio adds ~5 s)
 PARTICIPANT_EVENTS = ("initiated", "ringing", "answered", "completed")
 CONFERENCE_EVENTS = "start end join leave"
+ROOM_PREFIX = "ivr-"  # a live call's room: ROOM_PREFIX + its call SID (``room_of``)
 _ROOM = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -87,6 +91,17 @@ def hold_url(public_url: str) -> str:
 
 def conference_status_url(public_url: str) -> str:
     return public_url.rstrip("/") + "/twilio/conference"
+
+
+def room_of(call_sid: str) -> str:
+    """The conference room a live call's caller is moved into when an agent's phone answers."""
+    return ROOM_PREFIX + call_sid
+
+
+def call_of(room: str) -> str | None:
+    """The call SID whose transfer ``room`` is (None: not a room of ours)."""
+    sid = room.removeprefix(ROOM_PREFIX)
+    return sid if sid != room and _CALL_SID.fullmatch(sid) else None
 
 
 def participant_url(public_url: str, room: str) -> str:
