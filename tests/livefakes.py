@@ -108,6 +108,7 @@ class ScriptedSpeech:
         self.frames: list[AudioFrame] = []
         self._events: asyncio.Queue[object] = asyncio.Queue()
         self.closed = False
+        self.ended = False
         self.on_segment_end: Callable[[SpeechEnded], None] | None = None
 
     def segment_closed(self, ended: SpeechEnded) -> None:
@@ -122,6 +123,11 @@ class ScriptedSpeech:
     def say(self, *events: object) -> None:
         for event in events:
             self._events.put_nowait(event)
+
+    async def end(self) -> None:
+        """No more audio: the events said so far come, then iteration stops."""
+        self.ended = True
+        self._events.put_nowait(StopAsyncIteration())
 
     def __aiter__(self) -> AsyncIterator[object]:
         return self

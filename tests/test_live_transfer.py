@@ -64,6 +64,7 @@ class Rig:
             self.wire = HandOverWire(self.time)
             self.wire.answer, self.wire.contacts = wire_answers, []
         self.speech = ScriptedSpeech()
+        self.agent_speech = ScriptedSpeech()  # the agent's words, when they talk from the desk page
         self.task: asyncio.Task[Any]
         self.store = MemoryStore()
         self.agents = hotline.shop.agents()
@@ -77,6 +78,7 @@ class Rig:
         self.call = LiveCall(
             hotline.session(None, channel="phone"), lambda: self.speech, FrameVoice(), self.wire,  # type: ignore[arg-type,return-value]
             time=self.time, prompts=LivePrompts(goodbye="感谢来电，再见。"), desk=self.desk,
+            agent_speech=lambda: self.agent_speech,  # type: ignore[arg-type,return-value]
         )  # fmt: skip
 
     async def sign_in_all(self) -> None:
@@ -180,11 +182,15 @@ async def _talks_to_the_agent_through_the_bridge(rig: Rig) -> None:
         bridge.from_agent(voice, 8000)
     await rig.time.advance(0.4)
     assert sum(1 for _, f in rig.wire.frames[sent:] if f.pcm == voice) == 10  # the agent reaches the caller
+    await settle(lambda: len(rig.agent_speech.frames) >= 10)  # their own recogniser (made meanwhile) too
+    assert [f.pcm for f in rig.agent_speech.frames] == [voice] * 10
+    rig.agent_speech.say(Utterance("您好，我帮您查一下", confidence=0.9))
     await rig.speak("我的快递一直不动", recognised_after=1.0)  # (a slow recogniser: the bot would say 「嗯」)
     await rig.time.advance(0.3)
     lines = await rig.store.read(f"call:{call_id}", "0", timeout_s=2.0)
-    said = [e["text"] for _, e in lines if e["type"] == "line"]
-    assert said == ["我的快递一直不动"]  # the live transcript (not "喂有人吗": that was on hold)
+    said = [(e["speaker"], e["text"]) for _, e in lines if e["type"] == "line"]
+    # the live transcript, both sides (not "喂有人吗": that was on hold)
+    assert said == [("agent", "您好，我帮您查一下"), ("caller", "我的快递一直不动")]
     assert rig.replies()[-1] == f"已为您接通客服{agent.name}。"  # no 「嗯」 or any bot word over the agent
     heard = b"".join([chunk async for chunk in _take(bridge.caller_audio(), 10)])
     assert LOUD.pcm in heard  # the caller reaches the agent
@@ -193,6 +199,7 @@ async def _talks_to_the_agent_through_the_bridge(rig: Rig) -> None:
     assert outcome.type == "transferred" and outcome.agent is not None and outcome.agent.id == agent_id
     state = await rig.store.agent(agent_id)
     assert state.presence is Presence.WRAP_UP and state.calls == ()
+    await settle(lambda: rig.agent_speech.closed)  # the agent's recogniser is let go
 
 
 test_the_caller_waits_on_hold_then_talks_to_the_agent_through_the_bridge = transfer_test(

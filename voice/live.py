@@ -104,9 +104,11 @@ class LiveCall:
         work: Executor | None = None,
         observe: Callable[[Mapping[str, float]], None] | None = None,
         desk: AgentDesk | None = None,
+        agent_speech: Callable[[], AsyncSpeechPath] | None = None,
     ) -> None:
         self.session, self.voice, self.wire = session, voice, wire
         self.desk = desk  # the server's agents: a transfer waits for one here (None: nobody to wait for)
+        self.agent_speech = agent_speech  # a speech path for a desk agent's 8 kHz audio (blocking: in_work)
         self.holding = False  # on hold for an agent: the caller's audio is not recognised
         self.bridge: Bridge | None = None  # talking to an agent's desktop page
         self.handover: Handover | None = None

@@ -23,7 +23,7 @@ from voice.live_metrics import BARGE_INS, DROPPED_FRAMES, observe_turn
 from voice.live_play import CachedVoice, Timebase, prompt_sentences
 from voice.live_transfer import AgentDesk
 from voice.live_turns import LiveConfig, LivePrompts
-from voice.speech import SpeechPath
+from voice.speech import TELEPHONE_RATE, SpeechPath
 from voice.speech_async import AsyncSpeechPath
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ class LiveLine:
             work=self.work_pool,
             observe=observe_turn,
             desk=self.desk,
+            agent_speech=(lambda: self._speech(TELEPHONE_RATE)) if self.desk is not None else None,
         )
 
     def closed(self, call: LiveCall) -> None:

@@ -8,7 +8,8 @@ desktop shows the packet while their phone or page rings. Here the caller:
 2. is connected once an agent accepts (the call stream's ``accepted``): over the wire's own
    hand-over when the agent has a contact the wire can reach (a SIP URI: REFER; a phone number on a
    Twilio call: a conference), else through the agent's desktop page (a ``Bridge``: caller audio to
-   the page, the agent's voice back, the caller's words as a live transcript for live assist);
+   the page, the agent's voice back, both sides' words as a live transcript — the caller's for live
+   assist, the agent's through a recogniser of their own, ``AgentWords``);
    a hand-over the agent's phone does not answer → that offer is declined and the wait goes on;
 3. or, after ``max_wait_s`` with nobody, hears the apology and the booked callback, and is back
    with the bot (``CallSession.no_agent_came``; ``LiveCall`` serves the call's turns again).
@@ -21,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.errors import IvrError
 from core.shop import Agent
-from core.types import AudioFrame
+from core.types import AudioFrame, Utterance
 from dialog.replies import render
 from routing.accounts import AgentContact
 from routing.dispatch import Dispatcher
@@ -36,6 +38,7 @@ from routing.store import LiveStore
 if TYPE_CHECKING:
     from voice.bridge import Bridge
     from voice.live import LiveCall
+    from voice.speech_async import AsyncSpeechPath
 
 log = logging.getLogger(__name__)
 
@@ -191,17 +194,33 @@ class Handover:
                     await self.desk.store.publish(f"call:{self.call_id}", {"type": "ended", "outcome": "transferred"})
 
     async def _talk(self, bridge: Bridge) -> None:
-        """Agent audio to the caller until either hangs up (the page closing ends the call)."""
+        """Agent audio to the caller until either hangs up (the page closing ends the call); the
+        agent's words become lines of the live transcript too, when the call can recognise them."""
         call = self.call
+        words = self._agent_words()
         at = call.time.now()
-        async for pcm in bridge.agent_audio():
-            await call.wire.send_audio(AudioFrame(pcm, 8000))
-            at = max(at + FRAME_S, call.time.now() - call.config.lead_s)
-            await call.time.sleep(max(0.0, at - call.time.now()))
-            if call.stopped:
-                return
-        if not call.stopped:
-            await call.hang_up("the agent ended the call")
+        try:
+            async for pcm in bridge.agent_audio():
+                frame = AudioFrame(pcm, 8000)
+                await call.wire.send_audio(frame)
+                if words is not None:
+                    words.feed(frame)
+                at = max(at + FRAME_S, call.time.now() - call.config.lead_s)
+                await call.time.sleep(max(0.0, at - call.time.now()))
+                if call.stopped:
+                    return
+            if not call.stopped:
+                await call.hang_up("the agent ended the call")
+        finally:
+            if words is not None:
+                await words.close()
+
+    def _agent_words(self) -> AgentWords | None:
+        """The agent's words to text, when this call can recognise them (``LiveCall.agent_speech``)."""
+        make = self.call.agent_speech
+        if make is None:
+            return None
+        return AgentWords(lambda: self.call.in_work(make), self.publish_line, self.call.spawn)
 
     async def _give_up(self) -> None:
         """Nobody came: the apology and the booked callback; the call goes back to the bot."""
@@ -214,3 +233,62 @@ class Handover:
         """A line of the conversation with the agent, for their live transcript and live assist."""
         with contextlib.suppress(IvrError):
             await self.desk.store.publish(f"call:{self.call_id}", {"type": "line", "speaker": speaker, "text": text})
+
+
+class AgentWords:
+    """The agent's side of a bridged talk as text: their 8 kHz audio through a speech path of its
+    own, each utterance a ``line`` (speaker ``agent``) on the call stream, so the live transcript
+    has both sides. The path is made in the background (it may wait for a worker): the agent's audio
+    to the caller never waits for it, and what comes meanwhile is kept for it (up to ``EARLY_FRAMES``).
+    Frames are offered without waiting (a slow recogniser drops the oldest); ``close`` lets the last
+    words come."""
+
+    CLOSE_WAIT_S = 5.0  # the last utterance's recognition after the talk ends
+    EARLY_FRAMES = 250  # 5 s of audio before the path is ready
+
+    def __init__(
+        self,
+        make_path: Callable[[], Awaitable[AsyncSpeechPath]],
+        publish: Callable[[str, str], Awaitable[None]],
+        spawn: Callable[[Awaitable[None], str], asyncio.Task[None]],
+    ) -> None:
+        self.path: AsyncSpeechPath | None = None
+        self._early: deque[AudioFrame] = deque(maxlen=self.EARLY_FRAMES)
+        self._publish = publish
+        self.lines = 0  # utterances published
+        self._task = spawn(self._follow(make_path), "agent-words")
+
+    def feed(self, frame: AudioFrame) -> None:
+        if self.path is None:
+            self._early.append(frame)
+        else:
+            self.path.offer(frame)
+
+    async def _follow(self, make_path: Callable[[], Awaitable[AsyncSpeechPath]]) -> None:
+        try:
+            path = await make_path()
+        except Exception as err:  # the talk goes on without the agent's lines
+            log.warning("the agent's speech will not be transcribed: %s", err)
+            return
+        self.path = path
+        while self._early:
+            path.offer(self._early.popleft())
+        try:
+            async for event in path:
+                if isinstance(event, Utterance) and event.text:
+                    self.lines += 1
+                    await self._publish("agent", event.text)
+        except IvrError as err:  # the recogniser failed: the talk goes on, without more of their lines
+            log.warning("the agent's speech path failed: %s", err)
+
+    async def close(self) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                if self.path is not None:
+                    await self.path.end()
+                await asyncio.wait({self._task}, timeout=self.CLOSE_WAIT_S)  # (the call may cancel it first)
+        finally:
+            self._task.cancel()
+            if self.path is not None:
+                with contextlib.suppress(Exception):
+                    await self.path.aclose()
