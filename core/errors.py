@@ -35,6 +35,10 @@ class NotFoundError(IvrError):
     """An order, customer or product the caller named does not exist."""
 
 
+class ConflictError(IvrError):
+    """Someone else got there first (another agent claimed the callback): nothing was changed."""
+
+
 class TransientError(IvrError):
     """A dependency (Redis, a shop system) is briefly unavailable."""
 

@@ -77,7 +77,7 @@ def start(caller: str | None, ctx: Context) -> tuple[CallState, Actions]:
     """Identify the caller by caller ID and greet them, using their history."""
     customer = ctx.shop.customer_by_phone(caller) if caller else None
     text = greeting(customer, ctx)
-    return CallState(customer=customer).say("bot", text, ctx.elapsed), (Say(text),)
+    return CallState(customer=customer, caller=caller or None).say("bot", text, ctx.elapsed), (Say(text),)
 
 
 def greeting(customer: Customer | None, ctx: Context) -> str:
@@ -468,14 +468,21 @@ def _handover(
     if state.callback is not None:  # booked already (nobody was free, or after hours): no second promise
         text = _fit(facts, render("callback.already", desk=DESKS[state.callback.skill.value]))
         return state.say("bot", text, ctx.elapsed), (Say(text),)
-    callback = policy.callback_text(ctx, decision.skill)
+    reachable = policy.callback_number(state) is not None
     if not policy.in_agent_hours(ctx):
-        text = _fit(facts, render("callback.closed") + callback)
+        if not reachable:  # no number to ring: when to call again, and no promise
+            text = _fit(facts, render("callback.closed") + policy.call_again_text(ctx))
+            return state.say("bot", text, ctx.elapsed), (Say(text),)
+        text = _fit(facts, render("callback.closed") + policy.callback_text(ctx, decision.skill))
         state = state.say("bot", text, ctx.elapsed)
-        return replace(state, callback=policy.request(decision, state, ctx)), (Say(text),)
+        booked = replace(state, callback=policy.request(decision, state, ctx), promised=policy.callback_when(ctx))
+        return booked, (Say(text),)
     key = "failed.transfer" if decision.code == policy.FAILED else "transfer"
     text = _fit(facts, render(key, desk=DESKS[decision.skill.value]))
-    busy = _fit(facts, render("callback.busy") + policy.callback_text(ctx, decision.skill, busy=True))
+    later = (
+        policy.callback_text(ctx, decision.skill, busy=True) if reachable else policy.call_again_text(ctx, busy=True)
+    )
+    busy = _fit(facts, render("callback.busy") + later)
     state = state.say("bot", text, ctx.elapsed)
     req = policy.request(decision, state, ctx)
     return replace(state, transfer=req, ended=True), (Transfer(text, req, busy),)
@@ -491,7 +498,9 @@ def no_agent(state: CallState, transfer: Transfer, ctx: Context) -> tuple[CallSt
     lines = state.transcript
     if transfer.text and lines and lines[-1].speaker == "bot" and lines[-1].text == transfer.text:
         lines = lines[:-1]  # the transfer sentence was not said (no agent at all): the apology instead
-    state = replace(state, transcript=lines, transfer=None, callback=req, pending=None, ended=False)
+    state = replace(state, transcript=lines, transfer=None, pending=None, ended=False)
+    if policy.callback_number(state) is not None:  # (else busy_text asked them to call again: no promise)
+        state = replace(state, callback=req, promised=policy.callback_when(ctx, busy=True))
     return state.say("bot", busy, ctx.elapsed), (Say(busy),)
 
 
@@ -503,7 +512,7 @@ def queued(
     wait is long): it also asks whether we should call back instead (``OfferCallback``), and the
     call goes on until the caller answers."""
     text = transfer.text + queue_text(position, wait_s)
-    if offer_callback:
+    if offer_callback and policy.callback_number(state) is not None:  # (no number: nothing to offer)
         text += render("transfer.offer_callback")
         state = replace(state, pending=OfferCallback(), ended=False)
     lines = state.transcript
@@ -527,7 +536,8 @@ def _wait_or_callback(
     if (call_me or _answer_is(intents, "affirm")) and not waits:
         callback = policy.callback_text(ctx, req.skill, busy=True)
         said = render("callback.chosen", callback=callback)
-        state = replace(state, transfer=None, callback=req, ended=True, failed=0)
+        promised = policy.callback_when(ctx, busy=True)
+        state = replace(state, transfer=None, callback=req, promised=promised, ended=True, failed=0)
         return state.say("bot", said, ctx.elapsed), (Hangup(said),)
     said = render("transfer.hold_on")
     return replace(state.say("bot", said, ctx.elapsed), ended=True, failed=0), (Say(said),)

@@ -178,15 +178,31 @@ def _clock(text: str) -> time:
     return time(23, 59, 59) if hours == "24" else time(int(hours), int(minutes or 0))
 
 
-def callback_text(ctx: Context, skill: Skill, *, busy: bool = False) -> str:
-    """「我已经为您登记回电，…会有…给您打过来。」: soon when agents are busy, else when they start."""
-    start, end = ctx.info.agent_hours
+def callback_when(ctx: Context, *, busy: bool = False) -> str:
+    """When a callback can come: 「稍后」 when agents are on duty but busy, else when they start."""
+    start, _ = ctx.info.agent_hours
     if busy:
-        when = render("callback.soon")
-    else:
-        today = ctx.local_now.time() < _clock(start)
-        when = render("callback.today" if today else "callback.tomorrow", start=start)
-    return render("callback", start=start, end=end, when=when, desk=DESKS[skill.value])
+        return render("callback.soon")
+    today = ctx.local_now.time() < _clock(start)
+    return render("callback.today" if today else "callback.tomorrow", start=start)
+
+
+def callback_text(ctx: Context, skill: Skill, *, busy: bool = False) -> str:
+    """「已为您登记回电，…会打给您。」 — or, with no number to call (``callback_number``), when to call again."""
+    start, end = ctx.info.agent_hours
+    return render("callback", start=start, end=end, when=callback_when(ctx, busy=busy), desk=DESKS[skill.value])
+
+
+def call_again_text(ctx: Context, *, busy: bool = False) -> str:
+    """「请您稍后再打过来。」: a caller we have no number for cannot be promised a callback."""
+    return render("callback.call_again", when=callback_when(ctx, busy=busy))
+
+
+def callback_number(state: CallState) -> str | None:
+    """The number a callback would ring: the caller ID, else the identified customer's phone."""
+    if state.caller:
+        return state.caller
+    return state.customer.phone if state.customer is not None and state.customer.phone else None
 
 
 def request(decision: Decision, state: CallState, ctx: Context) -> TransferRequest:

@@ -229,6 +229,7 @@ FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "transfer.hold_on": _F(),
         "callback.chosen": _F({"callback"}),
         "callback.already": _F({"desk"}),
+        "callback.call_again": _F({"when"}),
         "callback": _F({"start", "end", "when", "desk"}),
         "callback.today": _F({"start"}),
         "callback.tomorrow": _F({"start"}),

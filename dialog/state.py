@@ -177,7 +177,9 @@ class CallState:
     verify_failures: int = 0  # wrong answers to the verification question
     product: str | None = None  # the product last talked about, for 「卡其色M码呢」
     transfer: TransferRequest | None = None  # set when the call was handed to a human
-    callback: TransferRequest | None = None  # set when a callback was booked (outside agent hours)
+    callback: TransferRequest | None = None  # set when a callback was booked (off duty, nobody free, chosen)
+    promised: str = ""  # when the booked callback was promised for, as said (「稍后」「明天09:00以后」)
+    caller: str | None = None  # the caller ID the call came with (None: withheld or not trusted)
     ended: bool = False  # hung up, transferred or a callback booked: no more turns
 
     @property

@@ -142,7 +142,7 @@ def test_a_turn_that_booked_a_callback_is_never_retracted(name: str, tmp_path: P
     shop = shop_for(name, tmp_path)
     desk = LocalDesk(shop.agents(), [])  # nobody signed in: the transfer becomes a callback
     try:
-        call = Call(shop, None, desk)
+        call = Call(shop, "+8613900139001", desk)  # a number to call back
         done = call.say(U("我要投诉，给我转人工", ("complaint", {}), ("human_agent", {})))
         state = call.session.state
         assert state.callback is not None and not done.ended  # the call goes on with the bot

@@ -35,6 +35,7 @@ from voice.transfers import LoopTransfers
 
 LOUD = AudioFrame((np.sin(np.arange(160) / 3) * 8000).astype("<i2").tobytes(), 8000)
 QUIET = AudioFrame(bytes(320), 8000)
+CALLER = "+8613900139001"  # caller ID (a stranger to the shop): a callback can be promised
 HOLD = set(frame for frame, _ in zip(hold_frames(), range(400), strict=False))
 
 
@@ -76,7 +77,7 @@ class Rig:
         )  # fmt: skip
         hotline.transfers = LoopTransfers(self.dispatcher, asyncio.get_running_loop(), "test")
         self.call = LiveCall(
-            hotline.session(None, channel="phone"), lambda: self.speech, FrameVoice(), self.wire,  # type: ignore[arg-type,return-value]
+            hotline.session(CALLER, channel="phone"), lambda: self.speech, FrameVoice(), self.wire,  # type: ignore[arg-type,return-value]
             time=self.time, prompts=LivePrompts(goodbye="感谢来电，再见。"), desk=self.desk,
             agent_speech=lambda: self.agent_speech,  # type: ignore[arg-type,return-value]
         )  # fmt: skip

@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from core.errors import AudioFormatError, NotFoundError, TransientError
-from voice import agent_desk, softphone
+from voice import agent_callbacks, agent_desk, softphone
 from voice.app_errors import BodyLimit, body_limit_for, install_error_handlers
 from voice.calls import CallRegistry, HttpCall, LineFullError
 from voice.hotline import Hotline
@@ -86,6 +86,7 @@ def create_app(
     app.include_router(softphone.router)
     agent_desk.attach(app, hotline)  # live store (IVR_REDIS_URL, else this process), agent accounts, dispatcher
     app.include_router(agent_desk.router)
+    app.include_router(agent_callbacks.router)
     return app
 
 

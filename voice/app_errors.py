@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import IvrError, NotFoundError, ProtocolError
+from core.errors import ConflictError, IvrError, NotFoundError, ProtocolError
 
 log = logging.getLogger("ivr.http")
 
@@ -32,7 +32,7 @@ def error(status: int, message: str, retryable: bool = False) -> JSONResponse:
 def status_of(err: IvrError) -> int:
     if isinstance(err, NotFoundError):
         return 404
-    if isinstance(err, ProtocolError):
+    if isinstance(err, ProtocolError | ConflictError):
         return 409
     return 503 if err.retryable else 400
 

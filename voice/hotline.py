@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.shop import ShopInfo, ShopPort
 from dialog.nlu import Understander
 from dialog.vocabulary import Vocabulary
+from routing.callbacks import Callbacks
 from shop import open_shop
 from shop.fulfilment import promise_gaps
 
@@ -55,6 +56,7 @@ class Hotline:
     warnings: tuple[str, ...] = ()  # promises the hotline will not make: the shop does not state them
     carriers: tuple[str, ...] = ()  # the carriers the shop names, for the speech engine's prompt
     transfers: TransferPort | None = None  # the agents' queue (set by the server or --agents-online); None: callbacks
+    callbacks: Callbacks | None = None  # the callbacks promised, for the agents' desk (open_hotline: the hotline db)
     _engine: AsrEngine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -97,7 +99,7 @@ class Hotline:
         return CallSession(
             self.shop, self.understander, self.clock, speech, caller=caller, call_id=call_id,
             transfers=self.transfers, channel=channel, audio_url=audio_url,
-            callback_offer_s=float(self.settings.callback_offer_seconds),
+            callback_offer_s=float(self.settings.callback_offer_seconds), callbacks=self.callbacks,
         )  # fmt: skip
 
     def speech_for_call(self) -> TurnSpeech:
@@ -117,4 +119,7 @@ def open_hotline(settings: Settings, shop_file: Path | None = None) -> Hotline:
     clock = shop_clock(info, shop.last_recorded_at())
     gaps = promise_gaps(info.fulfilment)
     understander = Understander(vocabulary)
-    return Hotline(settings, shop, understander, clock, vocabulary, warnings=gaps, carriers=shop.carriers())
+    return Hotline(
+        settings, shop, understander, clock, vocabulary, warnings=gaps, carriers=shop.carriers(),
+        callbacks=Callbacks(settings.db_path),
+    )  # fmt: skip

@@ -22,6 +22,7 @@ executor. One session per call; not thread-safe.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ from core.types import (
     TransferRequest,
     Understanding,
     Utterance,
+    mask_phone,
 )
 from dialog import manager, policy
 from dialog.state import (
@@ -59,6 +61,7 @@ from dialog.state import (
     OfferTransfer,
     Verify,
 )
+from routing.callbacks import Callback, Callbacks
 from routing.dispatch import Placement
 from voice.handoff_packet import packet
 from voice.transfers import TransferPort, queued_call
@@ -158,6 +161,7 @@ class CallSession:
         channel: str = "cli",
         audio_url: str | None = None,
         callback_offer_s: float | None = None,
+        callbacks: Callbacks | None = None,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.shop, self.understander, self.clock, self.speech = shop, understander, clock, speech
@@ -167,6 +171,7 @@ class CallSession:
         self.channel = channel  # twilio | sip | phone | api | cli: shown to the agent
         self.audio_url = audio_url  # where a browser agent's audio reaches this call (live calls)
         self.callback_offer_s = callback_offer_s  # an expected wait this long: a callback is offered first
+        self.callbacks = callbacks  # where a callback booked by this call goes for the agents (None: nowhere)
         self.placement: Placement | None = None  # the transfer's place with the agents
         self.agent: Agent | None = None  # rung at once, or connected by the live call
         self._transfer: Transfer | None = None
@@ -398,7 +403,23 @@ class CallSession:
             if record is not None and state.customer is not None:
                 self.shop.record_contact(state.customer.id, record)
         self._outcome = self._outcome_of(state)
+        if self._outcome.type == "callback":
+            self._book_callback(state, ctx)
         return self._outcome
+
+    def _book_callback(self, state: CallState, ctx: Context) -> None:
+        """The callback promised to the caller becomes a task on the agents' desk (``routing.callbacks``)."""
+        number, request = policy.callback_number(state), state.callback
+        if self.callbacks is None or number is None or request is None:
+            return
+        task = Callback(
+            self.call_id, number, state.customer.id if state.customer else None, request.skill.value,
+            request.priority, request.reason, request.handoff.summary, state.promised or "稍后", ctx.now,
+        )  # fmt: skip
+        try:
+            self.callbacks.book(task)
+        except sqlite3.Error as err:  # the promise must not vanish quietly
+            log.error("callback for call %s (%s) not booked: %s", self.call_id, mask_phone(number), err)
 
     def _outcome_of(self, state: CallState) -> CallOutcome:
         for kind, request in (("transferred", state.transfer), ("callback", state.callback)):

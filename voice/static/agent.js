@@ -68,6 +68,67 @@ function notice(text) {
 }
 
 // ------------------------------------------------------------------------------------------
+// Callbacks the hotline promised: claim one, ring the number, then note how it went
+
+async function refreshCallbacks() {
+  if (!desk.me) return;
+  try {
+    const { callbacks } = await api("GET", "/agent/api/callbacks");
+    const list = $("callbacks");
+    clear(list);
+    for (const cb of callbacks) list.append(callbackItem(cb));
+    $("callbacks-count").textContent = String(callbacks.length);
+    $("callbacks-empty").hidden = callbacks.length > 0;
+  } catch (err) {
+    if (err.status === 401) showLogin("登录已过期，请重新登录");
+  }
+}
+
+function callbackItem(cb) {
+  const li = el("li", cb.summary[0] || cb.reason || "（无摘要）", cb.status);
+  li.dataset.callId = cb.call_id;
+  const meta = [
+    cb.customer || "未识别客户", cb.number, SKILL_TEXT[cb.skill] || cb.skill, `优先级 ${cb.priority}`,
+    `承诺${cb.promised}回电`, cb.reason,
+  ].filter(Boolean);
+  li.append(el("span", meta.join(" · "), "meta"));
+  if (cb.status === "open") {
+    const take = el("button", "我来回电", "small ok");
+    take.type = "button";
+    take.addEventListener("click", () => claimCallback(cb.call_id));
+    li.append(take);
+  } else {
+    const notes = el("textarea", null, "callback-notes");
+    notes.maxLength = 2000;
+    notes.placeholder = "回电结果（写入客户历史）";
+    const made = el("button", "已回电", "small ok");
+    made.type = "button";
+    made.addEventListener("click", () => callbackDone(cb.call_id, notes.value));
+    li.append(notes, made);
+  }
+  return li;
+}
+
+async function claimCallback(callId) {
+  try {
+    await api("POST", `/agent/api/callbacks/${encodeURIComponent(callId)}/claim`);
+  } catch (err) {
+    notice(err.status === 409 ? "这条回电已被其他坐席领取" : `领取失败：${err.message}`);
+  }
+  refreshCallbacks();
+}
+
+async function callbackDone(callId, notes) {
+  try {
+    await api("POST", `/agent/api/callbacks/${encodeURIComponent(callId)}/done`, { notes });
+    notice("回电已完成");
+  } catch (err) {
+    notice(`保存失败：${err.message}`);
+  }
+  refreshCallbacks();
+}
+
+// ------------------------------------------------------------------------------------------
 // Sign-in and presence
 
 function showLogin(message) {
@@ -86,6 +147,7 @@ function showDesk(me) {
   setMe(me);
   openSocket();
   refreshQueue();
+  refreshCallbacks();
 }
 
 function setMe(me) {
@@ -564,6 +626,7 @@ async function start() {
   $("finish").addEventListener("click", finishCall);
   $("save").addEventListener("click", saveWrapUp);
   setInterval(refreshQueue, QUEUE_EVERY_MS);
+  setInterval(refreshCallbacks, QUEUE_EVERY_MS);
   try {
     showDesk(await api("GET", "/agent/api/me"));
   } catch (err) {
