@@ -7,8 +7,8 @@ first-to-be-served first and, for each caller whose server is alive (``LiveStore
 fed by each dispatcher's heartbeat), offers the call to the first agent of
 ``routing.agents.candidates`` whose line ``LiveStore.reserve`` gives it (atomic across servers),
 then takes the caller out of the queue (``dequeue``: exactly one server wins; the loser gives the
-line back). Callers of a dead server stay queued and untouched: the agents' desktop lists them as
-callbacks.
+line back). Callers of a dead server are left queued, never offered: the agents' desktop marks
+them, and once the server has been silent a while they become callbacks (``voice.agent_callbacks``).
 
 The call's record (``save_call``) is where it stands, under ``status``:
 ``queued`` → ``offered`` (``offer`` = {agent, until, by}: the agent rung, until when, by which

@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from brain import Script, U
-from deskpackets import complainer
+from deskpackets import complainer, entry, packet
 from fastapi.testclient import TestClient
 from shops import SHOPS, open_test_shop
 from test_agent_desk import PASSWORD, sign_in
@@ -24,6 +25,7 @@ from core.errors import ConflictError, NotFoundError
 from core.settings import Settings
 from routing.callbacks import Callback, Callbacks
 from voice import agent_desk
+from voice.agent_callbacks import book_orphans
 from voice.app import create_app
 from voice.hotline import open_hotline
 from voice.session import CallSession
@@ -178,3 +180,41 @@ def test_the_desk_lists_callbacks_and_one_agent_makes_each(desk: TestClient) -> 
     assert any(h.summary == notes and h.channel == "agent" for h in history)  # the next call remembers
     assert desk.get("/agent/api/callbacks", headers=mine).json()["callbacks"] == []
     assert desk.post("/agent/api/callbacks/nope/claim", headers=mine).status_code == 404
+
+
+def test_callers_queued_at_a_dead_server_become_callbacks(tmp_path: Path) -> None:
+    hotline = open_hotline(Settings(db_path=tmp_path / "hotline.sqlite3", model_dir=tmp_path, tts_voice="espeak"))
+    app = create_app(hotline)
+    now = 1_800_000_000.0
+    agent_desk.attach(app, hotline, server="B", now=lambda: now)
+    with TestClient(app) as client:
+        _dead_server(client, app, hotline, now)
+
+
+def _dead_server(client: TestClient, app: Any, hotline: Any, now: float) -> None:
+    store = app.state.store
+    customer, _ = complainer("sample", hotline.shop)
+
+    def queued(call_id: str, server: str, channel: str = "phone", caller: str | None = NUMBER) -> None:
+        record = {**packet(hotline.shop, customer, call_id), "channel": channel, "caller": caller}
+        if caller is None:
+            record["customer"] = None  # nobody known, no number: nothing to ring
+        client.portal.call(store.save_call, call_id, record, 3600)
+        client.portal.call(store.enqueue, entry(call_id, server, now, customer))
+
+    client.portal.call(store.heartbeat, "A", now - 100, 5)  # died 95 s ago
+    client.portal.call(store.heartbeat, "C", now - 10, 5)  # silent for 5 s only: maybe a hiccup
+    client.portal.call(store.heartbeat, "B", now, 5)
+    queued("lost", "A")
+    queued("api", "A", channel="api")  # no line to lose: it stays with the agents
+    queued("anonymous", "A", caller=None)
+    queued("hiccup", "C")
+    queued("alive", "B")
+    assert client.portal.call(book_orphans, app) == 1
+    assert client.portal.call(book_orphans, app) == 0  # once
+    (booked,) = hotline.callbacks.pending("A01")
+    assert (booked.call_id, booked.number, booked.customer_id) == ("lost", NUMBER, customer.id)
+    assert booked.summary and booked.reason
+    left = [q.call_id for q in client.portal.call(store.queue)]
+    assert sorted(left) == ["alive", "anonymous", "api", "hiccup"]
+    assert client.portal.call(store.load_call, "lost")["status"] == "callback"

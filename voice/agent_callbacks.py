@@ -7,10 +7,16 @@
   or it is done: one agent per callback, across servers sharing the hotline database).
 - ``POST /agent/api/callbacks/{call_id}/done`` ``{notes}``: made; the notes go into the customer's
   history as an agent's note (never read back to the caller), as a transfer's wrap-up does.
+
+A caller still queued for an agent when their server died has lost the call: once that server has
+been silent for ``ORPHAN_AFTER_S``, ``book_orphans`` (every server runs it) takes the caller out of
+the queue — one server wins the dequeue — and books their callback from the handoff packet. An HTTP
+API call has no line and stays queued for the agents as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -18,11 +24,15 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from core.shop import AGENT_NOTES, Contact
+from dialog.replies import render
 from routing.callbacks import Callback, Callbacks
 from voice.agent_desk import MAX_NOTES, AgentId, blocking
 from voice.hotline import Hotline
 
 log = logging.getLogger(__name__)
+
+ORPHAN_AFTER_S = 30.0  # a server silent this long (heartbeats every second, alive for 5 s) has died
+ORPHANS_EVERY_S = 10.0
 
 router = APIRouter()
 
@@ -70,3 +80,43 @@ async def done(call_id: str, body: Done, request: Request, agent_id: AgentId) ->
         await blocking(request.app, hotline.shop.record_contact, callback.customer_id, contact)
     log.info("agent %s made the callback of call %s (notes %s)", agent_id, call_id, "recorded" if recorded else "none")
     return {**(await _json(request, callback)), "recorded": recorded}
+
+
+async def book_orphans(app: Any) -> int:
+    """Callers queued at a server dead for ``ORPHAN_AFTER_S``: out of the queue, into the callbacks.
+    Returns how many this server booked."""
+    store, hotline = app.state.store, app.state.hotline
+    if hotline.callbacks is None:
+        return 0
+    recently = await store.servers_alive(app.state.desk.now() - ORPHAN_AFTER_S)
+    booked = 0
+    for entry in await store.queue():
+        if entry.server in recently:
+            continue
+        record = await store.load_call(entry.call_id) or {}
+        number = record.get("caller") or (record.get("customer") or {}).get("phone")
+        if record.get("channel") == "api" or not number:
+            continue  # no line to have lost (the agents take it from the queue), or no number to ring
+        if await store.dequeue(entry.call_id) is None:
+            continue  # another server booked it
+        customer = (record.get("customer") or {}).get("id")
+        summary = tuple(str(line) for line in record.get("summary") or ())
+        task = Callback(
+            entry.call_id, str(number), customer, entry.skill, entry.priority, str(record.get("reason") or ""),
+            summary, render("callback.soon"), hotline.clock.now(),
+        )  # fmt: skip
+        await blocking(app, hotline.callbacks.book, task)
+        await store.update_call(entry.call_id, {"status": "callback", "why": "来电所在服务器已停止"})
+        booked += 1
+        log.info("call %s lost with its server %s: callback booked", entry.call_id, entry.server)
+    return booked
+
+
+async def orphans_loop(app: Any, every_s: float = ORPHANS_EVERY_S) -> None:
+    """``book_orphans`` every ``every_s`` until cancelled (a failed pass is logged and tried again)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await book_orphans(app)
+        except Exception:
+            log.exception("booking the callbacks of a dead server's callers failed")

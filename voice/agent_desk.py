@@ -120,6 +120,9 @@ async def start(app: Any) -> None:
     host = settings.public_url or f"http://{settings.host}:{settings.port}"
     line.audio_base = "ws" + host.removeprefix("http")
     app.state.dispatch_task = asyncio.create_task(dispatcher.run(DISPATCH_EVERY_S), name="agent-desk-dispatch")
+    from voice.agent_callbacks import orphans_loop  # (it builds on this module's routes)
+
+    app.state.orphans_task = asyncio.create_task(orphans_loop(app), name="agent-desk-orphans")
     where = f"Redis {settings.redis_prefix}" if settings.redis_url else "this process only"
     log.info("agent desk: %s/agent, live state in %s, server %s", host, where, dispatcher.server)
     agents = await blocking(app, hotline.shop.agents)
@@ -130,11 +133,12 @@ async def start(app: Any) -> None:
 
 async def stop(app: Any) -> None:
     """At shutdown, after every call has ended (their transfers withdrawn): stop dispatching, close the store."""
-    task = getattr(app.state, "dispatch_task", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for name in ("dispatch_task", "orphans_task"):
+        task = getattr(app.state, name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     app.state.hotline.transfers = None
     with contextlib.suppress(Exception):  # (a store that cannot close in time must not hold the shutdown)
         await asyncio.wait_for(app.state.store.close(), STORE_CLOSE_S)
