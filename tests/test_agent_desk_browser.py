@@ -10,6 +10,8 @@ caller's audio through the call's bridge while the (fake) microphone reaches the
 live line with its assist clauses. The agent finishes, types wrap-up notes and saves: the customer's
 history in the shop's store holds them, and the agent is available again. A second call from that
 number is transferred too, and the agent finds the notes in the customer's history on its card.
+And a callback: the complainer calls while nobody is signed in and is promised one; the agent signs
+in, finds it under 待回电, claims it, notes how it went, and the notes land in the history.
 
 Routes added to the app here stand in for a live call's audio (a bridge, a live line) and show the
 stored record, each running on the server's own event loop as the live call would.
@@ -253,3 +255,38 @@ def test_an_agent_takes_a_repeat_complainer_and_their_notes_land_in_the_history(
     page.wait_for_selector("#call:not([hidden])")
     until(page, f"document.getElementById('history').textContent.includes({json.dumps(notes)})")
     assert failures == []
+
+
+def test_a_callback_promised_while_nobody_was_free_is_made_from_the_desk(
+    desk: tuple[str, Hotline, str], browser: Any
+) -> None:
+    shop_name, hotline, address = desk
+    customer, _ = complainer(shop_name, hotline.shop)
+    agent = complaint_agents(hotline.shop)[0]
+    call_id = str(post(address, "/api/calls", {"caller": customer.phone})["call_id"])  # nobody signed in yet
+    turn = post(address, f"/api/calls/{call_id}/turns", {"text": MARKUP})
+    assert "已为您登记回电" in turn["reply"] and not turn["ended"], turn  # promised, and the bot serves on
+    assert post(address, f"/api/calls/{call_id}/end")["type"] == "callback"
+
+    page = browser.new_page()
+    failures: list[str] = []
+    page.on("pageerror", lambda err: failures.append(str(err)))
+    page.goto(f"http://{address}/agent")
+    page.wait_for_selector("#login:not([hidden])")
+    page.fill("#agent-id", agent.id)
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_selector("#callbacks li", timeout=WAIT_MS)
+    item = page.locator("#callbacks li").first
+    assert customer.phone in item.text_content() and customer.name in item.text_content()
+    assert page.text_content("#callbacks-count") == "1"
+    item.locator("button").click()  # 我来回电
+    page.wait_for_selector("#callbacks li.claimed textarea", timeout=WAIT_MS)
+    notes = f"已回电，客户问题已解决 <b>{call_id}</b>"
+    page.fill("#callbacks li.claimed textarea", notes)
+    page.click("#callbacks li.claimed button")  # 已回电
+    until(page, "document.querySelectorAll('#callbacks li').length === 0")
+    assert page.text_content("#callbacks-count") == "0"
+    refreshed = hotline.shop.customer(customer.id)
+    assert refreshed is not None and any(h.summary == notes and h.channel == "agent" for h in refreshed.history)
+    assert failures == [] and not page.evaluate("window.injected === 1")
