@@ -15,14 +15,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import ConfigError
+from routing.hotline_db import HotlineTable
 from routing.store import LiveStore
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -85,26 +83,14 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, size: int = HASH
 _DUMMY = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${'00' * SALT_BYTES}${'00' * HASH_BYTES}"
 
 
-class Accounts:
+class Accounts(HotlineTable):
     """The ``agent_accounts`` table in the SQLite file at ``path`` (created when missing).
 
     Blocking (SQLite, scrypt): call from a worker thread in a server.
     """
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as conn:
-            conn.execute(_SCHEMA)
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=10)
-        try:
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        super().__init__(path, _SCHEMA)
 
     def set_password(self, agent_id: str, password: str) -> None:
         encoded = hash_password(password)

@@ -15,14 +15,13 @@ thread in a server.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import ConflictError, NotFoundError
+from routing.hotline_db import HotlineTable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS callbacks (
@@ -69,23 +68,11 @@ class Callback:
         }  # fmt: skip
 
 
-class Callbacks:
+class Callbacks(HotlineTable):
     """The ``callbacks`` table in the SQLite file at ``path`` (created when missing)."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as conn:
-            conn.execute(_SCHEMA)
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=10)
-        try:
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        super().__init__(path, _SCHEMA)
 
     def book(self, callback: Callback) -> bool:
         """Add ``callback`` (status open); False when this call already booked one (kept as it was)."""
