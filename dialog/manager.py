@@ -531,9 +531,9 @@ def _wait_or_callback(
     if req is None:
         raise ProtocolError("expected a queued transfer to answer about, got a call with none")
     text = (u.normalized or u.text).strip()
-    call_me = any(w in text for w in _CALL_ME) and not text.startswith(_NO)  # 「回电吧」, not 「不用回电」
+    call_me = _unnegated(text, _CALL_ME) or any(w in text for w in _WONT_WAIT)  # 「不用等了，回电吧」「等不了」
     waits = "等" in text and not call_me  # 「我等着」「行，我等」
-    if (call_me or _answer_is(intents, "affirm")) and not waits:
+    if call_me or (_answer_is(intents, "affirm") and not waits):
         callback = policy.callback_text(ctx, req.skill, busy=True)
         said = render("callback.chosen", callback=callback)
         promised = policy.callback_when(ctx, busy=True)
@@ -544,6 +544,18 @@ def _wait_or_callback(
 
 
 _CALL_ME = ("回电", "打回", "回拨", "打给我", "打过来")
+_WONT_WAIT = ("不等", "不想等", "不用等", "等不了", "不能等", "没法等")
+
+
+def _unnegated(text: str, words: Sequence[str]) -> bool:
+    """One of ``words`` is in ``text`` without 不/别/没 just before it (「回电吧」, not 「不用回电」)."""
+    for word in words:
+        at = text.find(word)
+        while at >= 0:
+            if not any(no in text[max(0, at - 2) : at] for no in "不别没"):
+                return True
+            at = text.find(word, at + 1)
+    return False
 
 
 def queue_text(position: int, wait_s: float | None) -> str:

@@ -256,6 +256,9 @@ def test_no_agent_books_the_callback_and_the_bot_serves_the_call_again(shop: Sql
         ("我等着", [], False),
         ("行，我等", [("affirm", {})], False),  # yes to waiting, not to the callback
         ("嗯", [], True),
+        ("不用等了，回电吧", [("deny", {})], True),
+        ("等不了", [], True),
+        ("别回电了，我等", [("deny", {})], False),
         ("那个我想想", [], False),  # not an answer: the caller keeps the place they asked for
     ],
 )
