@@ -74,10 +74,11 @@ async def done(call_id: str, body: Done, request: Request, agent_id: AgentId) ->
     hotline, callbacks = _callbacks(request)
     notes = body.notes.strip()
     callback = await blocking(request.app, callbacks.close, call_id, agent_id, notes, hotline.clock.now())
-    recorded = bool(notes and callback.customer_id)
-    if recorded and callback.customer_id:
+    recorded = False
+    if notes and callback.customer_id:  # (an unknown caller has no history to keep them in)
         contact = Contact(hotline.clock.now(), AGENT_NOTES, notes)
         await blocking(request.app, hotline.shop.record_contact, callback.customer_id, contact)
+        recorded = True
     log.info("agent %s made the callback of call %s (notes %s)", agent_id, call_id, "recorded" if recorded else "none")
     return {**(await _json(request, callback)), "recorded": recorded}
 
