@@ -141,8 +141,30 @@ def test_a_caller_with_no_number_is_asked_to_call_again_not_promised_a_callback(
     reply = _say(session, script, U("我要投诉，给我转人工", ("complaint", {}), ("human_agent", {})))
     assert "再打过来" in reply and "登记回电" not in reply and "转接" not in reply
     assert session.state.callback is None and not session.ended  # the bot serves them on
+    again = _say(session, script, U("那你给我转人工", ("human_agent", {})))  # tried again: still nobody
+    assert "再打过来" in again and "转接" not in again and not session.ended
     assert session.end().type != "callback"
     assert callbacks.pending("A01") == []
+
+
+@pytest.mark.parametrize("name", SHOPS)
+def test_a_caller_queued_once_is_not_queued_again_in_the_same_call(name: str, tmp_path: Path) -> None:
+    shop = open_test_shop(name, tmp_path)
+    as_of = shop.info().as_of
+    assert as_of is not None
+    desk = LocalDesk(shop.agents(), [a.id for a in shop.agents()])  # everyone free: the call is offered
+    try:
+        script = Script()
+        session = CallSession(shop, script, FixedClock(as_of.replace(hour=10)), caller=None, transfers=desk)
+        session.greet()
+        assert "转接" in _say(session, script, U("我要投诉，给我转人工", ("complaint", {}), ("human_agent", {})))
+        assert session.placement is not None and session.placement.status == "offered"
+        assert "再打过来" in session.no_agent_came()  # nobody answered in time; no number to ring back
+        again = _say(session, script, U("那你给我转人工", ("human_agent", {})))
+        assert "转接" not in again and "再打过来" in again and not session.ended  # no 转接 nothing stands behind
+        assert session.end().type != "transferred"
+    finally:
+        desk.close()
 
 
 # -- the desk -----------------------------------------------------------------------------------------

@@ -175,6 +175,7 @@ class CallSession:
         self.placement: Placement | None = None  # the transfer's place with the agents
         self.agent: Agent | None = None  # rung at once, or connected by the live call
         self._transfer: Transfer | None = None
+        self._was_queued = False  # this call's transfer was offered or queued (a call is queued once)
         self._connected = False  # an agent took the call (the live call bridged or handed it over)
         self._left_queue = False  # the caller hung up while waiting for an agent
         self._timer = timer
@@ -290,9 +291,15 @@ class CallSession:
             done.append(actions[0])
             state, actions = manager.changed(state, records, error, ctx)
         transfer = next((a for a in actions if isinstance(a, Transfer)), None)
-        if transfer is not None and state.transfer is not None and self.placement is None:
+        if transfer is not None and state.transfer is not None and self._was_queued:
+            # queued once already (they held on, then chose a callback or nobody came): not a second
+            # time in one call — the apology instead, never a 转接 that nothing stands behind
+            state, actions = manager.no_agent(state, transfer, ctx)
+            return state, (*done, *actions)
+        if transfer is not None and state.transfer is not None:
             self._transfer = transfer
             self.placement = placement = self._place(transfer.request, state)
+            self._was_queued = placement.status in ("offered", "queued")
             if placement.status == "offered":
                 self.agent = placement.agent
             elif placement.status == "queued":
