@@ -472,7 +472,8 @@ def _handover(
     if not policy.in_agent_hours(ctx):
         if not reachable:  # no number to ring: when to call again, and no promise
             text = _fit(facts, render("callback.closed") + policy.call_again_text(ctx))
-            return state.say("bot", text, ctx.elapsed), (Say(text),)
+            state = state.say("bot", text, ctx.elapsed)
+            return replace(state, missed=state.missed or policy.request(decision, state, ctx)), (Say(text),)
         text = _fit(facts, render("callback.closed") + policy.callback_text(ctx, decision.skill))
         state = state.say("bot", text, ctx.elapsed)
         booked = replace(state, callback=policy.request(decision, state, ctx), promised=policy.callback_when(ctx))
@@ -499,8 +500,10 @@ def no_agent(state: CallState, transfer: Transfer, ctx: Context) -> tuple[CallSt
     if transfer.text and lines and lines[-1].speaker == "bot" and lines[-1].text == transfer.text:
         lines = lines[:-1]  # the transfer sentence was not said (no agent at all): the apology instead
     state = replace(state, transcript=lines, transfer=None, pending=None, ended=False)
-    if policy.callback_number(state) is not None:  # (else busy_text asked them to call again: no promise)
+    if policy.callback_number(state) is not None:
         state = replace(state, callback=req, promised=policy.callback_when(ctx, busy=True))
+    else:  # busy_text asked them to call again: no promise, and the call is not served
+        state = replace(state, missed=state.missed or req)  # (the first: why they wanted a human)
     return state.say("bot", busy, ctx.elapsed), (Say(busy),)
 
 

@@ -179,6 +179,7 @@ class CallState:
     transfer: TransferRequest | None = None  # set when the call was handed to a human
     callback: TransferRequest | None = None  # set when a callback was booked (off duty, nobody free, chosen)
     promised: str = ""  # when the booked callback was promised for, as said (「稍后」「明天09:00以后」)
+    missed: TransferRequest | None = None  # wanted a human, none free, and no number to call back
     caller: str | None = None  # the caller ID the call came with (None: withheld or not trusted)
     ended: bool = False  # hung up, transferred or a callback booked: no more turns
 

@@ -439,6 +439,10 @@ class CallSession:
                     )
                 agent = self.agent if kind == "transferred" else None
                 return CallOutcome(kind, request.skill.value, agent, request.priority, summary, request.reason, request)
+        if state.missed is not None:  # wanted a human, nobody free, no number to call back
+            missed = state.missed
+            reason = "人工客服忙，来电无回拨号码，已请客户再来电"
+            return CallOutcome("abandoned", missed.skill.value, None, missed.priority, missed.handoff.summary, reason)
         if not state.turns or state.pending is not None or state.failed:
             return CallOutcome("abandoned", reason=_abandon_reason(state))
         return CallOutcome("resolved")
