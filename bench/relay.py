@@ -19,12 +19,10 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import struct
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from bench.routing import summary_ms  # noqa: E402  (p50/p95/max, as the routing benchmark reports them)
+from bench.routing import run_facts, summary_ms  # noqa: E402  (reported as the routing benchmark does)
 from routing.store import MemoryStore  # noqa: E402
 from routing.store_redis import RedisStore  # noqa: E402
 from voice.bridge import Bridge  # noqa: E402
@@ -156,15 +154,7 @@ if __name__ == "__main__":
     result = asyncio.run(main(args))
     doc = {
         "run": {
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "python": platform.python_version(),
-            "load": {
-                "before": [round(x, 2) for x in load_before],
-                "after": [round(x, 2) for x in os.getloadavg()],
-                "note": "shared machine: load average 1/5/15 min",
-            },
-            "seconds": round(time.perf_counter() - started, 1),
+            **run_facts(load_before, started),
             "redis": args.redis,
             "audio_s_each_way": args.seconds,
         },

@@ -89,6 +89,21 @@ def summary_ms(seconds: Sequence[float]) -> dict[str, float]:
     return {"n": len(ms), "p50": round(p50, 2), "p95": round(p95, 2), "max": round(max(ms), 2)}
 
 
+def run_facts(load_before: tuple[float, float, float], started: float) -> dict[str, Any]:
+    """When and where a benchmark ran: date, machine, Python, load average before and after, seconds taken."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "load": {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+            "note": "shared machine, other work running: load average 1/5/15 min",
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def make_agents(n: int, rng: random.Random) -> list[Agent]:
     """``n`` agents: general (most of them, always the first) plus 1-3 other desks, levels 1-5;
     Mandarin and sometimes a dialect; one line mostly, some two or three."""
@@ -462,15 +477,7 @@ def main() -> None:
     print_table(out)
     doc = {
         "run": {
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "python": platform.python_version(),
-            "load": {
-                "before": [round(x, 2) for x in load_before],
-                "after": [round(x, 2) for x in os.getloadavg()],
-                "note": "shared machine, other work running: load average 1/5/15 min",
-            },
-            "seconds": round(time.perf_counter() - started, 1),
+            **run_facts(load_before, started),
             "redis": args.redis,
             "seed": SEED,
             "samples": args.samples,
