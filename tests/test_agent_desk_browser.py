@@ -280,6 +280,7 @@ def test_a_callback_promised_while_nobody_was_free_is_made_from_the_desk(
     item = page.locator("#callbacks li").first
     assert customer.phone in item.text_content() and customer.name in item.text_content()
     assert page.text_content("#callbacks-count") == "1"
+    assert page.text_content("#queue-count") == "0" and page.is_visible("#queue-empty")  # (nobody queued)
     item.locator("button").click()  # 我来回电
     page.wait_for_selector("#callbacks li.claimed textarea", timeout=WAIT_MS)
     notes = f"已回电，客户问题已解决 <b>{call_id}</b>"

@@ -70,15 +70,21 @@ function notice(text) {
 // ------------------------------------------------------------------------------------------
 // Callbacks the hotline promised: claim one, ring the number, then note how it went
 
-async function refreshCallbacks() {
+function refreshCallbacks() {
+  return refreshList("/agent/api/callbacks", "callbacks", callbackItem);
+}
+
+// One of the side lists (the queue, the callbacks): GET `path`, its `name` array drawn by `item`
+// into #name, with #name-count and #name-empty.
+async function refreshList(path, name, item) {
   if (!desk.me) return;
   try {
-    const { callbacks } = await api("GET", "/agent/api/callbacks");
-    const list = $("callbacks");
+    const entries = (await api("GET", path))[name];
+    const list = $(name);
     clear(list);
-    for (const cb of callbacks) list.append(callbackItem(cb));
-    $("callbacks-count").textContent = String(callbacks.length);
-    $("callbacks-empty").hidden = callbacks.length > 0;
+    for (const entry of entries) list.append(item(entry));
+    $(`${name}-count`).textContent = String(entries.length);
+    $(`${name}-empty`).hidden = entries.length > 0;
   } catch (err) {
     if (err.status === 401) showLogin("登录已过期，请重新登录");
   }
@@ -212,26 +218,18 @@ function failed(err) {
 // ------------------------------------------------------------------------------------------
 // The queue
 
-async function refreshQueue() {
-  if (!desk.me) return;
-  try {
-    const { queue } = await api("GET", "/agent/api/queue");
-    const list = $("queue");
-    clear(list);
-    for (const entry of queue) {
-      const li = el("li", entry.summary || "（无摘要）", entry.callback ? "callback" : "");
-      const meta = [
-        SKILL_TEXT[entry.skill] || entry.skill, `优先级 ${entry.priority}`, `已等 ${entry.wait_s} 秒`,
-        entry.vip ? "VIP" : "", entry.dialect || "", entry.callback ? "需回电（来电已断开）" : "",
-      ].filter(Boolean);
-      li.append(el("span", meta.join(" · "), "meta"));
-      list.append(li);
-    }
-    $("queue-count").textContent = String(queue.length);
-    $("queue-empty").hidden = queue.length > 0;
-  } catch (err) {
-    if (err.status === 401) showLogin("登录已过期，请重新登录");
-  }
+function refreshQueue() {
+  return refreshList("/agent/api/queue", "queue", queueItem);
+}
+
+function queueItem(entry) {
+  const li = el("li", entry.summary || "（无摘要）", entry.callback ? "callback" : "");
+  const meta = [
+    SKILL_TEXT[entry.skill] || entry.skill, `优先级 ${entry.priority}`, `已等 ${entry.wait_s} 秒`,
+    entry.vip ? "VIP" : "", entry.dialect || "", entry.callback ? "需回电（来电已断开）" : "",
+  ].filter(Boolean);
+  li.append(el("span", meta.join(" · "), "meta"));
+  return li;
 }
 
 // ------------------------------------------------------------------------------------------
